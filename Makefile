@@ -1,0 +1,46 @@
+# Fruits! ingestion — every target creates .venv when missing and installs what it needs (idempotent).
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+EXTRAS := lambda,spark,local,cdk,dev
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
+DEMO_ARGS ?=
+
+.PHONY: help demo test lint bench synth java clean
+
+help:
+	@echo "make demo   - run the whole loop locally (moto + local Spark) on the Fruits-360 sample"
+	@echo "make test   - lint + full pytest suite (moto, local Spark, CDK synth)"
+	@echo "make lint   - ruff"
+	@echo "make bench  - benchmarks; figures to bench/results/*.json and bench/README.md"
+	@echo "make synth  - cdk synth with the aws-cdk CLI (offline, no Docker, no credentials)"
+
+$(PY):
+	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "error: $(PYTHON) not found (Python 3.11 is required)" >&2; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+
+$(STAMP): $(PY) pyproject.toml
+	$(PY) -m pip install --quiet -e ".[$(EXTRAS)]"
+	@rm -f $(VENV)/.installed-*
+	@touch $(STAMP)
+
+java:
+	@command -v java >/dev/null 2>&1 || { echo "error: Java 17 is required by Spark (install openjdk-17-jre-headless)" >&2; exit 1; }
+	@java -version 2>&1 | head -1 | grep -qE '"(17|21)\.' || { echo "error: Java 17 is required by Spark; found: $$(java -version 2>&1 | head -1)" >&2; exit 1; }
+
+demo: $(STAMP) java
+	$(VENV)/bin/fruits demo $(DEMO_ARGS)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+
+test: $(STAMP) java lint
+	$(VENV)/bin/pytest -q
+
+bench: $(STAMP) java
+	$(PY) -m bench.run_all
+
+clean:
+	rm -rf lake cdk.out .pytest_cache .ruff_cache

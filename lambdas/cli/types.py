@@ -1,0 +1,47 @@
+"""argparse ``type=`` helpers that turn bad values into one-line errors."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def positive_int(text: str) -> int:
+    """Parse a strictly positive integer; raises ``argparse.ArgumentTypeError`` otherwise."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def existing_dir(text: str) -> Path:
+    """Parse a path that must be an existing directory."""
+    path = Path(text).expanduser()
+    if not path.is_dir():
+        raise argparse.ArgumentTypeError(f"not a directory: {text}")
+    return path
+
+
+def existing_file(text: str) -> Path:
+    """Parse a path that must be an existing file."""
+    path = Path(text).expanduser()
+    if not path.is_file():
+        raise argparse.ArgumentTypeError(f"not a file: {text}")
+    return path
+
+
+def weights_source(text: str) -> str:
+    """Validate ``--weights``: ``imagenet``, ``random``, ``random:SEED``, an ``s3://`` URI or an existing file."""
+    if text in ("imagenet", "random") or text.startswith("s3://"):
+        return text
+    if text.startswith("random:"):
+        seed = text.partition(":")[2]
+        if not seed.isdigit():
+            raise argparse.ArgumentTypeError(f"random seed must be a non-negative integer, got {seed!r}")
+        return text
+    if Path(text).expanduser().is_file():
+        return str(Path(text).expanduser().resolve())
+    raise argparse.ArgumentTypeError(f"expected imagenet, random[:SEED], s3://… or an existing weights file, got {text!r}")

@@ -1,0 +1,30 @@
+"""Names and layouts shared by the CDK app, the Lambdas, the CLI and the local (moto) runner.
+
+Everything that must agree between what CDK deploys and what the local run creates lives here, once.
+"""
+
+from __future__ import annotations
+
+# --- S3 layout (one data bucket) -------------------------------------------------------------------
+IMAGES_PREFIX = "images/"  # uploads land here; the bucket notifies SQS for these keys only
+MANIFESTS_PREFIX = "manifests/"  # batch manifests written by the Lambdas, read by the Spark job
+LAKE_PREFIX = "lake/"  # Parquet lake (features/, rejects/, batches/, pca/)
+CODE_PREFIX = "code/"  # Spark job code (entry point + zipped package)
+LOGS_PREFIX = "logs/"  # EMR Serverless job run logs
+
+# Suffixes the bucket notification forwards and the ingest Lambda accepts (lower-case compare).
+IMAGE_SUFFIXES: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
+
+# --- DynamoDB manifest table -----------------------------------------------------------------------
+TABLE_PARTITION_KEY = "pk"
+TABLE_SORT_KEY = "sk"
+GSI1_NAME = "gsi1"
+GSI1_PARTITION_KEY = "gsi1pk"
+GSI1_SORT_KEY = "gsi1sk"
+
+# --- EventBridge ------------------------------------------------------------------------------------
+EMR_EVENT_SOURCE = "aws.emr-serverless"
+EMR_JOB_STATE_DETAIL_TYPE = "EMR Serverless Job Run State Change"
+
+# --- Region -----------------------------------------------------------------------------------------
+REGION = "eu-west-3"  # Paris, for GDPR; the CDK app refuses any other

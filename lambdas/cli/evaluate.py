@@ -1,0 +1,211 @@
+"""``fruits evaluate --lake DIR [--model-id ID]``: linear probe of the lake's PCA coordinates.
+
+The probe is the standard way to judge frozen features (Alain & Bengio 2016, "Understanding intermediate layers
+using linear classifier probes", arXiv:1610.01644): a multinomial logistic regression (scikit-learn
+``LogisticRegression``, lbfgs, on standardised inputs) is trained on the rows whose ``image_uri`` contains
+``/Training/`` and scored on the rows whose ``image_uri`` contains ``/Test/`` (the Fruits-360 split); the label of
+a row is the folder directly containing its image. Features of different ``model_id`` are never mixed.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from lambdas.cli.errors import CliError
+from lambdas.cli.types import existing_dir
+
+TRAIN_MARKER = "/Training/"
+TEST_MARKER = "/Test/"
+PROBE_SEED = 0
+PROBE_MAX_ITER = 2000
+
+
+@dataclass(frozen=True)
+class ProbeTable:
+    """PCA coordinates of the lake rows of one model_id.
+
+    ``x``: float64 (n, k); ``labels``/``image_uris``: length n; ``pca_versions``: distinct versions in use.
+    """
+
+    model_id: str
+    x: np.ndarray
+    labels: list[str]
+    image_uris: list[str]
+    pca_versions: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ClassScore:
+    """Per-class figures on the Test rows: support (rows), correct, recall (= per-class accuracy), precision."""
+
+    label: str
+    support: int
+    correct: int
+    recall: float
+    precision: float
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    """Outcome of :func:`linear_probe`; ``accuracy`` = correct Test rows / Test rows (0..1)."""
+
+    model_id: str
+    pca_versions: list[str]
+    k: int
+    n_train: int
+    n_test: int
+    n_classes: int
+    accuracy: float
+    per_class: list[ClassScore]
+    unseen_test_labels: list[str]
+
+    def to_dict(self) -> dict[str, object]:
+        """JSON-ready dict (per-class rows as dicts)."""
+        return asdict(self)
+
+
+def folder_label(image_uri: str) -> str:
+    """Label of an image = name of the folder directly containing it (``…/Training/Apple/1.jpg`` -> ``Apple``)."""
+    parts = image_uri.replace("\\", "/").rstrip("/").split("/")
+    return parts[-2] if len(parts) >= 2 else ""
+
+
+def read_probe_table(lake: Path, model_id: str | None = None) -> ProbeTable:
+    """Read ``image_uri``, ``label``, ``pca``, ``model_id``, ``pca_version`` of ``lake/features`` with pyarrow.
+
+    Args:
+        lake: local lake root (contains ``features/batch_id=…/*.parquet``).
+        model_id: keep only rows of this model_id; None means "the only model_id in the lake".
+
+    Raises:
+        CliError: no features, unknown model_id, several model_ids without ``--model-id``, rows whose PCA
+            coordinates come from different PCA versions (not comparable), or ragged PCA vectors.
+    """
+    import pyarrow.compute as pc
+    import pyarrow.dataset as ds
+
+    features_dir = lake / "features"
+    if not features_dir.is_dir():
+        raise CliError(f"no features/ under {lake} (is it a lake root?)")
+    dataset = ds.dataset(str(features_dir), format="parquet", partitioning="hive", exclude_invalid_files=True)
+    columns = [c for c in ("image_uri", "label", "pca", "model_id", "pca_version") if c in dataset.schema.names]
+    missing = {"image_uri", "pca", "model_id"} - set(columns)
+    if missing:
+        raise CliError(f"features in {features_dir} lack column(s): {', '.join(sorted(missing))}")
+    table = dataset.to_table(columns=columns)
+    if table.num_rows == 0:
+        raise CliError(f"no feature rows under {features_dir}")
+    model_ids = sorted(str(m) for m in pc.unique(table["model_id"]).to_pylist())
+    if model_id is None:
+        if len(model_ids) > 1:
+            raise CliError(f"the lake mixes {len(model_ids)} model_ids ({', '.join(model_ids)}); "
+                           "choose one with --model-id")
+        model_id = model_ids[0]
+    elif model_id not in model_ids:
+        raise CliError(f"model_id {model_id!r} not in the lake (found: {', '.join(model_ids)})")
+    table = table.filter(pc.equal(table["model_id"], model_id))
+    versions = sorted(str(v) for v in pc.unique(table["pca_version"]).to_pylist()) if "pca_version" in columns else []
+    if len(versions) > 1:
+        raise CliError(f"rows of {model_id} carry PCA coordinates from {len(versions)} PCA versions "
+                       f"({', '.join(versions)}), which are not comparable; re-project them first")
+    vectors = table["pca"].to_pylist()
+    lengths = {len(v) if v is not None else 0 for v in vectors}
+    if len(lengths) != 1 or 0 in lengths:
+        raise CliError(f"PCA vectors of {model_id} have inconsistent lengths {sorted(lengths)}")
+    uris = [str(u) for u in table["image_uri"].to_pylist()]
+    stored = table["label"].to_pylist() if "label" in columns else [None] * len(uris)
+    labels = [lab if lab else folder_label(uri) for lab, uri in zip(stored, uris, strict=True)]
+    return ProbeTable(model_id, np.asarray(vectors, dtype=np.float64), labels, uris, versions)
+
+
+def linear_probe(table: ProbeTable) -> ProbeResult:
+    """Train the logistic-regression probe on Training rows, score it on Test rows (see module docstring).
+
+    Raises:
+        CliError: no Training or no Test rows, or fewer than 2 classes among Training rows.
+    """
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    uris = np.asarray(table.image_uris, dtype=object)
+    labels = np.asarray(table.labels, dtype=object)
+    train = np.array([TRAIN_MARKER in u for u in uris], dtype=bool)
+    test = np.array([TEST_MARKER in u for u in uris], dtype=bool)
+    if not train.any() or not test.any():
+        raise CliError(f"need rows under both {TRAIN_MARKER} and {TEST_MARKER} in image_uri; "
+                       f"found {int(train.sum())} Training and {int(test.sum())} Test rows")
+    train_classes = sorted(set(labels[train]))
+    if len(train_classes) < 2:
+        raise CliError(f"need at least 2 classes among Training rows, found {len(train_classes)}")
+    probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=PROBE_MAX_ITER, random_state=PROBE_SEED))
+    probe.fit(table.x[train], labels[train])
+    predicted = probe.predict(table.x[test])
+    truth = labels[test]
+    hits = predicted == truth
+    per_class = []
+    for label in sorted(set(truth)):
+        mask = truth == label
+        n_predicted = int((predicted == label).sum())
+        correct = int(hits[mask].sum())
+        per_class.append(ClassScore(label, int(mask.sum()), correct, correct / int(mask.sum()),
+                                    correct / n_predicted if n_predicted else 0.0))
+    return ProbeResult(
+        model_id=table.model_id,
+        pca_versions=list(table.pca_versions),
+        k=int(table.x.shape[1]),
+        n_train=int(train.sum()),
+        n_test=int(test.sum()),
+        n_classes=len(train_classes),
+        accuracy=float(hits.mean()),
+        per_class=per_class,
+        unseen_test_labels=sorted(set(truth) - set(train_classes)),
+    )
+
+
+def evaluate_lake(lake: Path, model_id: str | None = None) -> ProbeResult:
+    """Read the lake's PCA coordinates of one model_id and run the linear probe (see :func:`linear_probe`)."""
+    return linear_probe(read_probe_table(lake, model_id))
+
+
+def print_report(result: ProbeResult) -> None:
+    """Print accuracy, the model_id and a per-class table with rich."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    table = Table(title=f"Linear probe on PCA coordinates — model_id {result.model_id}")
+    for name in ("class", "test rows", "correct", "recall", "precision"):
+        table.add_column(name, justify="left" if name == "class" else "right")
+    for score in result.per_class:
+        table.add_row(score.label, str(score.support), str(score.correct), f"{score.recall:.3f}",
+                      f"{score.precision:.3f}")
+    console.print(table)
+    console.print(f"model_id: {result.model_id}   PCA version(s): {', '.join(result.pca_versions) or 'n/a'}   "
+                  f"k = {result.k}")
+    console.print(f"train rows: {result.n_train}   test rows: {result.n_test}   classes: {result.n_classes}")
+    if result.unseen_test_labels:
+        console.print(f"Test classes absent from Training (always wrong): {', '.join(result.unseen_test_labels)}")
+    console.print(f"accuracy: {result.accuracy:.4f}")
+
+
+def run(args: argparse.Namespace) -> int:
+    """``fruits evaluate`` handler: probe the lake, print the report; returns 0 (errors raise CliError)."""
+    print_report(evaluate_lake(args.lake, args.model_id))
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``evaluate`` sub-command."""
+    parser = subparsers.add_parser(
+        "evaluate",
+        help="linear probe (logistic regression) of the lake's PCA features: Training rows vs Test rows",
+        description=__doc__.split("\n\n", 1)[1] if __doc__ else None,
+    )
+    parser.add_argument("--lake", required=True, type=existing_dir, help="local lake root (holds features/)")
+    parser.add_argument("--model-id", default=None, help="model_id to evaluate (required if the lake holds several)")
+    parser.set_defaults(func=run)

@@ -1,0 +1,138 @@
+"""`fruits evaluate`: the linear probe on a tiny synthetic lake, and its one-line errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from lambdas.cli import evaluate
+from lambdas.cli import main as cli_main
+from lambdas.cli.errors import CliError
+from tests.bench.lake_fixtures import CLASSES, separable_rows, write_batch
+
+
+@pytest.fixture
+def only_evaluate(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Register only the evaluate command so the test does not depend on the other command groups."""
+    monkeypatch.setattr(cli_main, "COMMAND_MODULES", ("lambdas.cli.evaluate",))
+
+
+def test_probe_separates_clusters_and_reports_model_id(tmp_path: Path) -> None:
+    # GIVEN a lake whose PCA coordinates form one well separated cluster per class, in two batches
+    rows = separable_rows()
+    write_batch(tmp_path, "b000001-aaaa", rows[::2])
+    write_batch(tmp_path, "b000002-bbbb", rows[1::2])
+    # WHEN the probe runs
+    result = evaluate.evaluate_lake(tmp_path)
+    # THEN Test rows are all classified right, per class, and the model_id is the lake's
+    assert result.model_id == "resnet50-random0-224"
+    assert (result.n_train, result.n_test, result.n_classes, result.k) == (36, 12, 3, 5)
+    assert result.accuracy == 1.0
+    assert [s.label for s in result.per_class] == sorted(CLASSES)
+    assert all(s.support == 4 and s.correct == 4 and s.recall == 1.0 for s in result.per_class)
+    assert result.to_dict()["per_class"][0]["label"] == "Apple Braeburn"
+
+
+def test_probe_scores_wrong_labels_as_errors(tmp_path: Path) -> None:
+    # GIVEN Test rows of one class whose coordinates sit in another class's cluster
+    rows = separable_rows()
+    for row in rows:
+        if "/Test/Kiwi/" in row["image_uri"]:
+            row["pca"] = next(r["pca"] for r in rows if "/Training/Banana/" in r["image_uri"])
+    write_batch(tmp_path, "b1", rows)
+    # WHEN the probe runs
+    result = evaluate.evaluate_lake(tmp_path)
+    # THEN exactly the 4 Kiwi Test rows are wrong
+    assert result.accuracy == pytest.approx(8 / 12)
+    kiwi = next(s for s in result.per_class if s.label == "Kiwi")
+    assert (kiwi.correct, kiwi.recall) == (0, 0.0)
+
+
+def test_label_falls_back_to_folder(tmp_path: Path) -> None:
+    # GIVEN rows with an empty label column
+    rows = separable_rows()
+    for row in rows:
+        row["label"] = ""
+    write_batch(tmp_path, "b1", rows)
+    # WHEN the lake is read THEN labels come from the image's folder
+    table = evaluate.read_probe_table(tmp_path)
+    assert set(table.labels) == set(CLASSES)
+    assert evaluate.folder_label("s3://b/images/Test/Apple Braeburn/3_100.jpg") == "Apple Braeburn"
+
+
+def test_refuses_to_mix_model_ids(tmp_path: Path) -> None:
+    # GIVEN a lake holding features of two different weights
+    write_batch(tmp_path, "b1", separable_rows("resnet50-random0-224"))
+    write_batch(tmp_path, "b2", separable_rows("resnet50-imagenet-224", seed=1))
+    # WHEN no model_id is chosen THEN the probe refuses
+    with pytest.raises(CliError, match="mixes 2 model_ids"):
+        evaluate.evaluate_lake(tmp_path)
+    # WHEN one is chosen THEN only its rows are used
+    result = evaluate.evaluate_lake(tmp_path, "resnet50-imagenet-224")
+    assert result.model_id == "resnet50-imagenet-224" and result.n_train == 36
+    with pytest.raises(CliError, match="not in the lake"):
+        evaluate.evaluate_lake(tmp_path, "resnet50-random7-224")
+
+
+def test_refuses_mixed_pca_versions(tmp_path: Path) -> None:
+    # GIVEN rows of one model projected with two different PCA versions
+    write_batch(tmp_path, "b1", separable_rows(pca_version="v1"))
+    write_batch(tmp_path, "b2", separable_rows(pca_version="v2"))
+    # WHEN/THEN the probe refuses to compare them
+    with pytest.raises(CliError, match="2 PCA versions"):
+        evaluate.read_probe_table(tmp_path)
+
+
+def test_cli_prints_accuracy_table_and_model_id(tmp_path: Path, only_evaluate: None,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    # GIVEN a valid lake
+    write_batch(tmp_path, "b1", separable_rows())
+    # WHEN `fruits evaluate --lake DIR` runs
+    code = cli_main.main(["evaluate", "--lake", str(tmp_path)])
+    # THEN it exits 0 and prints accuracy, the model_id and one row per class
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "accuracy: 1.0000" in out
+    assert "resnet50-random0-224" in out
+    assert all(label in out for label in CLASSES)
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected_code", "message"),
+    [
+        (["evaluate", "--lake", "/no/such/lake"], 2, "not a directory"),
+        (["evaluate"], 2, "--lake"),
+    ],
+)
+def test_cli_bad_arguments_are_one_line(argv: list[str], expected_code: int, message: str, only_evaluate: None,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    # WHEN the CLI gets bad arguments THEN it exits non-zero with one line on stderr, no traceback
+    with pytest.raises(SystemExit) as exit_info:
+        cli_main.main(argv)
+    err = capsys.readouterr().err
+    assert exit_info.value.code == expected_code
+    assert message in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("setup", "message"),
+    [
+        ("empty", "no features/"),
+        ("no_test", "found 36 Training and 0 Test rows"),
+        ("one_class", "at least 2 classes"),
+    ],
+)
+def test_cli_unusable_lake_is_one_line(tmp_path: Path, setup: str, message: str, only_evaluate: None,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    # GIVEN a lake the probe cannot use
+    rows = separable_rows()
+    if setup == "no_test":
+        write_batch(tmp_path, "b1", [r for r in rows if "/Training/" in r["image_uri"]])
+    elif setup == "one_class":
+        write_batch(tmp_path, "b1", [r for r in rows if "/Kiwi/" in r["image_uri"]])
+    # WHEN evaluate runs THEN it exits 1 with one line naming the problem
+    code = cli_main.main(["evaluate", "--lake", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert message in err and len(err.strip().splitlines()) == 1

@@ -14,6 +14,10 @@ LOGS_PREFIX = "logs/"  # EMR Serverless job run logs
 
 # Suffixes the bucket notification forwards and the ingest Lambda accepts (lower-case compare).
 IMAGE_SUFFIXES: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
+# S3 suffix filters are case-sensitive: notify for lower- and upper-case spellings (phones write .JPG).
+NOTIFICATION_SUFFIXES: tuple[str, ...] = tuple(
+    dict.fromkeys(s for suffix in IMAGE_SUFFIXES for s in (suffix, suffix.upper()))
+)
 
 # --- DynamoDB manifest table -----------------------------------------------------------------------
 TABLE_PARTITION_KEY = "pk"
@@ -28,3 +32,8 @@ EMR_JOB_STATE_DETAIL_TYPE = "EMR Serverless Job Run State Change"
 
 # --- Region -----------------------------------------------------------------------------------------
 REGION = "eu-west-3"  # Paris, for GDPR; the CDK app refuses any other
+
+# --- SQS ingest queue -------------------------------------------------------------------------------
+INGEST_QUEUE_VISIBILITY_TIMEOUT_S = 180  # >= 6x the ingest Lambda timeout (AWS guidance for SQS triggers)
+INGEST_MAX_RECEIVE_COUNT = 5  # deliveries before a message moves to the DLQ
+INGEST_BATCH_SIZE = 10  # SQS records per ingest Lambda invocation

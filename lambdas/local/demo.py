@@ -1,0 +1,204 @@
+"""`fruits demo`: the whole pipeline on one machine — the embedded default.
+
+moto server (S3, SQS, DynamoDB, IAM, EMR Serverless) with the CDK app's resources; photos uploaded in
+waves under the images prefix; S3 notifications land in SQS; the queue is polled into the real ``ingest``
+handler as the Lambda event source mapping would; sealed batches start job runs through the real
+``start_job_run`` call; :class:`LocalEmrRunner` executes each job run with the real Spark entry point on
+``local[*]`` and delivers the state-change event to the real ``job_state`` handler; at the end the real
+``flush`` handler seals the remainder so every photo is processed. The lake is a local directory.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from lambdas.local.emr_runner import JobRunOutcome, LocalEmrRunner, temp_work_dir
+from lambdas.local.images import list_images, split_waves, upload
+from lambdas.local.lambda_runtime import LocalLambdaContext, drain_queue
+from lambdas.local.moto_server import moto_server
+from lambdas.local.provision import lambda_environment, provision
+from lambdas.resources import REGION
+
+LAKE_MARKER = ".fruits-demo-lake"
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    """Options of one demo run (see ``fruits demo --help``)."""
+
+    images: Path
+    lake: Path
+    waves: int = 3
+    threshold: int = 500
+    max_images: int = 1000
+    limit: int | None = None
+    weights: str = "imagenet"
+    pca_k: int = 150
+    master: str = "local[*]"
+    report: bool = True
+
+
+@dataclass
+class DemoResult:
+    """What the demo did, for the summary table and for tests."""
+
+    uploaded: int = 0
+    recorded: int = 0
+    job_runs: list[JobRunOutcome] = field(default_factory=list)
+    batch_reports: list[dict[str, Any]] = field(default_factory=list)
+    manifest_counts: dict[str, int] = field(default_factory=dict)
+    seconds_total: float = 0.0
+    seconds_processing: float = 0.0
+    report_png: Path | None = None
+
+    @property
+    def featurized(self) -> int:
+        """Images featurized across all batch reports."""
+        return sum(int(r["counts"]["featurized"]) for r in self.batch_reports)
+
+    @property
+    def rejected(self) -> int:
+        """Images rejected across all batch reports."""
+        return sum(int(r["counts"]["rejected"]) for r in self.batch_reports)
+
+    @property
+    def images_per_second(self) -> float:
+        """Images processed (featurized + rejected) per second of job run wall time."""
+        return (self.featurized + self.rejected) / self.seconds_processing if self.seconds_processing else 0.0
+
+
+def prepare_lake(lake: Path) -> Path:
+    """Make ``lake`` an empty demo lake: wipe it if an earlier demo made it, refuse if it holds other data.
+
+    Raises ``FileExistsError`` when ``lake`` is a non-empty directory the demo did not create.
+    """
+    lake = lake.expanduser().resolve()
+    if lake.exists() and any(lake.iterdir()):
+        if not (lake / LAKE_MARKER).exists():
+            raise FileExistsError(f"{lake} is not empty and was not made by `fruits demo`; choose another --lake")
+        shutil.rmtree(lake)
+    lake.mkdir(parents=True, exist_ok=True)
+    (lake / LAKE_MARKER).write_text(datetime.now(UTC).isoformat())
+    return lake
+
+
+def _handler(name: str) -> Any:
+    return importlib.import_module(f"lambdas.handlers.{name}").handler
+
+
+def scheduled_event() -> dict[str, Any]:
+    """An EventBridge "Scheduled Event" as the flush schedule sends it."""
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return {
+        "version": "0",
+        "id": "local-flush",
+        "detail-type": "Scheduled Event",
+        "source": "aws.events",
+        "account": "123456789012",
+        "time": now,
+        "region": REGION,
+        "resources": [f"arn:aws:events:{REGION}:123456789012:rule/fruits-flush"],
+        "detail": {},
+    }
+
+
+def run_demo(config: DemoConfig, console: Console | None = None) -> DemoResult:
+    """Run the whole loop; returns counts and timings. Raises ``FileNotFoundError`` for a bad ``images`` dir."""
+    console = console or Console()
+    started = time.perf_counter()
+    photos = list_images(config.images, config.limit)
+    lake = prepare_lake(config.lake)
+    waves = split_waves(photos, config.waves)
+    result = DemoResult()
+    saved_env = dict(os.environ)
+    with moto_server() as endpoint:
+        console.print(f"[bold]moto server[/] {endpoint.url} stands in for S3, SQS, DynamoDB, EMR Serverless")
+        res = provision()
+        os.environ.update(
+            lambda_environment(
+                res,
+                lake_uri=str(lake),
+                weights=config.weights,
+                threshold=config.threshold,
+                max_images=config.max_images,
+                pca_k=config.pca_k,
+            )
+        )
+        _reset_cached_settings()
+        ingest, job_state, flush = _handler("ingest"), _handler("job_state"), _handler("flush")
+        runner = LocalEmrRunner(res.application_id, job_state, temp_work_dir(), master=config.master)
+        try:
+            with _progress(console) as progress:
+                up = progress.add_task("upload", total=len(photos))
+                rec = progress.add_task("record (ingest Lambda)", total=len(photos))
+                proc = progress.add_task("featurize (job runs)", total=len(photos))
+
+                def on_job_run(outcome: JobRunOutcome) -> None:
+                    report = _read_report(lake, outcome)
+                    if report:
+                        result.batch_reports.append(report)
+                        progress.advance(proc, int(report["counts"]["listed"]))
+                    result.job_runs.append(outcome)
+                    result.seconds_processing += outcome.seconds
+                    if outcome.state != "SUCCESS":
+                        console.print(f"[red]job run {outcome.job_run_id} FAILED[/] — log: {outcome.log_path}")
+
+                for wave in waves:
+                    result.uploaded += upload(res.bucket, config.images, wave, lambda: progress.advance(up))
+                    polled = drain_queue(res.queue_url, res.queue_arn, ingest, lambda n: progress.advance(rec, n))
+                    result.recorded += polled.deleted
+                    runner.run_pending(on_job_run)
+                flush(scheduled_event(), LocalLambdaContext("flush"))
+                runner.run_pending(on_job_run)
+            result.manifest_counts = _manifest_counts()
+        finally:
+            os.environ.clear()
+            os.environ.update(saved_env)
+            _reset_cached_settings()
+    result.seconds_total = time.perf_counter() - started
+    if config.report and result.featurized:
+        from lambdas.local.report import write_report_png
+
+        result.report_png = write_report_png(lake)
+    return result
+
+
+def _progress(console: Console) -> Progress:
+    return Progress(
+        TextColumn("{task.description:<24}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    )
+
+
+def _read_report(lake: Path, outcome: JobRunOutcome) -> dict[str, Any] | None:
+    """The batch report the job run wrote (``batches/<batch_id>.json``), or None if it wrote none."""
+    path = lake / "batches" / f"{outcome.batch_id}.json"
+    if outcome.state != "SUCCESS" or not outcome.batch_id or not path.exists():
+        return None
+    return json.loads(path.read_text())
+
+
+def _manifest_counts() -> dict[str, int]:
+    from lambdas.logic.status import manifest_counts
+
+    return manifest_counts()
+
+
+def _reset_cached_settings() -> None:
+    config = importlib.import_module("lambdas.config")
+    config.get_settings.cache_clear()

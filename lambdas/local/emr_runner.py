@@ -1,0 +1,204 @@
+"""Run EMR Serverless job runs locally: the real Spark entry point under ``spark-submit --master local[*]``.
+
+moto records ``start_job_run`` requests but runs nothing (its job runs report SUCCESS at once). This
+runner plays the EMR Serverless service: for each job run it has not executed yet it downloads the
+``entryPoint`` (and ``--py-files``) from the (moto) bucket, runs ``spark-submit`` with the job run's
+``entryPointArguments``, uploads the driver log under the job run's ``logUri``, and delivers the
+"EMR Serverless Job Run State Change" event (SUCCESS or FAILED) to the real ``job_state`` handler.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import boto3
+
+from lambdas.local.lambda_runtime import Handler, LocalLambdaContext
+from lambdas.resources import EMR_EVENT_SOURCE, EMR_JOB_STATE_DETAIL_TYPE, REGION
+
+# spark-submit settings that only make sense on EMR Serverless workers; the local run drops them.
+EMR_ONLY_CONF_PREFIXES = (
+    "spark.emr-serverless.",
+    "spark.executor.",
+    "spark.driver.cores",
+    "spark.driver.memory",
+    "spark.dynamicAllocation.",
+    "spark.archives",
+)
+
+
+@dataclass(frozen=True)
+class JobRunOutcome:
+    """One locally executed job run."""
+
+    job_run_id: str
+    name: str
+    batch_id: str | None  # the job's --batch-id argument
+    state: str  # SUCCESS | FAILED
+    seconds: float
+    log_path: Path
+
+
+@dataclass
+class LocalEmrRunner:
+    """Executes the job runs of one (moto) EMR Serverless application, oldest first, one at a time."""
+
+    application_id: str
+    job_state_handler: Handler
+    work_dir: Path
+    master: str = "local[*]"
+    driver_memory: str = "4g"
+    seen: set[str] = field(default_factory=set)
+    outcomes: list[JobRunOutcome] = field(default_factory=list)
+
+    def new_job_runs(self) -> list[dict[str, Any]]:
+        """Job runs of the application not executed yet, in creation order."""
+        emr = boto3.client("emr-serverless")
+        runs: list[dict[str, Any]] = []
+        for page in emr.get_paginator("list_job_runs").paginate(applicationId=self.application_id):
+            runs.extend(page["jobRuns"])
+        runs.sort(key=lambda run: (run["createdAt"], run["id"]))
+        return [run for run in runs if run["id"] not in self.seen]
+
+    def run_pending(self, on_done: Callable[[JobRunOutcome], None] | None = None) -> list[JobRunOutcome]:
+        """Execute job runs until none is left (``job_state`` may start the next one after each SUCCESS)."""
+        done: list[JobRunOutcome] = []
+        while runs := self.new_job_runs():
+            for run in runs:
+                outcome = self.execute(run["id"])
+                done.append(outcome)
+                if on_done:
+                    on_done(outcome)
+        return done
+
+    def execute(self, job_run_id: str) -> JobRunOutcome:
+        """Run one job run with spark-submit and deliver its terminal state event to ``job_state``."""
+        self.seen.add(job_run_id)
+        emr = boto3.client("emr-serverless")
+        job_run = emr.get_job_run(applicationId=self.application_id, jobRunId=job_run_id)["jobRun"]
+        submit = job_run["jobDriver"]["sparkSubmit"]
+        run_dir = self.work_dir / job_run_id
+        run_dir.mkdir(parents=True, exist_ok=True)
+        command = self.spark_submit_command(submit, run_dir)
+        log_path = run_dir / "driver.log"
+        started = time.perf_counter()
+        with log_path.open("w") as log:
+            completed = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, env=self._env(), check=False)
+        seconds = time.perf_counter() - started
+        state = "SUCCESS" if completed.returncode == 0 else "FAILED"
+        self._upload_log(job_run, log_path)
+        batch_id = argument(submit.get("entryPointArguments", []), "--batch-id")
+        outcome = JobRunOutcome(job_run_id, job_run.get("name", ""), batch_id, state, seconds, log_path)
+        self.outcomes.append(outcome)
+        event = job_state_event(job_run, state, details=f"local spark-submit exit code {completed.returncode}")
+        self.job_state_handler(event, LocalLambdaContext("job_state"))
+        return outcome
+
+    def spark_submit_command(self, submit: dict[str, Any], run_dir: Path) -> list[str]:
+        """The local ``spark-submit`` command line for a job run's ``sparkSubmit`` driver."""
+        entry_point = fetch(submit["entryPoint"], run_dir)
+        command = [
+            str(Path(sys.executable).parent / "spark-submit"),
+            "--master",
+            self.master,
+            "--driver-memory",
+            self.driver_memory,
+            "--conf",
+            "spark.ui.enabled=false",
+            "--conf",
+            "spark.sql.session.timeZone=UTC",
+        ]
+        tokens = shlex.split(submit.get("sparkSubmitParameters") or "")
+        index = 0
+        while index < len(tokens):
+            option, value = tokens[index], tokens[index + 1] if index + 1 < len(tokens) else ""
+            index += 2
+            if option == "--py-files":
+                command += ["--py-files", ",".join(str(fetch(uri, run_dir)) for uri in value.split(","))]
+            elif option == "--conf" and not value.split("=", 1)[0].startswith(EMR_ONLY_CONF_PREFIXES):
+                command += ["--conf", value]
+        return [*command, str(entry_point), *submit.get("entryPointArguments", [])]
+
+    @staticmethod
+    def _env() -> dict[str, str]:
+        env = dict(os.environ)
+        env["PYSPARK_PYTHON"] = sys.executable
+        env["PYSPARK_DRIVER_PYTHON"] = sys.executable
+        env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        return env
+
+    @staticmethod
+    def _upload_log(job_run: dict[str, Any], log_path: Path) -> None:
+        monitoring = job_run.get("configurationOverrides", {}).get("monitoringConfiguration", {})
+        log_uri = monitoring.get("s3MonitoringConfiguration", {}).get("logUri")
+        if not log_uri or not log_uri.startswith("s3://"):
+            return
+        parsed = urlparse(log_uri)
+        prefix = parsed.path.strip("/")
+        job_path = f"applications/{job_run['applicationId']}/jobs/{job_run['jobRunId']}/SPARK_DRIVER/stdout"
+        key = f"{prefix}/{job_path}" if prefix else job_path
+        boto3.client("s3").upload_file(str(log_path), parsed.netloc, key)
+
+
+def argument(arguments: list[str], option: str) -> str | None:
+    """Value following ``option`` in an ``entryPointArguments`` list (``--opt value`` or ``--opt=value``)."""
+    for index, token in enumerate(arguments):
+        if token == option and index + 1 < len(arguments):
+            return arguments[index + 1]
+        if token.startswith(f"{option}="):
+            return token.split("=", 1)[1]
+    return None
+
+
+def fetch(uri: str, into: Path) -> Path:
+    """Download an ``s3://`` URI into ``into`` (or return a local path as is). Raises boto3 errors."""
+    if not uri.startswith("s3://"):
+        return Path(uri.removeprefix("file://"))
+    parsed = urlparse(uri)
+    target = into / Path(parsed.path).name
+    boto3.client("s3").download_file(parsed.netloc, parsed.path.lstrip("/"), str(target))
+    return target
+
+
+def job_state_event(job_run: dict[str, Any], state: str, details: str = "") -> dict[str, Any]:
+    """An EventBridge "EMR Serverless Job Run State Change" event for ``job_run`` (real shape)."""
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return {
+        "version": "0",
+        "id": f"local-{job_run['jobRunId']}-{state.lower()}",
+        "detail-type": EMR_JOB_STATE_DETAIL_TYPE,
+        "source": EMR_EVENT_SOURCE,
+        "account": "123456789012",
+        "time": now,
+        "region": REGION,
+        "resources": [],
+        "detail": {
+            "jobRunId": job_run["jobRunId"],
+            "jobRunName": job_run.get("name", ""),
+            "applicationId": job_run["applicationId"],
+            "arn": job_run["arn"],
+            "releaseLabel": job_run.get("releaseLabel", ""),
+            "state": state,
+            "previousState": "RUNNING",
+            "createdBy": job_run.get("createdBy", "arn:aws:sts::123456789012:assumed-role/local"),
+            "updatedAt": now,
+            "createdAt": now,
+            "stateDetails": details,
+        },
+    }
+
+
+def temp_work_dir() -> Path:
+    """A fresh temporary directory for job run files (entry points, logs)."""
+    return Path(tempfile.mkdtemp(prefix="fruits-emr-"))

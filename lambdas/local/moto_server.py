@@ -1,0 +1,68 @@
+"""A moto server on 127.0.0.1 standing in for S3, SQS, DynamoDB, IAM and EMR Serverless.
+
+Every boto3 client of this process (and of child processes such as the local Spark job run) reaches it
+through the standard ``AWS_ENDPOINT_URL`` variable, so no code path branches on "local vs AWS".
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from lambdas.resources import REGION
+
+FAKE_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+}
+
+
+@dataclass(frozen=True)
+class MotoEndpoint:
+    """Where the local moto server listens."""
+
+    host: str
+    port: int
+
+    @property
+    def url(self) -> str:
+        """``http://host:port`` for ``AWS_ENDPOINT_URL``."""
+        return f"http://{self.host}:{self.port}"
+
+
+@contextmanager
+def moto_server(region: str = REGION) -> Iterator[MotoEndpoint]:
+    """Start a threaded moto server on a random loopback port and point this process's AWS env at it.
+
+    Sets ``AWS_ENDPOINT_URL``, fake credentials and the region for the duration of the block and
+    restores the previous environment afterwards. Raises ``RuntimeError`` if moto is not installed.
+    """
+    try:
+        from moto.server import ThreadedMotoServer
+    except ImportError as err:  # pragma: no cover - moto is in the `local` extra
+        raise RuntimeError("moto[server] is required for the local run: pip install -e '.[local]'") from err
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    endpoint = MotoEndpoint(host=host, port=port)
+    overrides = {
+        **FAKE_CREDENTIALS,
+        "AWS_ENDPOINT_URL": endpoint.url,
+        "AWS_DEFAULT_REGION": region,
+        "AWS_REGION": region,
+    }
+    saved = {name: os.environ.get(name) for name in overrides}
+    os.environ.update(overrides)
+    try:
+        yield endpoint
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        server.stop()

@@ -1,0 +1,164 @@
+"""Create, in the local moto server, the same resources the CDK app deploys.
+
+Bucket (images/, manifests/, lake/, code/, logs/) with ObjectCreated notifications under the images
+prefix → SQS queue with a DLQ; the DynamoDB manifest table (pk/sk + gsi1); the job execution role; the
+EMR Serverless application (release label from ``spark_jobs.release``); the Spark job code uploaded
+under code/. Returns the Lambda environment the handlers read, exactly as CDK would set it.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import boto3
+
+from lambdas import resources as r
+from spark_jobs.release import EMR_RELEASE_LABEL
+
+SPARK_JOBS_DIR = Path(__file__).resolve().parents[2] / "spark_jobs"
+
+
+@dataclass(frozen=True)
+class LocalResources:
+    """Names and ids of the provisioned local resources."""
+
+    bucket: str
+    queue_url: str
+    queue_arn: str
+    dlq_url: str
+    table: str
+    application_id: str
+    execution_role_arn: str
+
+
+def _zip_package(package_dir: Path) -> bytes:
+    """Zip ``package_dir`` (``*.py`` only) as an importable package for ``--py-files``."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for path in sorted(package_dir.rglob("*.py")):
+            archive.write(path, path.relative_to(package_dir.parent).as_posix())
+    return buffer.getvalue()
+
+
+def provision(name: str = "fruits-local") -> LocalResources:
+    """Create every resource in the current ``AWS_ENDPOINT_URL`` (moto). Idempotent names, fresh server."""
+    s3, sqs, ddb = boto3.client("s3"), boto3.client("sqs"), boto3.client("dynamodb")
+    iam, emr = boto3.client("iam"), boto3.client("emr-serverless")
+    bucket = f"{name}-data"
+    s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": r.REGION})
+
+    dlq_url = sqs.create_queue(QueueName=f"{name}-ingest-dlq")["QueueUrl"]
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    redrive = {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(r.INGEST_MAX_RECEIVE_COUNT)}
+    queue_url = sqs.create_queue(
+        QueueName=f"{name}-ingest",
+        Attributes={
+            "VisibilityTimeout": str(r.INGEST_QUEUE_VISIBILITY_TIMEOUT_S),
+            "RedrivePolicy": json.dumps(redrive),
+        },
+    )["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    s3.put_bucket_notification_configuration(
+        Bucket=bucket,
+        NotificationConfiguration={
+            "QueueConfigurations": [
+                {
+                    "Id": f"images{suffix}",
+                    "QueueArn": queue_arn,
+                    "Events": ["s3:ObjectCreated:*"],
+                    "Filter": {
+                        "Key": {
+                            "FilterRules": [
+                                {"Name": "prefix", "Value": r.IMAGES_PREFIX},
+                                {"Name": "suffix", "Value": suffix},
+                            ]
+                        }
+                    },
+                }
+                for suffix in r.NOTIFICATION_SUFFIXES
+            ]
+        },
+    )
+
+    table = f"{name}-manifest"
+    string_attrs = [r.TABLE_PARTITION_KEY, r.TABLE_SORT_KEY, r.GSI1_PARTITION_KEY, r.GSI1_SORT_KEY]
+    ddb.create_table(
+        TableName=table,
+        BillingMode="PAY_PER_REQUEST",
+        AttributeDefinitions=[{"AttributeName": a, "AttributeType": "S"} for a in string_attrs],
+        KeySchema=[
+            {"AttributeName": r.TABLE_PARTITION_KEY, "KeyType": "HASH"},
+            {"AttributeName": r.TABLE_SORT_KEY, "KeyType": "RANGE"},
+        ],
+        GlobalSecondaryIndexes=[
+            {
+                "IndexName": r.GSI1_NAME,
+                "KeySchema": [
+                    {"AttributeName": r.GSI1_PARTITION_KEY, "KeyType": "HASH"},
+                    {"AttributeName": r.GSI1_SORT_KEY, "KeyType": "RANGE"},
+                ],
+                "Projection": {"ProjectionType": "ALL"},
+            }
+        ],
+    )
+
+    trust = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Effect": "Allow", "Principal": {"Service": "emr-serverless.amazonaws.com"}, "Action": "sts:AssumeRole"}
+        ],
+    }
+    role_arn = iam.create_role(RoleName=f"{name}-job-execution", AssumeRolePolicyDocument=json.dumps(trust))["Role"][
+        "Arn"
+    ]
+    application_id = emr.create_application(name=f"{name}-featurize", releaseLabel=EMR_RELEASE_LABEL, type="SPARK")[
+        "applicationId"
+    ]
+
+    s3.put_object(Bucket=bucket, Key=f"{r.CODE_PREFIX}main.py", Body=(SPARK_JOBS_DIR / "main.py").read_bytes())
+    s3.put_object(Bucket=bucket, Key=f"{r.CODE_PREFIX}spark_jobs.zip", Body=_zip_package(SPARK_JOBS_DIR))
+    return LocalResources(
+        bucket=bucket,
+        queue_url=queue_url,
+        queue_arn=queue_arn,
+        dlq_url=dlq_url,
+        table=table,
+        application_id=application_id,
+        execution_role_arn=role_arn,
+    )
+
+
+def lambda_environment(
+    res: LocalResources,
+    *,
+    lake_uri: str,
+    weights: str,
+    threshold: int,
+    max_images: int,
+    pca_k: int,
+) -> dict[str, str]:
+    """The env vars the Lambdas get on AWS (see docs/contracts.md), filled with the local resources."""
+    return {
+        "DATA_BUCKET": res.bucket,
+        "IMAGES_PREFIX": r.IMAGES_PREFIX,
+        "MANIFEST_TABLE": res.table,
+        "EMR_APPLICATION_ID": res.application_id,
+        "EMR_EXECUTION_ROLE_ARN": res.execution_role_arn,
+        "JOB_ENTRY_POINT": f"s3://{res.bucket}/{r.CODE_PREFIX}main.py",
+        "JOB_PY_FILES": f"s3://{res.bucket}/{r.CODE_PREFIX}spark_jobs.zip",
+        "LAKE_URI": lake_uri,
+        "JOB_WEIGHTS": weights,
+        "PCA_K": str(pca_k),
+        "JOB_LOG_URI": f"s3://{res.bucket}/{r.LOGS_PREFIX}",
+        "BATCH_THRESHOLD": str(threshold),
+        "BATCH_MAX_IMAGES": str(max_images),
+        "POWERTOOLS_SERVICE_NAME": "fruits-ingestion",
+        "POWERTOOLS_METRICS_NAMESPACE": "Fruits",
+        "POWERTOOLS_METRICS_DISABLED": "true",
+        "POWERTOOLS_TRACE_DISABLED": "true",
+        "POWERTOOLS_LOG_LEVEL": "WARNING",
+    }

@@ -1,0 +1,97 @@
+"""End to end: the `fruits demo` loop on real photos — moto + real handlers + real Spark entry point.
+
+GIVEN 60 real Fruits-360 photos spread over the classes plus one corrupt file, threshold 20, 2 waves,
+WHEN the demo loop runs (upload → SQS → ingest → manifest → batches → job runs on local Spark → job_state),
+THEN every photo is processed exactly once: 60 rows in lake/features, the corrupt file in lake/rejects with
+its reason, batches of at least the threshold except the flushed remainder, the manifest all done.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pyarrow.dataset as ds
+import pytest
+from rich.console import Console
+
+from lambdas.local.demo import DemoConfig, run_demo
+from lambdas.local.images import list_images
+
+pytestmark = pytest.mark.slow
+
+N_PHOTOS = 60
+THRESHOLD = 20
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory: pytest.TempPathFactory, sample_dir: Path):
+    # GIVEN a Training folder with 60 real photos (every class) and one text file named .jpg
+    root = tmp_path_factory.mktemp("photos") / "Training"
+    for photo in list_images(sample_dir / "Training", limit=N_PHOTOS):
+        target = root / photo.parent.name / photo.name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(photo, target)
+    corrupt = root / "Banana" / "corrupt_upload.jpg"
+    corrupt.write_text("this is not a JPEG")
+    lake = tmp_path_factory.mktemp("lake") / "lake"
+    config = DemoConfig(
+        images=root, lake=lake, waves=2, threshold=THRESHOLD, limit=None, weights="random", pca_k=8, master="local[2]"
+    )
+    # WHEN the whole loop runs
+    result = run_demo(config, Console(quiet=True))
+    return config, result
+
+
+def test_every_photo_lands_exactly_once(demo_run) -> None:
+    config, result = demo_run
+    # THEN the upload, the manifest and the lake agree: 61 uploaded, 60 featurized once, 1 rejected
+    assert result.uploaded == N_PHOTOS + 1
+    assert result.recorded == N_PHOTOS + 1
+    features = ds.dataset(config.lake / "features", format="parquet", partitioning="hive").to_table()
+    uris = features.column("image_uri").to_pylist()
+    assert len(uris) == N_PHOTOS
+    assert len(set(uris)) == N_PHOTOS
+    assert all(uri.startswith("s3://") and "/images/Training/" in uri for uri in uris)
+    assert set(features.column("model_id").to_pylist()) == {"resnet50-random0-224"}
+    assert {len(v) for v in features.column("features").to_pylist()} == {2048}
+    assert {len(v) for v in features.column("pca").to_pylist()} == {8}
+    assert result.featurized == N_PHOTOS
+
+
+def test_corrupt_file_is_rejected_with_reason(demo_run) -> None:
+    config, result = demo_run
+    rejects = ds.dataset(config.lake / "rejects", format="parquet", partitioning="hive").to_table().to_pylist()
+    assert len(rejects) == 1
+    assert rejects[0]["image_uri"].endswith("/Banana/corrupt_upload.jpg")
+    assert rejects[0]["reason"] == "not_an_image"
+    assert result.rejected == 1
+
+
+def test_batches_follow_the_threshold_and_the_flush(demo_run) -> None:
+    config, result = demo_run
+    reports = [json.loads(p.read_text()) for p in sorted((config.lake / "batches").glob("*.json"))]
+    sizes = [r["counts"]["listed"] for r in reports]
+    # every photo in exactly one batch; all but the flushed last batch reached the threshold
+    assert sum(sizes) == N_PHOTOS + 1
+    assert all(size >= THRESHOLD for size in sizes[:-1])
+    assert len(reports) == len(result.batch_reports) == len({r["batch_id"] for r in reports})
+    assert len(reports) == (N_PHOTOS + 1) // THRESHOLD + (1 if sizes[-1] < THRESHOLD else 0)
+    assert all(run.state == "SUCCESS" for run in result.job_runs)
+    # PCA versions increase by one per successful batch
+    assert [r["pca_version"] for r in reports] == list(range(1, len(reports) + 1))
+
+
+def test_manifest_ends_with_nothing_pending(demo_run) -> None:
+    _, result = demo_run
+    counts = result.manifest_counts
+    assert counts.get("PENDING", 0) == 0
+    assert counts.get("CLAIMED", 0) == 0
+    assert counts.get("DONE", 0) == N_PHOTOS + 1
+
+
+def test_report_png_is_written(demo_run) -> None:
+    config, result = demo_run
+    assert result.report_png == config.lake.resolve() / "report.png"
+    assert result.report_png.stat().st_size > 10_000

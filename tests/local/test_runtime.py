@@ -1,0 +1,98 @@
+"""The local stand-ins for the Lambda event source mapping and the EMR Serverless service."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import boto3
+from moto import mock_aws
+
+from lambdas.local.emr_runner import LocalEmrRunner, argument, job_state_event
+from lambdas.local.lambda_runtime import drain_queue, sqs_event
+
+
+def test_sqs_event_has_the_lambda_shape() -> None:
+    message = {"MessageId": "m1", "ReceiptHandle": "r1", "Body": "{}", "Attributes": {"ApproximateReceiveCount": "1"}}
+    event = sqs_event([message], "arn:aws:sqs:eu-west-3:123456789012:q")
+    record = event["Records"][0]
+    assert record["eventSource"] == "aws:sqs"
+    assert record["messageId"] == "m1"
+    assert record["body"] == "{}"
+    assert record["md5OfBody"] == "99914b932bd37a50b69c0a3c6b8e6ac5"  # md5("{}")
+
+
+def test_drain_queue_deletes_processed_and_keeps_reported_failures(aws_credentials: None) -> None:
+    with mock_aws():
+        # GIVEN a queue with 25 messages and a handler that reports message body "7" as failed
+        sqs = boto3.client("sqs")
+        url = sqs.create_queue(QueueName="q", Attributes={"VisibilityTimeout": "30"})["QueueUrl"]
+        arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        for i in range(25):
+            sqs.send_message(QueueUrl=url, MessageBody=str(i))
+        seen: list[str] = []
+
+        def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+            assert context.function_name == "ingest"
+            seen.extend(r["body"] for r in event["Records"])
+            return {
+                "batchItemFailures": [{"itemIdentifier": r["messageId"]} for r in event["Records"] if r["body"] == "7"]
+            }
+
+        # WHEN the queue is drained like the event source mapping does
+        result = drain_queue(url, arn, handler)
+        # THEN 24 are deleted, 1 stays in the queue for another delivery
+        assert result.deleted == 24
+        assert result.failed == 1
+        assert sorted(seen, key=int) == [str(i) for i in range(25)]
+        attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["ApproximateNumberOfMessagesNotVisible"])
+        assert attrs["Attributes"]["ApproximateNumberOfMessagesNotVisible"] == "1"
+
+
+def test_argument_reads_both_spellings() -> None:
+    assert argument(["--lake", "/l", "--batch-id", "b1"], "--batch-id") == "b1"
+    assert argument(["--batch-id=b2"], "--batch-id") == "b2"
+    assert argument(["--lake", "/l"], "--batch-id") is None
+
+
+def test_spark_submit_command_drops_emr_only_settings(tmp_path: Path) -> None:
+    # GIVEN a job run's sparkSubmit as the ingest Lambda builds it for EMR Serverless
+    entry = tmp_path / "main.py"
+    entry.write_text("print('job')")
+    submit = {
+        "entryPoint": str(entry),
+        "entryPointArguments": ["--manifest", "s3://b/manifests/x.jsonl", "--batch-id", "x"],
+        "sparkSubmitParameters": "--conf spark.executor.cores=4 --conf spark.emr-serverless.driverEnv.PYSPARK_PYTHON="
+        "/usr/bin/python3.11 --conf spark.sql.shuffle.partitions=8",
+    }
+    runner = LocalEmrRunner("app", lambda e, c: None, tmp_path, master="local[2]")
+    # WHEN the local command is built
+    command = runner.spark_submit_command(submit, tmp_path)
+    # THEN worker sizing and EMR-only env are dropped, portable settings and the arguments kept
+    joined = " ".join(command)
+    assert command[0].endswith("spark-submit")
+    assert "--master local[2]" in joined
+    assert "spark.sql.shuffle.partitions=8" in joined
+    assert "spark.executor.cores" not in joined
+    assert "emr-serverless" not in joined
+    assert command[-5:] == [str(entry), "--manifest", "s3://b/manifests/x.jsonl", "--batch-id", "x"]
+
+
+def test_job_state_event_matches_the_eventbridge_shape(events_dir: Path) -> None:
+    job_run = {
+        "applicationId": "00abc",
+        "jobRunId": "00run",
+        "arn": "arn:aws:emr-serverless:eu-west-3:123456789012:/applications/00abc/jobruns/00run",
+        "name": "fruits-b000001",
+        "releaseLabel": "emr-7.9.0",
+    }
+    event = job_state_event(job_run, "FAILED", details="boom")
+    assert event["source"] == "aws.emr-serverless"
+    assert event["detail-type"] == "EMR Serverless Job Run State Change"
+    assert event["detail"]["state"] == "FAILED"
+    assert event["detail"]["applicationId"] == "00abc"
+    fixtures = [json.loads(p.read_text()) for p in events_dir.glob("*.json")]
+    emr_fixtures = [f for f in fixtures if f.get("source") == "aws.emr-serverless"]
+    for fixture in emr_fixtures:  # same keys as the real-shaped fixtures the job_state tests use
+        assert set(fixture["detail"]) <= set(event["detail"]) | {"jobRunName"}

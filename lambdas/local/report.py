@@ -1,0 +1,63 @@
+"""`report.png` of a lake: explained variance curve + 2-D projection on the latest PCA version, by label."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # headless: no display on servers or CI
+import matplotlib.pyplot as plt
+import numpy as np
+import pyarrow.dataset as ds
+
+from spark_jobs.pca import load_version
+
+
+def write_report_png(lake: Path, max_points: int = 5000) -> Path:
+    """Draw ``<lake>/report.png`` and return its path.
+
+    Left: explained variance ratio of the latest PCA version (per component and cumulative, in %).
+    Right: every stored feature vector (at most ``max_points``, evenly sampled) projected on that version's
+    first two components — from the raw ``features`` column, so rows written under older versions are
+    projected on the latest one too — coloured by ``label``. Uses the most frequent ``model_id``.
+
+    Raises ``FileNotFoundError`` if the lake has no features or no PCA version for that ``model_id``.
+    """
+    features_dir = lake / "features"
+    if not features_dir.is_dir():
+        raise FileNotFoundError(f"no features in {lake}")
+    table = ds.dataset(features_dir, format="parquet", partitioning="hive").to_table(
+        columns=["features", "label", "model_id"]
+    )
+    models = table.column("model_id").to_pylist()
+    model_id = max(set(models), key=models.count)
+    version = load_version(str(lake), model_id)
+    if version is None:
+        raise FileNotFoundError(f"no PCA version for {model_id} in {lake}")
+    keep = np.flatnonzero(np.asarray(models) == model_id)
+    if keep.size > max_points:
+        keep = keep[np.linspace(0, keep.size - 1, max_points).astype(int)]
+    features = np.asarray(table.column("features").take(keep).to_pylist(), dtype=np.float64)
+    labels = np.asarray([label or "(none)" for label in table.column("label").take(keep).to_pylist()])
+    coords = (features - version.mean) @ version.fit.components[:2].T
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(15, 6.5))
+    ratio = version.fit.explained_variance_ratio[: version.fit.k_effective] * 100
+    ks = np.arange(1, ratio.size + 1)
+    left.bar(ks, ratio, color="tab:blue", alpha=0.6, label="per component")
+    left.plot(ks, np.cumsum(ratio), color="tab:red", label="cumulative")
+    left.set(xlabel="principal component", ylabel="explained variance (%)", ylim=(0, 100))
+    left.set_title(f"PCA v{version.version} of {model_id}: n={version.state.n}, k={version.fit.k}")
+    left.legend(loc="center right")
+    cmap = plt.get_cmap("tab20", max(len(set(labels)), 1))
+    for index, label in enumerate(sorted(set(labels))):
+        mask = labels == label
+        right.scatter(coords[mask, 0], coords[mask, 1], s=6, color=cmap(index), label=label)
+    right.set(xlabel="PC 1", ylabel="PC 2", title="feature vectors on the latest PCA version, by label")
+    right.legend(fontsize=6, markerscale=2, ncol=2, loc="best")
+    fig.tight_layout()
+    path = lake / "report.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

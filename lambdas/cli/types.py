@@ -44,4 +44,6 @@ def weights_source(text: str) -> str:
         return text
     if Path(text).expanduser().is_file():
         return str(Path(text).expanduser().resolve())
-    raise argparse.ArgumentTypeError(f"expected imagenet, random[:SEED], s3://… or an existing weights file, got {text!r}")
+    raise argparse.ArgumentTypeError(
+        f"expected imagenet, random[:SEED], s3://… or an existing weights file, got {text!r}"
+    )

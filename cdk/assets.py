@@ -1,0 +1,70 @@
+"""Stage the code the stack ships, without Docker and without network.
+
+* the Lambda asset: the ``lambdas`` package only, minus what never runs in a Lambda (``cli/``,
+  ``local/``, caches); Powertools (+ pydantic) comes from the public layer, boto3 from the runtime;
+* the Spark job code: ``spark_jobs/main.py`` (the EMR Serverless ``entryPoint``) and ``spark_jobs.zip``
+  (the package, for ``--py-files``), zipped deterministically so the asset hash only changes with the code.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import zipfile
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+LAMBDA_PACKAGE = "lambdas"
+LAMBDA_EXCLUDED_DIRS = ("cli", "local", "tests", "__pycache__")
+SPARK_PACKAGE = "spark_jobs"
+SPARK_ENTRY_POINT = "main.py"
+SPARK_ZIP = "spark_jobs.zip"
+_ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)  # fixed timestamps: same code, same zip bytes, same asset hash
+
+
+def _python_files(package_dir: Path, excluded_dirs: tuple[str, ...] = ("__pycache__",)) -> list[Path]:
+    """The package's ``.py`` files (sorted), skipping any path through ``excluded_dirs``."""
+    files = []
+    for path in sorted(package_dir.rglob("*.py")):
+        parts = path.relative_to(package_dir).parts[:-1]
+        if not any(part in excluded_dirs for part in parts):
+            files.append(path)
+    return files
+
+
+def stage_lambda_code(repo_root: Path = REPO_ROOT) -> Path:
+    """Copy the deployable part of ``lambdas/`` into a fresh folder; returns the folder (asset root).
+
+    Raises:
+        FileNotFoundError: ``lambdas/handlers/`` is missing (the handlers are the asset's reason to exist).
+    """
+    package = repo_root / LAMBDA_PACKAGE
+    if not (package / "handlers").is_dir():
+        raise FileNotFoundError(f"{package / 'handlers'} not found: the Lambda handlers are part of the asset")
+    staging = Path(tempfile.mkdtemp(prefix="fruits-lambda-asset-"))
+    for path in _python_files(package, LAMBDA_EXCLUDED_DIRS):
+        target = staging / path.relative_to(repo_root)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, target)
+    return staging
+
+
+def stage_spark_code(repo_root: Path = REPO_ROOT) -> Path:
+    """Write ``main.py`` and ``spark_jobs.zip`` (importable package, ``.py`` only) to a fresh folder.
+
+    Raises:
+        FileNotFoundError: ``spark_jobs/main.py`` is missing.
+    """
+    package = repo_root / SPARK_PACKAGE
+    entry_point = package / SPARK_ENTRY_POINT
+    if not entry_point.is_file():
+        raise FileNotFoundError(f"{entry_point} not found: it is the EMR Serverless entry point")
+    staging = Path(tempfile.mkdtemp(prefix="fruits-spark-asset-"))
+    shutil.copyfile(entry_point, staging / SPARK_ENTRY_POINT)
+    with zipfile.ZipFile(staging / SPARK_ZIP, "w", zipfile.ZIP_DEFLATED) as archive:
+        for path in _python_files(package):
+            info = zipfile.ZipInfo(path.relative_to(repo_root).as_posix(), date_time=_ZIP_EPOCH)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.external_attr = 0o644 << 16
+            archive.writestr(info, path.read_bytes())
+    return staging

@@ -1,0 +1,275 @@
+"""Ingestion: the four Lambdas (ingest, job_state, flush, reconcile), their triggers and least-privilege
+permissions. Handler code: ``lambdas/handlers/<name>.py``, ``handler(event, context)``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_lambda_event_sources as sources
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_sqs as sqs
+from constructs import Construct
+
+from cdk.nag import acknowledge, acknowledge_object_prefixes, acknowledge_s3_grant_actions, token_ref
+from lambdas import resources as r
+
+SERVICE_NAME = "fruits-ingestion"
+METRICS_NAMESPACE = "Fruits"
+HANDLERS = ("ingest", "job_state", "flush", "reconcile")
+# The ingest queue's visibility timeout must be >= 6x the function timeout (AWS Lambda SQS guidance).
+INGEST_TIMEOUT_S = r.INGEST_QUEUE_VISIBILITY_TIMEOUT_S // 6
+
+
+@dataclass(frozen=True)
+class JobSettings:
+    """What a job run needs, as the Lambdas' environment (contracts.md, "Lambda environment")."""
+
+    application_id: str
+    application_arn: str
+    execution_role: iam.IRole
+    entry_point_uri: str
+    py_files_uri: str
+    weights: str
+    spark_submit_parameters: str
+    pca_k: int
+    job_timeout_minutes: int
+    batch_threshold: int
+    batch_max_images: int
+    max_attempts: int
+
+
+class Ingestion(Construct):
+    """The Lambdas and their event sources.
+
+    Attributes:
+        functions: handler name → function (``ingest``, ``job_state``, ``flush``, ``reconcile``).
+        job_state_rule: EventBridge rule for our application's job run state changes.
+        flush_schedule / reconcile_schedule: EventBridge schedules.
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        lambda_code_dir: Path,
+        powertools_layer_arn: str,
+        bucket: s3.IBucket,
+        queue: sqs.IQueue,
+        table: dynamodb.ITable,
+        job: JobSettings,
+        flush_rate_hours: int,
+        reconcile_rate_hours: int,
+        log_retention_days: int,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        code = lambda_.Code.from_asset(str(lambda_code_dir))
+        layer = lambda_.LayerVersion.from_layer_version_arn(self, "Powertools", powertools_layer_arn)
+        environment = {
+            "DATA_BUCKET": bucket.bucket_name,
+            "IMAGES_PREFIX": r.IMAGES_PREFIX,
+            "MANIFEST_TABLE": table.table_name,
+            "EMR_APPLICATION_ID": job.application_id,
+            "EMR_EXECUTION_ROLE_ARN": job.execution_role.role_arn,
+            "JOB_ENTRY_POINT": job.entry_point_uri,
+            "JOB_PY_FILES": job.py_files_uri,
+            "LAKE_URI": f"s3://{bucket.bucket_name}/{r.LAKE_PREFIX.rstrip('/')}",
+            "JOB_WEIGHTS": job.weights,
+            "PCA_K": str(job.pca_k),
+            "JOB_LOG_URI": f"s3://{bucket.bucket_name}/{r.LOGS_PREFIX}",
+            "JOB_TIMEOUT_MINUTES": str(job.job_timeout_minutes),
+            "SPARK_SUBMIT_PARAMETERS": job.spark_submit_parameters,
+            "BATCH_THRESHOLD": str(job.batch_threshold),
+            "BATCH_MAX_IMAGES": str(job.batch_max_images),
+            "MAX_ATTEMPTS": str(job.max_attempts),
+            "POWERTOOLS_SERVICE_NAME": SERVICE_NAME,
+            "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
+        }
+        timeouts = {"ingest": INGEST_TIMEOUT_S, "job_state": 60, "flush": 120, "reconcile": 600}
+        self.functions: dict[str, lambda_.Function] = {}
+        for name in HANDLERS:
+            self.functions[name] = self._function(
+                name,
+                code=code,
+                layer=layer,
+                environment=environment,
+                timeout_s=timeouts[name],
+                log_retention_days=log_retention_days,
+            )
+
+        # Every handler may seal a batch and start (or retry) its job run: same data-plane permissions.
+        for function in self.functions.values():
+            table.grant_read_write_data(function)
+            bucket.grant_put(function, f"{r.MANIFESTS_PREFIX}*")
+            bucket.grant_read(function, f"{r.MANIFESTS_PREFIX}*")
+            bucket.grant_read(function, f"{r.LAKE_PREFIX}batches/*")  # batch summaries written by the job
+            function.add_to_role_policy(
+                iam.PolicyStatement(
+                    sid="StartJobRunsOnOurApplication",
+                    actions=["emr-serverless:StartJobRun"],
+                    resources=[job.application_arn],
+                )
+            )
+            function.add_to_role_policy(
+                iam.PolicyStatement(
+                    sid="ReadAndTagOurJobRuns",
+                    actions=[
+                        "emr-serverless:GetJobRun",
+                        "emr-serverless:ListJobRuns",
+                        "emr-serverless:GetApplication",
+                        "emr-serverless:TagResource",
+                    ],
+                    resources=[job.application_arn, f"{job.application_arn}/jobruns/*"],
+                )
+            )
+            job.execution_role.grant_pass_role(function.role)
+            acknowledge(
+                function.role,
+                f"AwsSolutions-IAM5[Resource::{token_ref(self, job.application_arn)}/jobruns/*]",
+                "Job run ids are created at run time; the wildcard stays inside our own application's job runs.",
+            )
+            acknowledge(
+                function.role,
+                f"AwsSolutions-IAM5[Resource::{token_ref(self, table.table_arn)}/index/*]",
+                "grant_read_write_data covers the table's indexes (the handlers query GSI gsi1).",
+            )
+            acknowledge_s3_grant_actions(function.role, ("s3:GetObject*", "s3:GetBucket*", "s3:List*", "s3:Abort*"))
+            acknowledge_object_prefixes(
+                function.role,
+                bucket.bucket_arn,
+                (r.MANIFESTS_PREFIX, f"{r.LAKE_PREFIX}batches/"),
+                "batch manifests written by the Lambdas, batch summaries written by the job.",
+            )
+
+        # reconcile lists images/ to find images whose S3 event was lost.
+        bucket.grant_read(self.functions["reconcile"], f"{r.IMAGES_PREFIX}*")
+        acknowledge_object_prefixes(
+            self.functions["reconcile"].role, bucket.bucket_arn, (r.IMAGES_PREFIX,), "reconcile lists uploaded images."
+        )
+
+        self.functions["ingest"].add_event_source(
+            sources.SqsEventSource(queue, batch_size=r.INGEST_BATCH_SIZE, report_batch_item_failures=True, enabled=True)
+        )
+        self.job_state_rule = events.Rule(
+            self,
+            "JobStateRule",
+            description="EMR Serverless job run state changes of the Fruits! application",
+            event_pattern=events.EventPattern(
+                source=[r.EMR_EVENT_SOURCE],
+                detail_type=[r.EMR_JOB_STATE_DETAIL_TYPE],
+                detail={"applicationId": [job.application_id]},
+            ),
+            targets=[targets.LambdaFunction(self.functions["job_state"], retry_attempts=8)],
+        )
+        self.flush_schedule = events.Rule(
+            self,
+            "FlushSchedule",
+            description="Seal whatever is pending so no image waits forever",
+            schedule=events.Schedule.rate(Duration.hours(flush_rate_hours)),
+            targets=[targets.LambdaFunction(self.functions["flush"])],
+        )
+        self.reconcile_schedule = events.Rule(
+            self,
+            "ReconcileSchedule",
+            description="Record images whose S3 event was lost; re-drive sealed batches without a job run",
+            schedule=events.Schedule.rate(Duration.hours(reconcile_rate_hours)),
+            targets=[targets.LambdaFunction(self.functions["reconcile"])],
+        )
+
+    def _function(
+        self,
+        name: str,
+        *,
+        code: lambda_.Code,
+        layer: lambda_.ILayerVersion,
+        environment: dict[str, str],
+        timeout_s: int,
+        log_retention_days: int,
+    ) -> lambda_.Function:
+        """One arm64 Python 3.12 function with its own log group (retention) and its own role."""
+        construct_id = "".join(part.capitalize() for part in name.split("_"))
+        log_group = logs.LogGroup(
+            self,
+            f"{construct_id}Logs",
+            retention=_retention(log_retention_days),
+            removal_policy=RemovalPolicy.DESTROY,
+        )
+        role = iam.Role(
+            self,
+            f"{construct_id}Role",
+            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+            description=f"Fruits! {name} Lambda",
+        )
+        # Instead of the AWSLambdaBasicExecutionRole managed policy: write to this function's log group only.
+        role.add_to_policy(
+            iam.PolicyStatement(
+                actions=["logs:CreateLogStream", "logs:PutLogEvents"],
+                resources=[log_group.log_group_arn],
+            )
+        )
+        function = lambda_.Function(
+            self,
+            construct_id,
+            runtime=lambda_.Runtime.PYTHON_3_12,
+            architecture=lambda_.Architecture.ARM_64,
+            handler=f"lambdas.handlers.{name}.handler",
+            code=code,
+            layers=[layer],
+            environment=environment,
+            timeout=Duration.seconds(timeout_s),
+            memory_size=256,
+            role=role,
+            log_group=log_group,
+            tracing=lambda_.Tracing.ACTIVE,
+            description=f"Fruits! {name} (lambdas/handlers/{name}.py)",
+        )
+        acknowledge(
+            function,
+            "AwsSolutions-L1",
+            "Python 3.12 is pinned on purpose: it is the runtime of the Powertools v3 layer we use "
+            "(AWSLambdaPowertoolsPythonV3-python312-arm64) and the one the handlers are tested on.",
+        )
+        acknowledge(
+            role,
+            "AwsSolutions-IAM5[Resource::*]",
+            "X-Ray PutTraceSegments/PutTelemetryRecords support no resource-level permissions (Tracing.ACTIVE).",
+        )
+        acknowledge(
+            role,
+            f"AwsSolutions-IAM5[Resource::{token_ref(self, log_group.log_group_arn)}:*]",
+            "Log streams are created at run time inside this function's own log group.",
+        )
+        return function
+
+
+_RETENTIONS = {
+    1: logs.RetentionDays.ONE_DAY,
+    3: logs.RetentionDays.THREE_DAYS,
+    5: logs.RetentionDays.FIVE_DAYS,
+    7: logs.RetentionDays.ONE_WEEK,
+    14: logs.RetentionDays.TWO_WEEKS,
+    30: logs.RetentionDays.ONE_MONTH,
+    60: logs.RetentionDays.TWO_MONTHS,
+    90: logs.RetentionDays.THREE_MONTHS,
+    180: logs.RetentionDays.SIX_MONTHS,
+    365: logs.RetentionDays.ONE_YEAR,
+}
+
+
+def _retention(days: int) -> logs.RetentionDays:
+    """The CloudWatch Logs retention of ``days`` days.
+
+    Raises:
+        ValueError: not one of the retentions offered here (1, 3, 5, 7, 14, 30, 60, 90, 180, 365 days).
+    """
+    if days not in _RETENTIONS:
+        raise ValueError(f"log retention of {days} days not supported; use one of {sorted(_RETENTIONS)}")
+    return _RETENTIONS[days]

@@ -1,0 +1,118 @@
+"""Deployment settings, read once from the CDK context (``cdk.json`` / ``-c key=value``) and the CDK env.
+
+Every tunable of the stack is here, with its default; the constructs receive plain values from this
+frozen model and never read the context themselves.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from lambdas import resources
+
+# Public Powertools for AWS Lambda (Python) v3 layer, published by AWS in account 017000801446.
+# Name format from the Powertools docs ("Lambda Layer" install section):
+#   arn:aws:lambda:{region}:017000801446:layer:AWSLambdaPowertoolsPythonV3-{python_version}-{arch}:{version}
+# The layer is built with the ``[all]`` extras, so it ships pydantic v2 and pydantic-settings as well.
+POWERTOOLS_LAYER_ACCOUNT = "017000801446"
+# Newest layer version listed in the Powertools docs we could check (docs/index.md, layer version 27).
+# Newer: `aws ssm get-parameter --name /aws/service/powertools/python/arm64/python3.12/latest`.
+DEFAULT_POWERTOOLS_LAYER_VERSION = 27
+
+ARCHITECTURES = ("ARM64", "X86_64")
+
+
+class ConfigError(ValueError):
+    """A context value is missing, malformed, or asks for something the project refuses (e.g. a region)."""
+
+
+@dataclass(frozen=True)
+class DeployConfig:
+    """Everything the stack needs to know about where and how it is deployed.
+
+    Units are in the field names (``_minutes``, ``_hours``, ``_days``). ``account`` may be ``None``
+    (environment-agnostic synth, e.g. in tests or without credentials).
+    """
+
+    account: str | None
+    region: str
+    stack_name: str
+    powertools_layer_version: int
+    emr_architecture: str
+    emr_max_cpu: str
+    emr_max_memory: str
+    emr_max_disk: str
+    emr_idle_stop_minutes: int
+    flush_rate_hours: int
+    reconcile_rate_hours: int
+    batch_threshold: int
+    batch_max_images: int
+    max_attempts: int
+    pca_k: int
+    job_timeout_minutes: int
+    log_retention_days: int
+    alarm_email: str | None
+
+    @property
+    def powertools_layer_arn(self) -> str:
+        """ARN of the official Powertools v3 layer for Python 3.12 on arm64 in ``region``."""
+        return (
+            f"arn:aws:lambda:{self.region}:{POWERTOOLS_LAYER_ACCOUNT}:layer:"
+            f"AWSLambdaPowertoolsPythonV3-python312-arm64:{self.powertools_layer_version}"
+        )
+
+
+def _int(context: Mapping[str, Any], key: str, default: int, minimum: int = 1) -> int:
+    raw = context.get(key, default)
+    try:
+        value = int(str(raw))
+    except ValueError:
+        raise ConfigError(f"context '{key}' must be an integer, got {raw!r}") from None
+    if value < minimum:
+        raise ConfigError(f"context '{key}' must be >= {minimum}, got {value}")
+    return value
+
+
+def load_config(context: Mapping[str, Any], env: Mapping[str, str] | None = None) -> DeployConfig:
+    """Validate the CDK context into a :class:`DeployConfig`.
+
+    Args:
+        context: context values (strings when given with ``-c``, JSON values from ``cdk.json``).
+        env: process environment; ``CDK_DEFAULT_ACCOUNT`` (set by the CDK CLI) gives the account.
+
+    Raises:
+        ConfigError: a region other than eu-west-3 (GDPR: the data stays in Paris), or a bad value.
+    """
+    env = os.environ if env is None else env
+    region = str(context.get("region") or resources.REGION)
+    if region != resources.REGION:
+        raise ConfigError(
+            f"region {region!r} refused: Fruits! deploys only to {resources.REGION} (Paris, GDPR data residency)"
+        )
+    architecture = str(context.get("emrArchitecture", "ARM64")).upper()
+    if architecture not in ARCHITECTURES:
+        raise ConfigError(f"context 'emrArchitecture' must be one of {ARCHITECTURES}, got {architecture!r}")
+    alarm_email = context.get("alarmEmail") or None
+    return DeployConfig(
+        account=env.get("CDK_DEFAULT_ACCOUNT") or None,
+        region=region,
+        stack_name=str(context.get("stackName", "Fruits")),
+        powertools_layer_version=_int(context, "powertoolsLayerVersion", DEFAULT_POWERTOOLS_LAYER_VERSION),
+        emr_architecture=architecture,
+        emr_max_cpu=str(context.get("emrMaxCpu", "16 vCPU")),
+        emr_max_memory=str(context.get("emrMaxMemory", "64 GB")),
+        emr_max_disk=str(context.get("emrMaxDisk", "200 GB")),
+        emr_idle_stop_minutes=_int(context, "emrIdleStopMinutes", 15),
+        flush_rate_hours=_int(context, "flushRateHours", 6),
+        reconcile_rate_hours=_int(context, "reconcileRateHours", 24),
+        batch_threshold=_int(context, "batchThreshold", 100),
+        batch_max_images=_int(context, "batchMaxImages", 1000),
+        max_attempts=_int(context, "maxAttempts", 3),
+        pca_k=_int(context, "pcaK", 150),
+        job_timeout_minutes=_int(context, "jobTimeoutMinutes", 120),
+        log_retention_days=_int(context, "logRetentionDays", 30),
+        alarm_email=str(alarm_email) if alarm_email else None,
+    )

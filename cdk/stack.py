@@ -1,0 +1,105 @@
+"""The one Fruits! stack: composes the constructs, wires their attributes, declares the outputs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from aws_cdk import CfnOutput, Environment, Stack
+from constructs import Construct
+
+from cdk.components.ingestion import METRICS_NAMESPACE, SERVICE_NAME, Ingestion, JobSettings
+from cdk.components.manifest_table import ManifestTable
+from cdk.components.monitoring import Monitoring
+from cdk.components.processing import Processing
+from cdk.components.query import Query
+from cdk.components.storage import Storage
+from cdk.config import DeployConfig
+from cdk.nag import acknowledge_library_singletons
+from lambdas import resources as r
+
+
+class FruitsStack(Stack):
+    """Storage → ingestion Lambdas → EMR Serverless processing → Parquet lake queried by Athena.
+
+    Attributes:
+        storage, manifest, processing, ingestion, monitoring, query: the constructs.
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: DeployConfig,
+        lambda_code_dir: Path,
+        spark_code_dir: Path,
+    ) -> None:
+        super().__init__(
+            scope,
+            construct_id,
+            env=Environment(account=config.account, region=config.region),
+            description="Fruits! image ingestion: S3 -> SQS -> Lambda manifest -> EMR Serverless ResNet50 + PCA",
+        )
+        self.storage = Storage(self, "Storage")
+        self.manifest = ManifestTable(self, "Manifest")
+        self.processing = Processing(
+            self,
+            "Processing",
+            bucket=self.storage.bucket,
+            spark_code_dir=spark_code_dir,
+            architecture=config.emr_architecture,
+            max_cpu=config.emr_max_cpu,
+            max_memory=config.emr_max_memory,
+            max_disk=config.emr_max_disk,
+            idle_stop_minutes=config.emr_idle_stop_minutes,
+        )
+        self.ingestion = Ingestion(
+            self,
+            "Ingestion",
+            lambda_code_dir=lambda_code_dir,
+            powertools_layer_arn=config.powertools_layer_arn,
+            bucket=self.storage.bucket,
+            queue=self.storage.queue,
+            table=self.manifest.table,
+            job=JobSettings(
+                application_id=self.processing.application.attr_application_id,
+                application_arn=self.processing.application_arn,
+                execution_role=self.processing.execution_role,
+                entry_point_uri=self.processing.entry_point_uri,
+                py_files_uri=self.processing.py_files_uri,
+                weights=self.processing.weights,
+                spark_submit_parameters=self.processing.spark_submit_parameters,
+                pca_k=config.pca_k,
+                job_timeout_minutes=config.job_timeout_minutes,
+                batch_threshold=config.batch_threshold,
+                batch_max_images=config.batch_max_images,
+                max_attempts=config.max_attempts,
+            ),
+            flush_rate_hours=config.flush_rate_hours,
+            reconcile_rate_hours=config.reconcile_rate_hours,
+            log_retention_days=config.log_retention_days,
+        )
+        self.monitoring = Monitoring(
+            self,
+            "Monitoring",
+            dead_letter_queue=self.storage.dead_letter_queue,
+            functions=self.ingestion.functions,
+            namespace=METRICS_NAMESPACE,
+            service=SERVICE_NAME,
+            alarm_email=config.alarm_email,
+        )
+        self.query = Query(self, "Query", bucket=self.storage.bucket, database_name=f"{config.stack_name.lower()}_lake")
+
+        acknowledge_library_singletons(self, data_bucket_arn=self.storage.bucket.bucket_arn)
+
+        CfnOutput(self, "BucketName", value=self.storage.bucket.bucket_name, description="Data bucket")
+        CfnOutput(
+            self,
+            "UploadPrefix",
+            value=f"s3://{self.storage.bucket.bucket_name}/{r.IMAGES_PREFIX}",
+            description="Upload images here (one folder per label)",
+        )
+        CfnOutput(self, "ApplicationId", value=self.processing.application.attr_application_id)
+        CfnOutput(self, "ManifestTableName", value=self.manifest.table.table_name)
+        CfnOutput(self, "GlueDatabase", value=self.query.database_name)
+        CfnOutput(self, "FeaturesTableName", value=self.query.table_name, description="Athena table (Glue)")

@@ -74,16 +74,29 @@ def folder_label(image_uri: str) -> str:
     return parts[-2] if len(parts) >= 2 else ""
 
 
+def _latest_pca(lake: Path, model_id: str):
+    """Latest committed PCA version of ``model_id`` in the lake (``spark_jobs.pca``), or None."""
+    try:
+        from spark_jobs.pca import load_version
+    except ImportError:  # the CLI without the spark extra: stored coordinates only
+        return None
+    return load_version(str(lake), model_id)
+
+
 def read_probe_table(lake: Path, model_id: str | None = None) -> ProbeTable:
-    """Read ``image_uri``, ``label``, ``pca``, ``model_id``, ``pca_version`` of ``lake/features`` with pyarrow.
+    """PCA coordinates of one model_id, all on the same PCA version (pyarrow, no Spark).
+
+    Rows keep their stored ``pca`` when it was computed with the latest committed PCA version of the model_id
+    (``<lake>/pca/<model_id>/``); older rows are re-projected from their stored ``features`` exactly as
+    ``spark_jobs.lake.read_projected`` does: ``pca = components @ (features - mean)``.
 
     Args:
         lake: local lake root (contains ``features/batch_id=…/*.parquet``).
         model_id: keep only rows of this model_id; None means "the only model_id in the lake".
 
     Raises:
-        CliError: no features, unknown model_id, several model_ids without ``--model-id``, rows whose PCA
-            coordinates come from different PCA versions (not comparable), or ragged PCA vectors.
+        CliError: no features, unknown model_id, several model_ids without ``--model-id``, rows on several PCA
+            versions with no committed version to re-project on, or ragged PCA vectors.
     """
     import pyarrow.compute as pc
     import pyarrow.dataset as ds
@@ -96,10 +109,9 @@ def read_probe_table(lake: Path, model_id: str | None = None) -> ProbeTable:
     missing = {"image_uri", "pca", "model_id"} - set(columns)
     if missing:
         raise CliError(f"features in {features_dir} lack column(s): {', '.join(sorted(missing))}")
-    table = dataset.to_table(columns=columns)
-    if table.num_rows == 0:
+    model_ids = sorted(str(m) for m in pc.unique(dataset.to_table(columns=["model_id"])["model_id"]).to_pylist())
+    if not model_ids:
         raise CliError(f"no feature rows under {features_dir}")
-    model_ids = sorted(str(m) for m in pc.unique(table["model_id"]).to_pylist())
     if model_id is None:
         if len(model_ids) > 1:
             raise CliError(f"the lake mixes {len(model_ids)} model_ids ({', '.join(model_ids)}); "
@@ -107,12 +119,23 @@ def read_probe_table(lake: Path, model_id: str | None = None) -> ProbeTable:
         model_id = model_ids[0]
     elif model_id not in model_ids:
         raise CliError(f"model_id {model_id!r} not in the lake (found: {', '.join(model_ids)})")
-    table = table.filter(pc.equal(table["model_id"], model_id))
-    versions = sorted(str(v) for v in pc.unique(table["pca_version"]).to_pylist()) if "pca_version" in columns else []
-    if len(versions) > 1:
-        raise CliError(f"rows of {model_id} carry PCA coordinates from {len(versions)} PCA versions "
-                       f"({', '.join(versions)}), which are not comparable; re-project them first")
+    table = dataset.to_table(columns=columns, filter=pc.field("model_id") == model_id)
+    stored_versions = sorted({int(v) for v in table["pca_version"].to_pylist()}) if "pca_version" in columns else []
     vectors = table["pca"].to_pylist()
+    latest = _latest_pca(lake, model_id) if stored_versions else None
+    if latest is not None and stored_versions != [latest.version]:
+        stale = np.array([int(v) != latest.version for v in table["pca_version"].to_pylist()])
+        raw = dataset.to_table(columns=["features"], filter=pc.field("model_id") == model_id)["features"]
+        x = np.asarray(raw.take(np.flatnonzero(stale)).to_pylist(), dtype=np.float64)
+        projected = (x - latest.mean) @ latest.fit.components.T
+        for row, vector in zip(np.flatnonzero(stale), projected, strict=True):
+            vectors[row] = vector
+        versions = [str(latest.version)]
+    elif len(stored_versions) > 1:
+        raise CliError(f"rows of {model_id} carry PCA coordinates from {len(stored_versions)} PCA versions "
+                       f"({', '.join(map(str, stored_versions))}) and no committed PCA version to re-project on")
+    else:
+        versions = [str(v) for v in stored_versions]
     lengths = {len(v) if v is not None else 0 for v in vectors}
     if len(lengths) != 1 or 0 in lengths:
         raise CliError(f"PCA vectors of {model_id} have inconsistent lengths {sorted(lengths)}")

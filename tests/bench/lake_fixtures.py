@@ -18,9 +18,10 @@ def write_batch(lake: Path, batch_id: str, rows: list[dict]) -> Path:
     table = pa.table({
         "image_uri": [r["image_uri"] for r in rows],
         "label": [r["label"] for r in rows],
-        "features": pa.array([[0.0] * 4 for _ in rows], type=pa.list_(pa.float32())),
+        "features": pa.array([list(map(float, r.get("features", [0.0] * 4))) for r in rows],
+                             type=pa.list_(pa.float32())),
         "pca": pa.array([list(map(float, r["pca"])) for r in rows], type=pa.list_(pa.float32())),
-        "pca_version": [r["pca_version"] for r in rows],
+        "pca_version": pa.array([r["pca_version"] for r in rows], type=pa.int32()),
         "model_id": [r["model_id"] for r in rows],
     })
     path = part / "part-00000.parquet"
@@ -29,7 +30,7 @@ def write_batch(lake: Path, batch_id: str, rows: list[dict]) -> Path:
 
 
 def separable_rows(model_id: str = "resnet50-random0-224", per_class: tuple[int, int] = (12, 4), k: int = 5,
-                   seed: int = 0, pca_version: str = "v000001") -> list[dict]:
+                   seed: int = 0, pca_version: int = 1) -> list[dict]:
     """Gaussian clusters, one per class, far apart: a linear probe must score 1.0 on them."""
     rng = np.random.default_rng(seed)
     rows = []

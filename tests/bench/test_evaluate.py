@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from lambdas.cli import evaluate
@@ -75,13 +76,46 @@ def test_refuses_to_mix_model_ids(tmp_path: Path) -> None:
         evaluate.evaluate_lake(tmp_path, "resnet50-random7-224")
 
 
-def test_refuses_mixed_pca_versions(tmp_path: Path) -> None:
-    # GIVEN rows of one model projected with two different PCA versions
-    write_batch(tmp_path, "b1", separable_rows(pca_version="v1"))
-    write_batch(tmp_path, "b2", separable_rows(pca_version="v2"))
+def test_refuses_mixed_pca_versions_without_pca_state(tmp_path: Path) -> None:
+    # GIVEN rows of one model projected with two different PCA versions, and no pca/ state to re-project on
+    write_batch(tmp_path, "b1", separable_rows(pca_version=1))
+    write_batch(tmp_path, "b2", separable_rows(pca_version=2))
     # WHEN/THEN the probe refuses to compare them
     with pytest.raises(CliError, match="2 PCA versions"):
         evaluate.read_probe_table(tmp_path)
+
+
+def test_stale_rows_are_reprojected_on_latest_pca_version(tmp_path: Path) -> None:
+    # GIVEN two batches: batch 1 projected on PCA version 1, batch 2 on version 2 (fitted on both batches)
+    from spark_jobs.pca import commit_version, plan_version
+    from spark_jobs.stats import SufficientStats
+
+    model_id = "resnet50-random0-224"
+    rng = np.random.default_rng(3)
+    rows = separable_rows(k=8)
+    for row in rows:
+        row["features"] = np.asarray(row["pca"]) + rng.normal(size=8)
+    first, second = rows[::2], rows[1::2]
+    versions = []
+    for batch_id, part in (("b1", first), ("b2", second)):
+        stats = SufficientStats.from_array(np.array([r["features"] for r in part], dtype=np.float32))
+        planned = plan_version(str(tmp_path), model_id, batch_id, stats, 3)
+        commit_version(str(tmp_path), planned, stats)
+        versions.append(planned)
+        for r in part:
+            r["pca"] = planned.fit.components @ (np.float32(r["features"]).astype(np.float64) - planned.mean)
+            r["pca_version"] = planned.version
+        write_batch(tmp_path, batch_id, part)
+    # WHEN the probe table is read
+    table = evaluate.read_probe_table(tmp_path)
+    # THEN every row is on version 2, batch-1 rows re-projected exactly like spark_jobs.projection
+    latest = versions[-1]
+    assert table.pca_versions == ["2"]
+    by_uri = dict(zip(table.image_uris, table.x, strict=True))
+    for r in first:
+        expected = latest.fit.components @ (np.float32(r["features"]).astype(np.float64) - latest.mean)
+        np.testing.assert_allclose(by_uri[r["image_uri"]], expected, rtol=1e-5, atol=1e-5)
+    assert evaluate.linear_probe(table).accuracy == 1.0
 
 
 def test_cli_prints_accuracy_table_and_model_id(tmp_path: Path, only_evaluate: None,

@@ -1,0 +1,43 @@
+"""Sizes of one benchmark run. ``FULL`` fits ``make bench`` on 2 cores in < 15 minutes (ResNet50 224x224 runs
+about 9 images/s here); ``TINY`` exercises the same plumbing in seconds for tests."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from bench.common import RESULTS_DIR, SAMPLE_DIR
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """Sizes and locations of a run (counts are images unless stated)."""
+
+    sample_dir: Path = SAMPLE_DIR
+    results_dir: Path = RESULTS_DIR
+    image_size: int = 224
+    fast_image_size: int = 100
+    weights: str = "random:0"
+    pca_k: int = 150
+    train_per_class: int = 12  # Training images per class featurized by the job (quality + arm c)
+    test_per_class: int = 6  # Test images per class
+    ceiling_images: int = 192  # arm a (in-memory tensors)
+    seed_images: int = 96  # arm b (per-image predict)
+    bf16_images: int = 32
+    warmup_images: int = 8  # job warm-up run (worker start, TF import, model build), reported separately
+    infer_batch_size: int = 32
+    incremental_n: int = 64  # N of the incremental benchmark; history = history_factor * N
+    history_factor: int = 10
+    history_weights: str = "projection:0"  # cheap featurizer for the history batches (job's test featurizer)
+    pca_history_sizes: tuple[int, ...] = (64, 640, 6400)
+    ingest_records: int = 40  # S3 objects/SQS records through the ingest handler
+    ingest_batch_size: int = 10  # SQS records per invocation (SQS event source default batch size)
+    seed: int = 0
+
+
+FULL = BenchConfig()
+TINY = replace(
+    FULL, train_per_class=1, test_per_class=1, ceiling_images=4, seed_images=2, bf16_images=2, warmup_images=2,
+    infer_batch_size=4, image_size=32, fast_image_size=32, pca_k=4, incremental_n=4, history_factor=2,
+    pca_history_sizes=(8, 16), ingest_records=6, ingest_batch_size=3,
+)

@@ -1,0 +1,74 @@
+"""EMR Serverless entry point (the same file runs locally): parse ``entryPointArguments``, run one batch.
+
+    spark-submit spark_jobs/main.py --manifest URI --lake URI --batch-id ID \
+        [--weights imagenet|random[:SEED]|PATH|s3://...] [--pca-k 150] [--image-size 224] [--infer-batch-size 32]
+
+Exit code 0 on success, 2 on bad arguments, 1 on any failure (traceback on stderr). The SparkSession is
+obtained with ``getOrCreate()`` and never stopped (the local runner and tests reuse it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import traceback
+
+from pyspark.sql import SparkSession
+
+try:  # on EMR the entry point runs as a script with the package shipped via --py-files
+    from spark_jobs.job import JobConfig, run_batch
+except ImportError:  # pragma: no cover
+    sys.path.insert(0, __file__.rsplit("/", 2)[0])
+    from spark_jobs.job import JobConfig, run_batch
+
+BATCH_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+def _batch_id(text: str) -> str:
+    if not BATCH_ID.match(text):
+        raise argparse.ArgumentTypeError(f"batch id must match {BATCH_ID.pattern}, got {text!r}")
+    return text
+
+
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return int(text)
+
+
+def parse_args(argv: list[str] | None) -> JobConfig:
+    """``entryPointArguments`` -> :class:`JobConfig`. Raises SystemExit(2) on bad arguments."""
+    parser = argparse.ArgumentParser(prog="spark_jobs.main", description=__doc__.splitlines()[0])
+    parser.add_argument("--manifest", required=True, help="batch manifest URI (JSON lines or Parquet)")
+    parser.add_argument("--lake", required=True, help="lake root URI (s3://…/lake or a local directory)")
+    parser.add_argument("--batch-id", required=True, type=_batch_id)
+    parser.add_argument("--weights", default="imagenet", help="imagenet | random[:SEED] | PATH | s3://…")
+    parser.add_argument("--pca-k", type=_positive, default=150)
+    parser.add_argument("--image-size", type=_positive, default=224)
+    parser.add_argument("--infer-batch-size", type=_positive, default=32)
+    ns = parser.parse_args(argv)
+    return JobConfig(ns.manifest, ns.lake, ns.batch_id, ns.weights, ns.pca_k, ns.image_size, ns.infer_batch_size)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one batch job; returns the process exit code (0 ok, 1 failure, 2 bad arguments)."""
+    try:
+        config = parse_args(argv)
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    spark = SparkSession.builder.getOrCreate()
+    try:
+        report = run_batch(spark, config)
+    except Exception:
+        traceback.print_exc()
+        print(f"batch {config.batch_id}: FAILED", file=sys.stderr)
+        return 1
+    summary = {key: report[key] for key in ("batch_id", "model_id", "counts", "pca_version", "n_total")}
+    print(json.dumps(summary))
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,80 @@
+"""Read a batch manifest (JSON lines or Parquet, any URI :mod:`spark_jobs.storage` reads) into a DataFrame.
+
+The manifest lists only the batch's images (docs/contracts.md, "Batch manifest"); the job reads nothing else.
+It is small (at most ``BATCH_MAX_IMAGES`` lines of metadata), so it is parsed on the driver and distributed.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+
+import pyarrow.parquet as pq
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import types as T
+
+from spark_jobs import storage
+
+MANIFEST_SCHEMA = T.StructType(
+    [
+        T.StructField("image_uri", T.StringType(), False),
+        T.StructField("label", T.StringType(), True),
+        T.StructField("size", T.LongType(), True),
+        T.StructField("etag", T.StringType(), True),
+        T.StructField("version_id", T.StringType(), True),
+    ]
+)
+
+
+class ManifestError(ValueError):
+    """The manifest is unreadable or malformed (line number in the message)."""
+
+
+def parse_manifest(data: bytes) -> list[dict]:
+    """Manifest bytes -> records (``image_uri``, ``label``, ``size``, ``etag``, ``version_id``), first wins on dupes.
+
+    Parquet is recognised by its ``PAR1`` magic, anything else is JSON lines (blank lines ignored).
+
+    Raises:
+        ManifestError: a line is not a JSON object or has no string ``image_uri``.
+    """
+    if data[:4] == b"PAR1":
+        rows = pq.read_table(io.BytesIO(data)).to_pylist()
+    else:
+        rows = []
+        for number, line in enumerate(data.decode("utf-8").splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as err:
+                raise ManifestError(f"manifest line {number}: invalid JSON ({err.msg})") from None
+    records: dict[str, dict] = {}
+    for number, row in enumerate(rows, start=1):
+        if not isinstance(row, dict) or not isinstance(row.get("image_uri"), str) or not row["image_uri"]:
+            raise ManifestError(f"manifest record {number}: expected an object with a string image_uri")
+        size = row.get("size")
+        records.setdefault(
+            row["image_uri"],
+            {
+                "image_uri": row["image_uri"],
+                "label": row.get("label"),
+                "size": int(size) if size is not None else None,
+                "etag": row.get("etag"),
+                "version_id": row.get("version_id"),
+            },
+        )
+    return list(records.values())
+
+
+def read_manifest(spark: SparkSession, uri: str, num_partitions: int | None = None) -> DataFrame:
+    """Manifest at ``uri`` -> DataFrame of :data:`MANIFEST_SCHEMA`, one row per distinct image URI.
+
+    Args:
+        num_partitions: rows are spread round-robin over this many partitions (default: Spark's default
+            parallelism, capped by the row count) so every task slot featurizes a share.
+    """
+    records = parse_manifest(storage.read_bytes(uri))
+    parts = max(1, min(len(records), num_partitions or spark.sparkContext.defaultParallelism))
+    rows = [tuple(r[name] for name in MANIFEST_SCHEMA.fieldNames()) for r in records]
+    return spark.createDataFrame(spark.sparkContext.parallelize(rows, parts), MANIFEST_SCHEMA)

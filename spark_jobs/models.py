@@ -1,0 +1,211 @@
+"""Feature extractors: ResNet50 (Keras, ``include_top=False``, ``pooling="avg"``, 2048-d) and its weights.
+
+The weights choice is resolved once on the driver (:func:`resolve_weights`) into a :class:`ModelSpec`
+that every Python worker receives, so all workers build the same network and ``model_id`` names it exactly:
+
+| ``--weights``      | model_id                   | weights                                                  |
+|--------------------|----------------------------|----------------------------------------------------------|
+| ``imagenet``       | ``resnet50-imagenet-224``  | Keras ImageNet file (downloaded to ``~/.keras/models``)  |
+|   … offline        | ``resnet50-random0-224``   | loud fallback to ``random:0``, recorded in the report    |
+| ``random[:SEED]``  | ``resnet50-random<S>-224`` | Keras initialisers after ``keras.utils.set_random_seed`` |
+| path / ``s3://``   | ``resnet50-file<sha12>-224``| ``model.load_weights`` on the file (sha256 of its bytes) |
+| ``projection[:S]`` | ``projection<S>-224``      | test/benchmark-only cheap deterministic featurizer       |
+
+On a worker the network is built once per Python process (module-level cache, Spark reuses workers) and
+run on batches with ``predict_on_batch`` (about 2x faster than eager ``model(x)`` here); TensorFlow
+intra-op threads are set to the executor cores divided by its concurrent tasks so tasks do not oversubscribe.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from pyspark.sql import DataFrame
+from pyspark.sql import types as T
+
+from spark_jobs import storage
+
+FEATURE_DIM = 2048
+FEATURES_SCHEMA = T.StructType(
+    [
+        T.StructField("image_uri", T.StringType(), False),
+        T.StructField("label", T.StringType(), True),
+        T.StructField("content_sha256", T.StringType(), True),
+        T.StructField("width", T.IntegerType(), True),
+        T.StructField("height", T.IntegerType(), True),
+        T.StructField("features", T.ArrayType(T.FloatType(), False), False),
+    ]
+)
+# Side of the block-average grid of the test-only projection featurizer (16x16x3 = 768 inputs).
+_PROJECTION_GRID = 16
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Resolved feature extractor: ``kind`` in imagenet|random|file|projection, input side in pixels."""
+
+    kind: str
+    image_size: int = 224
+    seed: int = 0
+    weights_uri: str | None = None
+    weights_sha256: str | None = None
+    fallback_reason: str | None = None
+
+    @property
+    def model_id(self) -> str:
+        """Identifier of the feature space (features of different model_ids never mix)."""
+        if self.kind == "imagenet":
+            return f"resnet50-imagenet-{self.image_size}"
+        if self.kind == "random":
+            return f"resnet50-random{self.seed}-{self.image_size}"
+        if self.kind == "file":
+            return f"resnet50-file{(self.weights_sha256 or '')[:12]}-{self.image_size}"
+        return f"projection{self.seed}-{self.image_size}"
+
+
+def _seed(text: str, source: str) -> int:
+    if not text.isdigit():
+        raise ValueError(f"bad --weights {source!r}: seed must be a non-negative integer")
+    return int(text)
+
+
+def resolve_weights(source: str, image_size: int = 224) -> ModelSpec:
+    """Resolve ``--weights`` on the driver (see module table).
+
+    ``imagenet`` really loads the Keras ImageNet weights once (download/cache); if that fails (no network),
+    prints a loud banner on stderr and returns ``random:0`` with ``fallback_reason`` set.
+
+    Raises:
+        ValueError: malformed source. FileNotFoundError: weights file/object missing.
+    """
+    name, _, arg = source.partition(":")
+    if source == "imagenet":
+        try:
+            _build_resnet(ModelSpec("imagenet", image_size))
+            return ModelSpec("imagenet", image_size)
+        except Exception as err:  # offline: URL fetch failure; corrupt cache
+            reason = f"imagenet weights unavailable ({type(err).__name__}: {str(err)[:200]})"
+            banner = "!" * 100
+            sys.stderr.write(f"{banner}\nWARNING: {reason}\nFALLING BACK to deterministic random weights "
+                             f"(seed 0): model_id resnet50-random0-{image_size}\n{banner}\n")
+            return ModelSpec("random", image_size, 0, fallback_reason=reason)
+    if name in ("random", "projection") and not source.startswith(("/", "s3://")):
+        return ModelSpec(name, image_size, _seed(arg, source) if arg else 0)
+    if storage.is_s3(source) or source.startswith("file://") or os.path.isabs(source) or Path(source).exists():
+        digest = hashlib.sha256(storage.read_bytes(source)).hexdigest()
+        return ModelSpec("file", image_size, weights_uri=source, weights_sha256=digest)
+    raise ValueError(f"bad --weights {source!r}: expected imagenet, random[:SEED], a weights file path or s3:// URI")
+
+
+def _local_weights_file(spec: ModelSpec) -> str:
+    """Local path of the weights file, downloading s3:// objects once per worker; sha256 is verified."""
+    assert spec.weights_uri is not None and spec.weights_sha256 is not None
+    if not storage.is_s3(spec.weights_uri):
+        path = str(storage.local_path(spec.weights_uri))
+        data = Path(path).read_bytes()
+    else:
+        suffix = "".join(Path(spec.weights_uri).suffixes[-2:]) or ".h5"  # Keras dispatches on .weights.h5 / .h5
+        path = os.path.join(tempfile.gettempdir(), f"fruits-weights-{spec.weights_sha256[:16]}{suffix}")
+        data = storage.read_bytes(spec.weights_uri)
+        Path(path).write_bytes(data)
+    if hashlib.sha256(data).hexdigest() != spec.weights_sha256:
+        raise RuntimeError(f"weights file {spec.weights_uri} changed while the job ran (sha256 mismatch)")
+    return path
+
+
+def _build_resnet(spec: ModelSpec):
+    import keras
+
+    size = spec.image_size
+    if spec.kind == "random":
+        keras.utils.set_random_seed(spec.seed)  # same seed + same construction order -> identical weights
+    weights = "imagenet" if spec.kind == "imagenet" else None
+    model = keras.applications.ResNet50(include_top=False, weights=weights, pooling="avg", input_shape=(size, size, 3))
+    if spec.kind == "file":
+        model.load_weights(_local_weights_file(spec))
+    return model
+
+
+def _projection_featurizer(spec: ModelSpec) -> Callable[[np.ndarray], np.ndarray]:
+    """Cheap deterministic stand-in for tests: 16x16 block means -> fixed Gaussian projection -> ReLU."""
+    rng = np.random.default_rng(spec.seed)
+    inputs = _PROJECTION_GRID * _PROJECTION_GRID * 3
+    weights = (rng.standard_normal((inputs, FEATURE_DIM)) / np.sqrt(inputs)).astype(np.float32)
+    bias = rng.normal(0.0, 0.1, FEATURE_DIM).astype(np.float32)
+
+    def run(pixels: np.ndarray) -> np.ndarray:
+        n, size = pixels.shape[0], pixels.shape[1]
+        block = size // _PROJECTION_GRID
+        crop = pixels[:, : block * _PROJECTION_GRID, : block * _PROJECTION_GRID, :].astype(np.float32) / 255.0
+        pooled = crop.reshape(n, _PROJECTION_GRID, block, _PROJECTION_GRID, block, 3).mean(axis=(2, 4))
+        return np.maximum(pooled.reshape(n, inputs) @ weights + bias, 0.0).astype(np.float32)
+
+    return run
+
+
+_FEATURIZERS: dict[ModelSpec, Callable[[np.ndarray], np.ndarray]] = {}
+
+
+def get_featurizer(spec: ModelSpec, threads: int = 1) -> Callable[[np.ndarray], np.ndarray]:
+    """The process-wide featurizer for ``spec``: uint8 (n, s, s, 3) RGB -> float32 (n, 2048). Built once.
+
+    Args:
+        threads: TensorFlow intra-op threads (only effective before TF's runtime starts in this process).
+    """
+    cached = _FEATURIZERS.get(spec)
+    if cached is not None:
+        return cached
+    if spec.kind == "projection":
+        fn = _projection_featurizer(spec)
+    else:
+        import tensorflow as tf
+        from keras.applications.resnet50 import preprocess_input
+
+        try:
+            tf.config.threading.set_intra_op_parallelism_threads(threads)
+            tf.config.threading.set_inter_op_parallelism_threads(1)
+        except RuntimeError:  # runtime already initialised in this worker: keep its setting
+            pass
+        model = _build_resnet(spec)
+
+        def fn(pixels: np.ndarray) -> np.ndarray:
+            x = preprocess_input(pixels.astype(np.float32))  # RGB->BGR, ImageNet channel means ("caffe" mode)
+            return np.asarray(model.predict_on_batch(x), dtype=np.float32)
+
+    _FEATURIZERS[spec] = fn
+    return fn
+
+
+def _featurize_partition(spec: ModelSpec, batch_size: int, threads: int):
+    size = spec.image_size
+
+    def run(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        featurizer = get_featurizer(spec, threads)
+        for frame in frames:
+            for start in range(0, len(frame), batch_size):
+                chunk = frame.iloc[start : start + batch_size]
+                pixels = np.stack([np.frombuffer(p, dtype=np.uint8).reshape(size, size, 3) for p in chunk["pixels"]])
+                feats = featurizer(pixels)
+                out = chunk.drop(columns=["pixels"]).copy()
+                out["features"] = list(feats)
+                yield out
+
+    return run
+
+
+def featurize(decoded: DataFrame, spec: ModelSpec, batch_size: int = 32, threads: int = 1) -> DataFrame:
+    """Decoded rows with ``pixels`` -> :data:`FEATURES_SCHEMA` rows (``features``: 2048 float32).
+
+    Runs on the executors (``mapInPandas``, iterator of pandas frames), one model per Python worker,
+    inference on chunks of ``batch_size`` images. Rows must all have ``pixels`` (filter rejects first).
+    """
+    cols = ["image_uri", "label", "content_sha256", "width", "height", "pixels"]
+    return decoded.select(*cols).mapInPandas(_featurize_partition(spec, batch_size, threads), FEATURES_SCHEMA)

@@ -1,0 +1,99 @@
+"""Sufficient statistics of a set of feature vectors and their exact parallel merge (pure numpy).
+
+A set of n vectors x_i in R^d is summarised by ``(n, mean, M2)`` with ``M2 = sum_i (x_i - mean)(x_i - mean)^T``
+(the scatter matrix; sample covariance = ``M2 / (n - 1)``). Two disjoint sets A, B merge exactly with the
+pairwise update of Chan, Golub & LeVeque (1979), "Updating formulae and a pairwise algorithm for computing
+sample variances", Stanford CS report STAN-CS-79-773, eq. 2.1 (matrix form):
+
+    n     = n_A + n_B
+    delta = mean_B - mean_A
+    mean  = mean_A + delta * n_B / n
+    M2    = M2_A + M2_B + outer(delta, delta) * n_A * n_B / n
+
+The update is associative and commutative up to float64 rounding, so any split of the data into batches or
+partitions (combined sequentially or as a tree) gives the same state as one pass over all the vectors.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class SufficientStats:
+    """``n`` (int), ``mean`` (float64, shape (d,)), ``m2`` (float64, shape (d, d), the scatter matrix)."""
+
+    n: int
+    mean: np.ndarray
+    m2: np.ndarray
+
+    @property
+    def dim(self) -> int:
+        """Feature dimension d."""
+        return int(self.mean.shape[0])
+
+    @classmethod
+    def empty(cls, dim: int) -> SufficientStats:
+        """The neutral element: n = 0, zero mean and scatter of dimension ``dim``."""
+        return cls(0, np.zeros(dim, dtype=np.float64), np.zeros((dim, dim), dtype=np.float64))
+
+    @classmethod
+    def from_array(cls, x: np.ndarray) -> SufficientStats:
+        """Statistics of the rows of ``x`` (shape (n, d), any float dtype; computed in float64, two-pass)."""
+        x = np.asarray(x, dtype=np.float64)
+        if x.ndim != 2:
+            raise ValueError(f"expected a 2-D array (n, d), got shape {x.shape}")
+        if x.shape[0] == 0:
+            return cls.empty(x.shape[1])
+        mean = x.mean(axis=0)
+        centred = x - mean
+        return cls(int(x.shape[0]), mean, centred.T @ centred)
+
+    def covariance(self) -> np.ndarray:
+        """Sample covariance ``M2 / (n - 1)`` (float64, (d, d)); raises ValueError when n < 2."""
+        if self.n < 2:
+            raise ValueError(f"covariance needs at least 2 vectors, have {self.n}")
+        return self.m2 / (self.n - 1)
+
+    def to_bytes(self) -> bytes:
+        """Serialise as an uncompressed ``.npz`` (keys n, mean, m2)."""
+        buf = io.BytesIO()
+        np.savez(buf, n=np.int64(self.n), mean=self.mean, m2=self.m2)
+        return buf.getvalue()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> SufficientStats:
+        """Inverse of :meth:`to_bytes`."""
+        with np.load(io.BytesIO(data)) as npz:
+            return cls(int(npz["n"]), npz["mean"].astype(np.float64), npz["m2"].astype(np.float64))
+
+
+def merge(a: SufficientStats, b: SufficientStats) -> SufficientStats:
+    """Exact statistics of the union of two disjoint sets (Chan, Golub & LeVeque 1979, see module doc).
+
+    Raises:
+        ValueError: dimensions differ.
+    """
+    if a.dim != b.dim:
+        raise ValueError(f"dimension mismatch: {a.dim} vs {b.dim}")
+    if b.n == 0:
+        return a
+    if a.n == 0:
+        return b
+    n = a.n + b.n
+    delta = b.mean - a.mean
+    mean = a.mean + delta * (b.n / n)
+    m2 = a.m2 + b.m2 + np.outer(delta, delta) * (a.n * b.n / n)
+    return SufficientStats(n, mean, m2)
+
+
+def merge_all(parts: Iterable[SufficientStats], dim: int) -> SufficientStats:
+    """Merge any number of statistics sequentially (left fold of :func:`merge`, neutral ``empty(dim)``)."""
+    total = SufficientStats.empty(dim)
+    for part in parts:
+        total = merge(total, part)
+    return total

@@ -1,0 +1,130 @@
+"""Tiny object-store helper for the job's small files (manifest, npz/JSON PCA state, batch reports).
+
+URIs are ``s3://bucket/key`` (boto3; honours the standard ``AWS_ENDPOINT_URL`` so moto works locally),
+``file:///abs/path`` or a plain path. Parquet never goes through here: Spark writes it with the filesystem
+the lake URI names. boto3 clients are created lazily (never at import time) and cached per process.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+
+class ObjectExistsError(FileExistsError):
+    """Raised by :func:`write_bytes` with ``exclusive=True`` when the target already exists."""
+
+
+@functools.cache
+def _s3_client():  # pragma: no cover - exercised against moto/AWS, not in unit tests
+    import boto3
+    from botocore.config import Config
+
+    return boto3.client("s3", config=Config(retries={"mode": "standard", "max_attempts": 8}))
+
+
+def is_s3(uri: str) -> bool:
+    """True for ``s3://`` / ``s3a://`` URIs."""
+    return uri.startswith(("s3://", "s3a://"))
+
+
+def split_s3(uri: str) -> tuple[str, str]:
+    """``s3://bucket/a/b`` -> ``("bucket", "a/b")``."""
+    parsed = urlparse(uri)
+    return parsed.netloc, parsed.path.lstrip("/")
+
+
+def local_path(uri: str) -> Path:
+    """Local filesystem path of a ``file://`` URI or plain path (``file://`` is URL-decoded)."""
+    if uri.startswith("file://"):
+        return Path(unquote(urlparse(uri).path))
+    return Path(uri)
+
+
+def join(root: str, *parts: str) -> str:
+    """Join URI/path segments with ``/`` (no normalisation of the scheme part)."""
+    out = root.rstrip("/")
+    for part in parts:
+        out = f"{out}/{part.strip('/')}"
+    return out
+
+
+def read_bytes(uri: str) -> bytes:
+    """Read a whole object/file.
+
+    Raises:
+        FileNotFoundError: local file missing, or S3 ``NoSuchKey``/404.
+        OSError / botocore errors: other I/O failures.
+    """
+    if is_s3(uri):
+        from botocore.exceptions import ClientError
+
+        bucket, key = split_s3(uri)
+        try:
+            return _s3_client().get_object(Bucket=bucket, Key=key)["Body"].read()
+        except ClientError as err:
+            if err.response.get("Error", {}).get("Code") in ("NoSuchKey", "404", "NotFound"):
+                raise FileNotFoundError(uri) from err
+            raise
+    return local_path(uri).read_bytes()
+
+
+def write_bytes(uri: str, data: bytes, *, exclusive: bool = False) -> None:
+    """Write a whole object/file, creating local parent directories.
+
+    Args:
+        exclusive: fail with :class:`ObjectExistsError` if the target exists (S3 conditional put
+            ``If-None-Match: *``; local ``open(..., "xb")``). Used so PCA versions are never overwritten.
+    """
+    if is_s3(uri):
+        from botocore.exceptions import ClientError
+
+        bucket, key = split_s3(uri)
+        kwargs = {"IfNoneMatch": "*"} if exclusive else {}
+        try:
+            _s3_client().put_object(Bucket=bucket, Key=key, Body=data, **kwargs)
+        except ClientError as err:
+            if err.response.get("Error", {}).get("Code") in ("PreconditionFailed", "ConditionalRequestConflict"):
+                raise ObjectExistsError(uri) from err
+            raise
+        return
+    path = local_path(uri)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if exclusive:
+        try:
+            with open(path, "xb") as fh:
+                fh.write(data)
+        except FileExistsError as err:
+            raise ObjectExistsError(uri) from err
+        return
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(data)
+    tmp.replace(path)  # atomic on POSIX: readers never see a half-written report
+
+
+def list_names(prefix_uri: str) -> list[str]:
+    """Names (last path segment) of the objects/files directly under a "directory" URI; [] if absent."""
+    if is_s3(prefix_uri):
+        bucket, key = split_s3(prefix_uri)
+        key = key.rstrip("/") + "/"
+        names: list[str] = []
+        paginator = _s3_client().get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=bucket, Prefix=key, Delimiter="/"):
+            names.extend(obj["Key"][len(key) :] for obj in page.get("Contents", []))
+        return sorted(names)
+    path = local_path(prefix_uri)
+    return sorted(p.name for p in path.iterdir() if p.is_file()) if path.is_dir() else []
+
+
+def exists(uri: str) -> bool:
+    """True if the object/file exists."""
+    try:
+        if is_s3(uri):
+            bucket, key = split_s3(uri)
+            _s3_client().head_object(Bucket=bucket, Key=key)
+            return True
+    except Exception:  # botocore ClientError 404 (or no access): treat as absent
+        return False
+    return local_path(uri).is_file()

@@ -1,0 +1,56 @@
+"""SQS → ingest: each message body is an S3 event notification; record images, seal batches at the threshold."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.data_classes.s3_event import S3Event
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+
+from lambdas.handlers.observability import logger, metrics, tracer
+from lambdas.logic.keys import ImageRef, decode_event_key
+from lambdas.pipeline import get_pipeline
+
+processor = BatchProcessor(event_type=EventType.SQS)
+
+
+@tracer.capture_method
+def record_handler(record: SQSRecord) -> None:
+    """One SQS message = one S3 notification (``s3:TestEvent`` is skipped); raises to retry the message."""
+    body = record.json_body
+    if body.get("Event") == "s3:TestEvent":
+        logger.info("skipped s3:TestEvent", extra={"bucket": body.get("Bucket")})
+        return
+    pipeline = get_pipeline()
+    for s3_record in S3Event(body).records:
+        obj = s3_record.s3.get_object
+        ref = ImageRef(s3_record.s3.bucket.name, decode_event_key(obj.key), obj.etag, obj.size, obj.version_id)
+        if not s3_record.event_name.startswith("ObjectCreated:"):
+            outcome_reason = f"event_{s3_record.event_name}"
+            logger.info("skipped object", extra={"uri": ref.uri, "reason": outcome_reason})
+            metrics.add_metric(name="ObjectsSkipped", unit=MetricUnit.Count, value=1)
+            continue
+        outcome = pipeline.ingest(ref)
+        if outcome.skipped:
+            logger.info("skipped object", extra={"uri": ref.uri, "reason": outcome.skipped})
+            metrics.add_metric(name="ObjectsSkipped", unit=MetricUnit.Count, value=1)
+        elif outcome.duplicate:
+            logger.info("duplicate delivery ignored", extra={"uri": ref.uri})
+            metrics.add_metric(name="DuplicatesIgnored", unit=MetricUnit.Count, value=1)
+        else:
+            logger.info("image recorded", extra={"uri": ref.uri, "pending": outcome.pending})
+            metrics.add_metric(name="ImagesRecorded", unit=MetricUnit.Count, value=1)
+        if outcome.sealed:
+            metrics.add_metric(name="BatchesSealed", unit=MetricUnit.Count, value=len(outcome.sealed))
+        if outcome.started:
+            metrics.add_metric(name="JobRunsStarted", unit=MetricUnit.Count, value=len(outcome.started))
+
+
+@logger.inject_lambda_context(correlation_id_path="Records[0].messageId")
+@metrics.log_metrics
+@tracer.capture_lambda_handler
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """SQS event → partial batch response (``batchItemFailures`` lists messages to retry)."""
+    return process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)

@@ -1,0 +1,38 @@
+"""EventBridge → job_state: EMR Serverless job run state changes end batches and start the next one."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.data_classes import EventBridgeEvent, event_source
+
+from lambdas import resources
+from lambdas.handlers.observability import logger, metrics, tracer
+from lambdas.pipeline import get_pipeline
+
+
+@logger.inject_lambda_context(correlation_id_path="id")
+@metrics.log_metrics
+@tracer.capture_lambda_handler
+@event_source(data_class=EventBridgeEvent)
+def handler(event: EventBridgeEvent, context: Any) -> dict[str, Any]:
+    """Apply one "EMR Serverless Job Run State Change"; returns the action taken (for logs and tests)."""
+    detail = event.detail
+    if event.source != resources.EMR_EVENT_SOURCE or event.detail_type != resources.EMR_JOB_STATE_DETAIL_TYPE:
+        logger.info("ignored event", extra={"source": event.source, "detail_type": event.detail_type})
+        return {"action": "ignored", "reason": "not an EMR Serverless job run state change"}
+    outcome = get_pipeline().handle_job_state(
+        application_id=detail.get("applicationId", ""), job_run_id=detail.get("jobRunId", ""), state=detail["state"]
+    )
+    logger.info("job state handled", extra={"job_run_id": detail.get("jobRunId"), "state": detail["state"],
+                                            "action": outcome.action, "reason": outcome.reason,
+                                            "batch_id": outcome.batch_id})  # fmt: skip
+    if outcome.action in ("retry", "quarantined"):
+        metrics.add_metric(name="JobRunsFailed", unit=MetricUnit.Count, value=1)
+    if outcome.action == "quarantined":
+        metrics.add_metric(name="BatchesQuarantined", unit=MetricUnit.Count, value=1)
+    metrics.add_metric(name="JobRunsStarted", unit=MetricUnit.Count, value=len(outcome.started))
+    metrics.add_metric(name="JobRunStartFailures", unit=MetricUnit.Count, value=outcome.start_failures)
+    return {"action": outcome.action, "reason": outcome.reason, "batch_id": outcome.batch_id,
+            "started": [run.job_run_id for run in outcome.started]}  # fmt: skip

@@ -1,0 +1,87 @@
+"""S3 object keys → image identity, label, and the reason a key is not an image."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from urllib.parse import unquote_plus
+
+from lambdas import resources
+
+
+@dataclass(frozen=True)
+class ImageRef:
+    """One S3 object version seen as an image.
+
+    ``etag`` is stored without surrounding quotes (S3 notifications send it bare, ``ListObjectsV2`` quoted);
+    ``size`` is in bytes; ``version_id`` is None for unversioned buckets.
+    """
+
+    bucket: str
+    key: str
+    etag: str
+    size: int
+    version_id: str | None = None
+
+    @property
+    def uri(self) -> str:
+        """``s3://bucket/key`` with the real (decoded) key."""
+        return f"s3://{self.bucket}/{self.key}"
+
+    @property
+    def label(self) -> str:
+        """Name of the folder directly containing the image (see :func:`label_for_key`)."""
+        return label_for_key(self.key)
+
+
+def decode_event_key(raw_key: str) -> str:
+    """Decode an S3 notification key (URL-encoded, spaces as ``+``) into the real key: ``unquote_plus``."""
+    return unquote_plus(raw_key)
+
+
+def normalize_etag(etag: str | None) -> str:
+    """Strip the quotes ``ListObjectsV2``/``HeadObject`` put around an ETag; ``""`` for None."""
+    return (etag or "").strip().strip('"')
+
+
+def skip_reason(key: str, images_prefix: str, suffixes: tuple[str, ...] = resources.IMAGE_SUFFIXES) -> str | None:
+    """Why ``key`` is not an image to ingest, or None when it is one.
+
+    Reasons: ``outside_prefix`` (not under ``images_prefix``), ``folder_marker`` (ends with ``/``),
+    ``not_an_image_suffix`` (lower-cased suffix not in ``suffixes``), ``no_label_folder`` (the file sits
+    directly under the prefix, so it has no class folder).
+    """
+    if not key.startswith(images_prefix):
+        return "outside_prefix"
+    if key.endswith("/"):
+        return "folder_marker"
+    if not key.lower().endswith(suffixes):
+        return "not_an_image_suffix"
+    if "/" not in key[len(images_prefix) :]:
+        return "no_label_folder"
+    return None
+
+
+def label_for_key(key: str) -> str:
+    """Label of an image: the folder directly containing it.
+
+    ``images/Training/Apple Braeburn/0_100.jpg`` → ``Apple Braeburn``. Raises ValueError if the key has no folder.
+    """
+    parts = key.split("/")
+    if len(parts) < 2 or not parts[-2]:
+        raise ValueError(f"key has no containing folder: {key!r}")
+    return parts[-2]
+
+
+def image_item_key(bucket: str, key: str, etag: str) -> tuple[str, str]:
+    """DynamoDB (pk, sk) of an image: identity = bucket + key + ETag (same bytes re-sent = same image).
+
+    The version id is not part of the identity: a new version with identical content is the same image, and
+    ``reconcile`` (which lists objects without versions) must compute the same key as the S3 notification.
+    """
+    return f"IMAGE#s3://{bucket}/{key}", f"ETAG#{normalize_etag(etag)}"
+
+
+def short_hash(*parts: str, length: int = 16) -> str:
+    """First ``length`` hex digits of SHA-256 over ``parts`` joined by NUL (stable sort-key suffix)."""
+    return hashlib.sha256("\x00".join(parts).encode()).hexdigest()[:length]

@@ -1,0 +1,35 @@
+"""Batch manifest rendering: JSON lines read by the Spark job (format in docs/contracts.md)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+
+def manifest_record(image: Mapping[str, Any]) -> dict[str, Any]:
+    """One manifest object from an image item (``bucket``, ``key``, ``etag``, ``size``, ``label``, ``version_id``).
+
+    ``etag`` is written quoted, as S3 returns it; ``size`` is an int in bytes.
+    """
+    etag = image.get("etag")
+    return {
+        "image_uri": f"s3://{image['bucket']}/{image['key']}",
+        "bucket": image["bucket"],
+        "key": image["key"],
+        "version_id": image.get("version_id"),
+        "etag": f'"{etag}"' if etag else None,
+        "size": int(image["size"]),
+        "label": image["label"],
+    }
+
+
+def render_manifest(images: Iterable[Mapping[str, Any]]) -> str:
+    """JSON-lines text (UTF-8 safe, one object per line, trailing newline), ordered by ``image_uri``."""
+    records = sorted((manifest_record(image) for image in images), key=lambda r: (r["image_uri"], r["etag"] or ""))
+    return "".join(json.dumps(record, ensure_ascii=False) + "\n" for record in records)
+
+
+def manifest_key(manifests_prefix: str, batch_id: str) -> str:
+    """S3 key of a batch manifest: ``<manifests_prefix><batch_id>.jsonl``."""
+    return f"{manifests_prefix}{batch_id}.jsonl"

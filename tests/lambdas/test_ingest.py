@@ -1,0 +1,125 @@
+"""ingest handler: S3 notifications via SQS → manifest items, exact pending count, threshold seals."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+
+from lambdas import aws
+from lambdas.dal import ManifestTable
+from lambdas.handlers import ingest
+from lambdas.handlers.observability import LocalLambdaContext
+from tests.lambdas.conftest import BUCKET, TABLE, Obj, load_event, sqs_event, upload
+
+CTX = LocalLambdaContext(function_name="fruits-ingest")
+
+
+def table() -> ManifestTable:
+    return ManifestTable(TABLE, aws.client("dynamodb"))
+
+
+def all_images() -> list[dict]:
+    from lambdas.dal.codec import from_item
+
+    items = []
+    for page in aws.client("dynamodb").get_paginator("scan").paginate(TableName=TABLE):
+        items += [from_item(raw) for raw in page["Items"]]
+    return [item for item in items if item.get("type") == "image"]
+
+
+def test_keys_with_spaces_plus_unicode_and_percent_are_recorded_under_real_names(moto_aws, events_dir: Path) -> None:
+    # GIVEN objects whose keys need URL-encoding in S3 notifications (space, '+', unicode, '%', '&', '=')
+    keys = [
+        "images/Training/Apple Braeburn/0_100.jpg",
+        "images/Training/Apple+Granny Smith/1+1=2.jpg",
+        "images/Test/Pomme dorée/été 2026 ☀.JPEG",
+        "images/Test/Kiwi/100%25 kiwi & co.png",
+        "images/Test/Fraise/%E2%9C%93 déjà-encodé.jpg",
+    ]
+    objects = upload(keys)
+    event = sqs_event(events_dir, objects)
+    assert "Apple+Braeburn" in event["Records"][0]["body"]  # the notification really is encoded
+
+    # WHEN the ingest Lambda receives them
+    response = ingest.handler(event, CTX)
+
+    # THEN every image is recorded under its real key, with the folder directly containing it as label
+    assert response == {"batchItemFailures": []}
+    images = {item["key"]: item for item in all_images()}
+    assert sorted(images) == sorted(keys)
+    assert images["images/Test/Pomme dorée/été 2026 ☀.JPEG"]["label"] == "Pomme dorée"
+    assert images["images/Training/Apple+Granny Smith/1+1=2.jpg"]["label"] == "Apple+Granny Smith"
+    assert all(item["status"] == "PENDING" and item["bucket"] == BUCKET for item in images.values())
+    assert table().counter() == (5, 0)
+
+
+def test_each_event_delivered_three_times_gives_one_item_and_one_count(moto_aws, events_dir: Path) -> None:
+    # GIVEN 40 uploaded images whose notifications are each delivered 3 times, shuffled, in SQS batches of 10
+    objects = upload([f"images/Training/Banana/{i}_100.jpg" for i in range(40)])
+    deliveries = objects * 3
+    random.Random(4).shuffle(deliveries)
+
+    # WHEN the ingest Lambda processes every delivery
+    for start in range(0, len(deliveries), 10):
+        assert ingest.handler(sqs_event(events_dir, deliveries[start : start + 10]), CTX) == {"batchItemFailures": []}
+
+    # THEN there is one manifest item per image and the pending count is exactly 40
+    images = all_images()
+    assert len(images) == 40
+    assert len({(i["key"], i["etag"]) for i in images}) == 40
+    assert table().counter() == (40, 0)
+    # and a re-upload with new bytes (new ETag) is a new image
+    [changed] = upload(["images/Training/Banana/0_100.jpg"], body=b"new bytes")
+    ingest.handler(sqs_event(events_dir, [changed]), CTX)
+    assert table().counter() == (41, 0)
+
+
+def test_test_event_and_non_images_are_skipped_with_reason_and_metric(
+    moto_aws,
+    events_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # GIVEN metrics enabled, the s3:TestEvent S3 sends on configuration, and keys that are not images
+    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "false")
+    objects = [
+        Obj("logs/job.txt", "e1", 10),
+        Obj("images/Training/Banana/readme.txt", "e2", 10),
+        Obj("images/Training/Banana/", "e3", 0),
+        Obj("images/loose.jpg", "e4", 10),
+    ]
+    event = sqs_event(events_dir, objects)
+    event["Records"] += load_event(events_dir, "sqs_s3_test_event.json")["Records"]
+
+    # WHEN the ingest Lambda receives them
+    response = ingest.handler(event, CTX)
+
+    # THEN nothing is recorded, nothing fails, and each skip is logged with its reason and counted
+    assert response == {"batchItemFailures": []}
+    assert all_images() == []
+    reasons = sorted(r.reason for r in caplog.records if r.getMessage() == "skipped object")  # type: ignore[attr-defined]
+    assert reasons == ["folder_marker", "no_label_folder", "not_an_image_suffix", "outside_prefix"]
+    assert any(r.getMessage() == "skipped s3:TestEvent" for r in caplog.records)
+    out = capsys.readouterr().out
+    [emf] = [json.loads(line) for line in out.splitlines() if line.startswith('{"_aws"')]
+    assert sum(emf["ObjectsSkipped"]) == 4 and emf["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "Fruits"
+
+
+def test_a_bad_message_is_reported_alone_for_retry(moto_aws, events_dir: Path) -> None:
+    # GIVEN a batch with one good notification and one body that is not JSON
+    event = sqs_event(events_dir, upload(["images/Training/Kiwi/1.jpg"]))
+    bad = json.loads(json.dumps(event["Records"][0]))
+    bad["messageId"] = "bad-message"
+    bad["body"] = "{not json"
+    event["Records"].append(bad)
+
+    # WHEN processed
+    response = ingest.handler(event, CTX)
+
+    # THEN only the bad message is returned to SQS (it will reach the DLQ), the good image is recorded
+    assert response == {"batchItemFailures": [{"itemIdentifier": "bad-message"}]}
+    assert [item["key"] for item in all_images()] == ["images/Training/Kiwi/1.jpg"]

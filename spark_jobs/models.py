@@ -23,7 +23,7 @@ import os
 import sys
 import tempfile
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -57,7 +57,7 @@ class ModelSpec:
     seed: int = 0
     weights_uri: str | None = None
     weights_sha256: str | None = None
-    fallback_reason: str | None = None
+    fallback_reason: str | None = field(default=None, compare=False)  # not part of the identity
 
     @property
     def model_id(self) -> str:

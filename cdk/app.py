@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from aws_cdk import App
+from cdk_nag import AwsSolutionsChecks
 
-from cdk.assets import stage_lambda_code, stage_spark_code
+from cdk.assets import REPO_ROOT, stage_lambda_code, stage_spark_code
 from cdk.config import ConfigError, DeployConfig, load_config
 from cdk.nag import add_nag_checks
 from cdk.stack import FruitsStack
@@ -48,11 +50,22 @@ def cdk_json_context(path: Path = CDK_JSON) -> dict[str, Any]:
     return dict(json.loads(path.read_text(encoding="utf-8")).get("context", {}))
 
 
-def build_app(app: App | None = None) -> tuple[App, FruitsStack, DeployConfig]:
+@dataclass(frozen=True)
+class BuiltApp:
+    """The app with its one stack, the settings it was built from, and the cdk-nag pack checking it."""
+
+    app: App
+    stack: FruitsStack
+    config: DeployConfig
+    nag: AwsSolutionsChecks
+
+
+def build_app(app: App | None = None, *, repo_root: Path = REPO_ROOT) -> BuiltApp:
     """Create (or fill) ``app`` with the Fruits stack and the cdk-nag checks; does not synthesize.
 
     Raises:
         ConfigError: a context value is refused (see :func:`cdk.config.load_config`).
+        FileNotFoundError: the Lambda handlers or the Spark entry point are missing under ``repo_root``.
     """
     app = app or App()
     context = {key: app.node.try_get_context(key) for key in CONTEXT_KEYS}
@@ -61,21 +74,24 @@ def build_app(app: App | None = None) -> tuple[App, FruitsStack, DeployConfig]:
         app,
         config.stack_name,
         config=config,
-        lambda_code_dir=stage_lambda_code(),
-        spark_code_dir=stage_spark_code(),
+        lambda_code_dir=stage_lambda_code(repo_root),
+        spark_code_dir=stage_spark_code(repo_root),
     )
-    add_nag_checks(app)
-    return app, stack, config
+    return BuiltApp(app=app, stack=stack, config=config, nag=add_nag_checks(app))
 
 
 def main() -> int:
-    """Synthesize the cloud assembly; 0 on success, 2 on a refused setting."""
+    """Synthesize the cloud assembly; 0 on success, 1 on unacknowledged cdk-nag findings, 2 on a refused setting."""
     try:
-        app, _, _ = build_app()
+        built = build_app()
     except (ConfigError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    app.synth()
+    try:
+        built.app.synth()
+    except RuntimeError as error:  # cdk-nag findings: the report was printed above
+        print(f"error: synth refused: {str(error).splitlines()[0]}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -1,0 +1,95 @@
+"""What the stack ships: the Lambda asset holds only the deployable `lambdas` code; the Spark code is the
+entry point + a deterministic zip of the package; the image pins what the tests run."""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from cdk.assets import stage_lambda_code, stage_spark_code
+from cdk.components.processing import IMAGE_DIR, IMAGE_WEIGHTS_PATH
+from spark_jobs.release import EMR_RELEASE_LABEL, JOB_PYTHON
+
+
+def _tree(root: Path, files: dict[str, str]) -> Path:
+    for name, text in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    return root
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    """A small repo layout with every kind of file the staging must keep or drop."""
+    return _tree(
+        tmp_path / "repo",
+        {
+            "lambdas/__init__.py": "",
+            "lambdas/resources.py": "X = 1\n",
+            "lambdas/handlers/__init__.py": "",
+            "lambdas/handlers/ingest.py": "def handler(e, c): ...\n",
+            "lambdas/logic/batches.py": "",
+            "lambdas/cli/main.py": "import rich\n",
+            "lambdas/local/moto_server.py": "import moto\n",
+            "lambdas/handlers/__pycache__/ingest.cpython-311.pyc": "junk",
+            "lambdas/handlers/notes.txt": "not code",
+            "spark_jobs/__init__.py": "",
+            "spark_jobs/main.py": "def main(argv=None): return 0\n",
+            "spark_jobs/lake.py": "SCHEMA = 1\n",
+            "spark_jobs/__pycache__/lake.cpython-311.pyc": "junk",
+        },
+    )
+
+
+def test_lambda_asset_is_the_lambdas_package_without_cli_local_or_caches(repo: Path) -> None:
+    staged = stage_lambda_code(repo)
+    files = sorted(p.relative_to(staged).as_posix() for p in staged.rglob("*") if p.is_file())
+    assert files == [
+        "lambdas/__init__.py",
+        "lambdas/handlers/__init__.py",
+        "lambdas/handlers/ingest.py",
+        "lambdas/logic/batches.py",
+        "lambdas/resources.py",
+    ]
+
+
+def test_lambda_asset_needs_the_handlers(tmp_path: Path) -> None:
+    _tree(tmp_path, {"lambdas/__init__.py": ""})
+    with pytest.raises(FileNotFoundError, match="handlers"):
+        stage_lambda_code(tmp_path)
+
+
+def test_spark_code_is_entry_point_plus_a_deterministic_package_zip(repo: Path) -> None:
+    first, second = stage_spark_code(repo), stage_spark_code(repo)
+    assert sorted(p.name for p in first.iterdir()) == ["main.py", "spark_jobs.zip"]
+    assert (first / "spark_jobs.zip").read_bytes() == (second / "spark_jobs.zip").read_bytes()
+    with zipfile.ZipFile(first / "spark_jobs.zip") as archive:
+        assert archive.namelist() == ["spark_jobs/__init__.py", "spark_jobs/lake.py", "spark_jobs/main.py"]
+
+
+def test_image_dockerfile_follows_the_release_pairing_and_bakes_the_weights_the_job_is_given() -> None:
+    dockerfile = (IMAGE_DIR / "Dockerfile").read_text()
+    assert f"ARG EMR_RELEASE={EMR_RELEASE_LABEL}" in dockerfile
+    assert "FROM public.ecr.aws/emr-serverless/spark/${EMR_RELEASE}:latest" in dockerfile
+    assert f"ENV PYSPARK_PYTHON={JOB_PYTHON}" in dockerfile
+    assert f"ENV FRUITS_WEIGHTS_PATH={IMAGE_WEIGHTS_PATH}" in dockerfile
+    assert "md5sum -c" in dockerfile
+    assert dockerfile.rstrip().endswith("USER hadoop:hadoop")
+
+
+def test_image_requirements_pin_the_versions_the_tests_run() -> None:
+    from importlib.metadata import version
+
+    pins = {}
+    for line in (IMAGE_DIR / "requirements.txt").read_text().splitlines():
+        requirement = line.split(";")[0].strip()
+        if requirement and not requirement.startswith("#"):
+            name, pinned = requirement.split("==")
+            pins[name] = pinned
+    assert pins["tensorflow"] == pins["tensorflow-cpu"] == "2.21.0"
+    for name in ("numpy", "pandas", "pyarrow", "pillow"):
+        assert pins[name] == version(name), name
+    assert "pyspark" not in pins  # the base image's Spark is used

@@ -1,0 +1,363 @@
+"""The synthesized template: region, storage security, queue + DLQ, table, EMR Serverless application,
+Lambdas and their triggers, least-privilege IAM, Glue table, outputs."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from aws_cdk.assertions import Match
+
+from lambdas import resources as r
+from spark_jobs.release import EMR_RELEASE_LABEL, JOB_PYTHON
+
+from .conftest import ALARM_EMAIL, Synthesized
+
+CONTRACTS = Path(__file__).resolve().parents[2] / "docs" / "contracts.md"
+
+
+def _statements(policy_document: dict[str, Any]) -> list[dict[str, Any]]:
+    statements = policy_document["Statement"]
+    return statements if isinstance(statements, list) else [statements]
+
+
+def _as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def _role_statements(s: Synthesized, role_logical_id: str) -> list[dict[str, Any]]:
+    """Every statement attached to a role (inline policies + AWS::IAM::Policy resources naming it)."""
+    statements = []
+    for policy in s.resources[role_logical_id]["Properties"].get("Policies", []):
+        statements += _statements(policy["PolicyDocument"])
+    for policy in s.of_type("AWS::IAM::Policy").values():
+        if {"Ref": role_logical_id} in policy["Properties"]["Roles"]:
+            statements += _statements(policy["Properties"]["PolicyDocument"])
+    return statements
+
+
+def _role_of(s: Synthesized, function_logical_id: str) -> str:
+    return s.resources[function_logical_id]["Properties"]["Role"]["Fn::GetAtt"][0]
+
+
+def _functions(s: Synthesized) -> dict[str, dict[str, Any]]:
+    """Our four handlers (not aws-cdk-lib's helper functions), by handler module name."""
+    found = {}
+    for logical_id, function in s.of_type("AWS::Lambda::Function").items():
+        handler = function["Properties"].get("Handler", "")
+        if handler.startswith("lambdas.handlers."):
+            found[handler.split(".")[2]] = {"id": logical_id, **function}
+    return found
+
+
+def test_stack_is_pinned_to_paris(synthesized: Synthesized) -> None:
+    assert synthesized.built.stack.region == "eu-west-3"
+    assert synthesized.built.config.region == r.REGION
+
+
+def test_data_bucket_is_encrypted_tls_only_private_versioned_and_logged(synthesized: Synthesized) -> None:
+    buckets = synthesized.of_type("AWS::S3::Bucket")
+    assert len(buckets) == 2  # data + access logs
+    for bucket in buckets.values():
+        props = bucket["Properties"]
+        assert props["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]["ServerSideEncryptionByDefault"]
+        assert props["PublicAccessBlockConfiguration"] == {
+            "BlockPublicAcls": True,
+            "BlockPublicPolicy": True,
+            "IgnorePublicAcls": True,
+            "RestrictPublicBuckets": True,
+        }
+    synthesized.template.has_resource_properties(
+        "AWS::S3::Bucket",
+        {
+            "VersioningConfiguration": {"Status": "Enabled"},
+            "LoggingConfiguration": Match.object_like({"DestinationBucketName": Match.any_value()}),
+            "LifecycleConfiguration": {
+                "Rules": Match.array_with(
+                    [
+                        Match.object_like({"Prefix": r.LOGS_PREFIX, "ExpirationInDays": Match.any_value()}),
+                        Match.object_like({"NoncurrentVersionExpiration": Match.any_value()}),
+                    ]
+                )
+            },
+        },
+    )
+    # TLS only: every bucket policy denies aws:SecureTransport=false
+    policies = synthesized.of_type("AWS::S3::BucketPolicy")
+    assert len(policies) == 2
+    for policy in policies.values():
+        assert any(
+            st["Effect"] == "Deny" and st.get("Condition") == {"Bool": {"aws:SecureTransport": "false"}}
+            for st in _statements(policy["Properties"]["PolicyDocument"])
+        )
+
+
+def test_bucket_notifies_the_queue_for_each_image_suffix_under_the_images_prefix(synthesized: Synthesized) -> None:
+    (notifications,) = synthesized.of_type("Custom::S3BucketNotifications").values()
+    configs = notifications["Properties"]["NotificationConfiguration"]["QueueConfigurations"]
+    filters = {
+        tuple(sorted((rule["Name"], rule["Value"]) for rule in c["Filter"]["Key"]["FilterRules"])) for c in configs
+    }
+    assert {(("prefix", r.IMAGES_PREFIX), ("suffix", s)) for s in r.NOTIFICATION_SUFFIXES} == filters
+    assert all(c["Events"] == ["s3:ObjectCreated:*"] for c in configs)
+    assert {".jpg", ".JPG", ".png"} <= set(r.NOTIFICATION_SUFFIXES)
+
+
+def test_ingest_queue_has_a_dlq_and_both_queues_are_encrypted_and_tls_only(synthesized: Synthesized) -> None:
+    queues = synthesized.of_type("AWS::SQS::Queue")
+    assert len(queues) == 2
+    with_dlq = [q for q in queues.values() if "RedrivePolicy" in q["Properties"]]
+    assert len(with_dlq) == 1
+    redrive = with_dlq[0]["Properties"]["RedrivePolicy"]
+    assert redrive["maxReceiveCount"] == r.INGEST_MAX_RECEIVE_COUNT
+    dlq_id = redrive["deadLetterTargetArn"]["Fn::GetAtt"][0]
+    assert dlq_id in queues
+    assert with_dlq[0]["Properties"]["VisibilityTimeout"] == r.INGEST_QUEUE_VISIBILITY_TIMEOUT_S
+    for queue in queues.values():
+        assert queue["Properties"]["SqsManagedSseEnabled"] is True
+    for policy in synthesized.of_type("AWS::SQS::QueuePolicy").values():
+        assert any(
+            st["Effect"] == "Deny" and st.get("Condition") == {"Bool": {"aws:SecureTransport": "false"}}
+            for st in _statements(policy["Properties"]["PolicyDocument"])
+        )
+
+
+def test_manifest_table_is_on_demand_with_pitr_encryption_and_gsi1(synthesized: Synthesized) -> None:
+    synthesized.template.has_resource_properties(
+        "AWS::DynamoDB::Table",
+        {
+            "BillingMode": "PAY_PER_REQUEST",
+            "PointInTimeRecoverySpecification": {"PointInTimeRecoveryEnabled": True},
+            "SSESpecification": {"SSEEnabled": True},
+            "KeySchema": [
+                {"AttributeName": r.TABLE_PARTITION_KEY, "KeyType": "HASH"},
+                {"AttributeName": r.TABLE_SORT_KEY, "KeyType": "RANGE"},
+            ],
+            "GlobalSecondaryIndexes": [
+                Match.object_like(
+                    {
+                        "IndexName": r.GSI1_NAME,
+                        "KeySchema": [
+                            {"AttributeName": r.GSI1_PARTITION_KEY, "KeyType": "HASH"},
+                            {"AttributeName": r.GSI1_SORT_KEY, "KeyType": "RANGE"},
+                        ],
+                    }
+                )
+            ],
+        },
+    )
+
+
+def test_emr_serverless_application_properties(synthesized: Synthesized) -> None:
+    (app,) = synthesized.of_type("AWS::EMRServerless::Application").values()
+    props = app["Properties"]
+    assert props["Type"] == "SPARK"
+    assert props["ReleaseLabel"] == EMR_RELEASE_LABEL
+    assert props["Architecture"] == "ARM64"
+    assert props["AutoStartConfiguration"] == {"Enabled": True}
+    assert props["AutoStopConfiguration"] == {"Enabled": True, "IdleTimeoutMinutes": 15}
+    config = synthesized.built.config
+    assert props["MaximumCapacity"] == {
+        "Cpu": config.emr_max_cpu,
+        "Memory": config.emr_max_memory,
+        "Disk": config.emr_max_disk,
+    }
+    image_uri = synthesized.built.stack.resolve(synthesized.built.stack.processing.image.image_uri)
+    assert props["ImageConfiguration"] == {"ImageUri": image_uri}
+    assert "container-assets" in str(image_uri)
+    (spark_defaults,) = props["RuntimeConfiguration"]
+    assert spark_defaults["Properties"]["spark.executorEnv.PYSPARK_PYTHON"] == JOB_PYTHON
+    assert spark_defaults["Properties"]["spark.emr-serverless.driverEnv.PYSPARK_PYTHON"] == JOB_PYTHON
+    # the application waits for the ECR pull policy (EMR Serverless validates the image at creation)
+    assert any("ImagePullPolicy" in dep for dep in _as_list(app.get("DependsOn", [])))
+
+
+def test_custom_image_is_an_asset_built_from_the_repo_dockerfile(synthesized: Synthesized) -> None:
+    import json
+
+    manifest = json.loads((synthesized.outdir / "Fruits.assets.json").read_text())
+    (image,) = manifest["dockerImages"].values()
+    assert image["source"]["dockerBuildArgs"] == {"EMR_RELEASE": EMR_RELEASE_LABEL}
+    assert image["source"]["platform"] == "linux/arm64"
+    staged = synthesized.outdir / image["source"]["directory"]
+    dockerfile = (staged / "Dockerfile").read_text()
+    assert "FROM public.ecr.aws/emr-serverless/spark/${EMR_RELEASE}:latest" in dockerfile
+    assert f"ARG EMR_RELEASE={EMR_RELEASE_LABEL}" in dockerfile
+    assert f"ENV PYSPARK_PYTHON={JOB_PYTHON}" in dockerfile
+    assert "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5" in dockerfile
+    requirements = (staged / "requirements.txt").read_text()
+    for pin in ("tensorflow==2.21.0", "pyarrow==", "pillow=="):
+        assert pin in requirements
+    assert "pyspark" not in requirements.replace("# Python", "").split("NOT listed")[-1]
+
+
+def test_ecr_policy_lets_emr_serverless_pull_the_image(synthesized: Synthesized) -> None:
+    (policy,) = synthesized.of_type("Custom::AWS").values()
+    create = policy["Properties"]["Create"]
+    rendered = str(synthesized.built.stack.resolve(create))
+    for action in ("ecr:BatchGetImage", "ecr:DescribeImages", "ecr:GetDownloadUrlForLayer"):
+        assert action in rendered
+    assert "emr-serverless.amazonaws.com" in rendered
+    assert "setRepositoryPolicy" in rendered
+    assert ":/applications/*" in rendered  # only EMR Serverless applications of this account
+
+
+def test_execution_role_is_trusted_by_emr_serverless_and_limited_to_our_prefixes(synthesized: Synthesized) -> None:
+    stack = synthesized.built.stack
+    role_id = stack.get_logical_id(stack.processing.execution_role.node.default_child)
+    trust = synthesized.resources[role_id]["Properties"]["AssumeRolePolicyDocument"]["Statement"]
+    assert [st["Principal"] for st in trust] == [{"Service": "emr-serverless.amazonaws.com"}]
+    statements = _role_statements(synthesized, role_id)
+    resources = " ".join(str(res) for st in statements for res in _as_list(st["Resource"]))
+    for prefix in (r.IMAGES_PREFIX, r.MANIFESTS_PREFIX, r.LAKE_PREFIX, r.LOGS_PREFIX, r.CODE_PREFIX):
+        assert f"/{prefix}*" in resources
+    writes = [
+        st for st in statements if any(a.startswith(("s3:Put", "s3:DeleteObject")) for a in _as_list(st["Action"]))
+    ]
+    # object-level resources of write statements (the bare bucket ARN matches no object action)
+    written = {str(res) for st in writes for res in _as_list(st["Resource"]) if "/" in str(res)}
+    assert written and all(("/lake/*" in w) or ("/logs/*" in w) for w in written), written
+    assert not any("dynamodb" in a or "emr-serverless" in a for st in statements for a in _as_list(st["Action"]))
+
+
+def test_no_policy_grants_any_action_on_any_resource(synthesized: Synthesized) -> None:
+    documents = [p["Properties"]["PolicyDocument"] for p in synthesized.of_type("AWS::IAM::Policy").values()]
+    for role in synthesized.of_type("AWS::IAM::Role").values():
+        documents += [p["PolicyDocument"] for p in role["Properties"].get("Policies", [])]
+    assert documents
+    for document in documents:
+        for st in _statements(document):
+            actions, resources = _as_list(st["Action"]), _as_list(st.get("Resource", []))
+            assert not ("*" in actions and "*" in resources), st
+            assert "*" not in actions, st
+            if st["Effect"] == "Allow" and "*" in resources:
+                assert all(a.startswith(("xray:", "s3:PutBucketNotification")) for a in actions), st
+
+
+def test_lambdas_are_arm64_python312_with_powertools_layer_and_every_contract_env_var(
+    synthesized: Synthesized,
+) -> None:
+    functions = _functions(synthesized)
+    assert set(functions) == {"ingest", "job_state", "flush", "reconcile"}
+    contract_vars = set(re.findall(r"^\| `([A-Z_]+)`(?: / `([A-Z_]+)`)?", CONTRACTS.read_text(), flags=re.M))
+    expected_env = {name for pair in contract_vars for name in pair if name}
+    assert {"DATA_BUCKET", "MANIFEST_TABLE", "EMR_APPLICATION_ID", "POWERTOOLS_METRICS_NAMESPACE"} <= expected_env
+    layer = synthesized.built.config.powertools_layer_arn
+    for name, function in functions.items():
+        props = function["Properties"]
+        assert props["Handler"] == f"lambdas.handlers.{name}.handler"
+        assert props["Runtime"] == "python3.12"
+        assert props["Architectures"] == ["arm64"]
+        assert props["Layers"] == [layer]
+        assert props["TracingConfig"] == {"Mode": "Active"}
+        env = props["Environment"]["Variables"]
+        assert expected_env <= set(env), expected_env - set(env)
+        assert env["POWERTOOLS_SERVICE_NAME"] == "fruits-ingestion"
+        assert env["POWERTOOLS_METRICS_NAMESPACE"] == "Fruits"
+        assert env["IMAGES_PREFIX"] == r.IMAGES_PREFIX
+        assert env["JOB_WEIGHTS"].endswith("_notop.h5")
+        assert f"PYSPARK_PYTHON={JOB_PYTHON}" in env["SPARK_SUBMIT_PARAMETERS"]
+        log_group_id = props["LoggingConfig"]["LogGroup"]["Ref"]
+        assert synthesized.resources[log_group_id]["Properties"]["RetentionInDays"] == 30
+
+
+def test_lambda_roles_start_job_runs_on_our_application_only_and_pass_only_the_execution_role(
+    synthesized: Synthesized,
+) -> None:
+    stack = synthesized.built.stack
+    app_arn = stack.resolve(stack.processing.application_arn)
+    execution_role_arn = stack.resolve(stack.processing.execution_role.role_arn)
+    for name, function in _functions(synthesized).items():
+        statements = _role_statements(synthesized, _role_of(synthesized, function["id"]))
+        start = [st for st in statements if "emr-serverless:StartJobRun" in _as_list(st["Action"])]
+        assert [_as_list(st["Resource"]) for st in start] == [[app_arn]], name
+        passes = [st for st in statements if "iam:PassRole" in _as_list(st["Action"])]
+        assert [_as_list(st["Resource"]) for st in passes] == [[execution_role_arn]], name
+        assert not any(a.startswith("s3:Delete") for st in statements for a in _as_list(st["Action"])), name
+
+
+def test_ingest_reads_the_queue_with_partial_batch_responses(synthesized: Synthesized) -> None:
+    ingest = _functions(synthesized)["ingest"]
+    synthesized.template.has_resource_properties(
+        "AWS::Lambda::EventSourceMapping",
+        {
+            "FunctionName": {"Ref": ingest["id"]},
+            "FunctionResponseTypes": ["ReportBatchItemFailures"],
+            "BatchSize": r.INGEST_BATCH_SIZE,
+        },
+    )
+    # the function timeout leaves room for the queue's visibility timeout (>= 6x, AWS guidance)
+    assert ingest["Properties"]["Timeout"] * 6 <= r.INGEST_QUEUE_VISIBILITY_TIMEOUT_S
+
+
+def test_eventbridge_rule_matches_our_application_job_state_changes(synthesized: Synthesized) -> None:
+    stack = synthesized.built.stack
+    functions = _functions(synthesized)
+    synthesized.template.has_resource_properties(
+        "AWS::Events::Rule",
+        {
+            "EventPattern": {
+                "source": [r.EMR_EVENT_SOURCE],
+                "detail-type": [r.EMR_JOB_STATE_DETAIL_TYPE],
+                "detail": {"applicationId": [stack.resolve(stack.processing.application.attr_application_id)]},
+            },
+            "Targets": [Match.object_like({"Arn": {"Fn::GetAtt": [functions["job_state"]["id"], "Arn"]}})],
+        },
+    )
+
+
+def test_flush_and_reconcile_run_on_schedules(synthesized: Synthesized) -> None:
+    functions = _functions(synthesized)
+    for name, expression in (("flush", "rate(6 hours)"), ("reconcile", "rate(1 day)")):
+        synthesized.template.has_resource_properties(
+            "AWS::Events::Rule",
+            {
+                "ScheduleExpression": expression,
+                "Targets": [Match.object_like({"Arn": {"Fn::GetAtt": [functions[name]["id"], "Arn"]}})],
+            },
+        )
+
+
+def test_alarms_cover_dlq_lambda_errors_and_pipeline_failures(synthesized: Synthesized) -> None:
+    alarms = list(synthesized.of_type("AWS::CloudWatch::Alarm").values())
+    metric_names = [a["Properties"].get("MetricName") for a in alarms]
+    assert metric_names.count("ApproximateNumberOfMessagesVisible") == 1
+    assert metric_names.count("Errors") == 4
+    for custom in ("JobRunsFailed", "BatchesQuarantined"):
+        (alarm,) = [a for a in alarms if a["Properties"].get("MetricName") == custom]
+        assert alarm["Properties"]["Namespace"] == "Fruits"
+        assert alarm["Properties"]["Dimensions"] == [{"Name": "service", "Value": "fruits-ingestion"}]
+    assert all(a["Properties"]["AlarmActions"] for a in alarms)  # alarm e-mail given → every alarm notifies
+    synthesized.template.has_resource_properties(
+        "AWS::SNS::Subscription", {"Protocol": "email", "Endpoint": ALARM_EMAIL}
+    )
+
+
+def test_glue_table_columns_match_the_parquet_schema(synthesized: Synthesized) -> None:
+    from spark_jobs.lake import FEATURES_LAKE_SCHEMA
+
+    (table,) = synthesized.of_type("AWS::Glue::Table").values()
+    table_input = table["Properties"]["TableInput"]
+    columns = [(c["Name"], c["Type"]) for c in table_input["StorageDescriptor"]["Columns"]]
+    partitions = [(c["Name"], c["Type"]) for c in table_input["PartitionKeys"]]
+    # the Spark job's schema (batch_id is the partition column)
+    spark = [(f.name, f.dataType.simpleString()) for f in FEATURES_LAKE_SCHEMA.fields]
+    assert columns + partitions == [c for c in spark if c[0] != "batch_id"] + [("batch_id", "string")]
+    # the names listed in docs/contracts.md ("Lake layout", features/)
+    text = CONTRACTS.read_text()
+    listed = re.search(r"`features/batch_id=<id>/\*\.parquet` — `(.*?)` \(\+ `batch_id` partition\)", text, re.S)
+    assert listed, "features/ line not found in contracts.md"
+    names = [n.split("(")[0].strip() for n in re.sub(r"\([^)]*\)", "", listed.group(1)).split(",")]
+    assert [c[0] for c in columns] == names
+    params = table_input["Parameters"]
+    assert params["projection.enabled"] == "true"
+    assert params["projection.batch_id.type"] == "injected"
+    assert "/lake/features/batch_id=${batch_id}/" in str(params["storage.location.template"])
+    assert "Parquet" in table_input["StorageDescriptor"]["SerdeInfo"]["SerializationLibrary"]
+
+
+def test_outputs_name_the_bucket_upload_prefix_application_and_table(synthesized: Synthesized) -> None:
+    outputs = synthesized.template.to_json()["Outputs"]
+    assert {"BucketName", "UploadPrefix", "ApplicationId", "ManifestTableName", "FeaturesTableName"} <= set(outputs)
+    assert r.IMAGES_PREFIX in str(outputs["UploadPrefix"]["Value"])

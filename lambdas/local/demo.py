@@ -194,11 +194,15 @@ def _read_report(lake: Path, outcome: JobRunOutcome) -> dict[str, Any] | None:
 
 
 def _manifest_counts() -> dict[str, int]:
-    from lambdas.logic.status import manifest_counts
+    """Images in the manifest by status (PENDING, CLAIMED, DONE), from the same service the CLI uses."""
+    from lambdas.pipeline import get_pipeline
 
-    return manifest_counts()
+    return {status: int(count) for status, count in get_pipeline().status()["images"].items()}
 
 
 def _reset_cached_settings() -> None:
-    config = importlib.import_module("lambdas.config")
+    """Forget settings and boto3 clients cached for another environment (endpoint, table, bucket)."""
+    from lambdas import aws, config
+
     config.get_settings.cache_clear()
+    aws.reset_clients()

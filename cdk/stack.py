@@ -102,4 +102,11 @@ class FruitsStack(Stack):
         CfnOutput(self, "ApplicationId", value=self.processing.application.attr_application_id)
         CfnOutput(self, "ManifestTableName", value=self.manifest.table.table_name)
         CfnOutput(self, "GlueDatabase", value=self.query.database_name)
+        CfnOutput(
+            self,
+            "FlushFunctionName",
+            value=self.ingestion.functions["flush"].function_name,
+            description="Invoke to seal and process whatever is pending now",
+        )
+        CfnOutput(self, "JobLogUri", value=f"s3://{self.storage.bucket.bucket_name}/{r.LOGS_PREFIX}")
         CfnOutput(self, "FeaturesTableName", value=self.query.table_name, description="Athena table (Glue)")

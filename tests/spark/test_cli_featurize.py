@@ -1,0 +1,91 @@
+"""``fruits featurize``: one-line errors for bad arguments, a deterministic batch id, a real local run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from lambdas.cli import featurize
+from lambdas.cli.errors import CliError
+from lambdas.cli.main import OneLineParser
+
+from .conftest import copy_subset
+
+
+def parser() -> OneLineParser:
+    root = OneLineParser(prog="fruits")
+    featurize.register(root.add_subparsers(dest="command", parser_class=OneLineParser))
+    return root
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["featurize", "--lake", "x"],  # neither --images nor --manifest
+        ["featurize", "--images", "/definitely/not/here", "--lake", "x"],
+        ["featurize", "--images", ".", "--manifest", "pyproject.toml", "--lake", "x"],
+        ["featurize", "--images", ".", "--lake", "x", "--pca-k", "0"],
+        ["featurize", "--images", ".", "--lake", "x", "--limit", "many"],
+        ["featurize", "--images", ".", "--lake", "x", "--batch-id", "../up"],
+        ["featurize", "--images", ".", "--lake", "x", "--weights", "random:minus1"],
+    ],
+)
+def test_bad_arguments_give_one_line_and_exit_2(argv: list[str], capsys) -> None:
+    # GIVEN a bad command line  WHEN parsed  THEN exit code 2 and a single error line, no traceback
+    with pytest.raises(SystemExit) as exc:
+        parser().parse_args(argv)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "error:" in err and "Traceback" not in err
+
+
+def test_manifest_from_images_labels_by_folder_and_batch_id_is_deterministic(sample_dir: Path, tmp_path) -> None:
+    # GIVEN a folder of class sub-folders
+    copy_subset(sample_dir, tmp_path, ["Lemon", "Limes"], per_class=3)
+    (tmp_path / "notes.txt").write_text("not an image suffix")
+    # WHEN its manifest is built twice
+    first = featurize.manifest_from_images(tmp_path)
+    second = featurize.manifest_from_images(tmp_path)
+    # THEN labels are the parent folders, non-images are skipped, and the default batch id is stable
+    assert {r["label"] for r in first} == {"Lemon", "Limes"} and len(first) == 6
+    assert all(Path(r["image_uri"]).is_absolute() for r in first)
+    bid = featurize.default_batch_id(featurize.manifest_bytes(first))
+    assert bid == featurize.default_batch_id(featurize.manifest_bytes(second))
+    assert bid != featurize.default_batch_id(featurize.manifest_bytes(first[:5]))
+    assert featurize.BATCH_ID.match(bid)
+    assert len(featurize.manifest_from_images(tmp_path, limit=2)) == 2
+
+
+def test_malformed_manifest_or_empty_folder_is_a_cli_error(tmp_path) -> None:
+    # GIVEN a manifest with a bad line / a folder without images
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"image_uri": "/a.jpg"}\nnot json\n')
+    (tmp_path / "empty").mkdir()
+    # WHEN the command runs  THEN a CliError with a one-line message, nothing else happens
+    with pytest.raises(CliError, match=r"bad\.jsonl:2"):
+        featurize.run(parser().parse_args(["featurize", "--manifest", str(bad), "--lake", str(tmp_path / "l")]))
+    with pytest.raises(CliError, match="no images"):
+        featurize.run(parser().parse_args(["featurize", "--images", str(tmp_path / "empty"),
+                                           "--lake", str(tmp_path / "l")]))
+
+
+@pytest.mark.slow
+def test_featurize_folder_into_a_local_lake_with_resnet50(spark, sample_dir: Path, tmp_path, capsys) -> None:
+    # GIVEN a folder of real photos
+    copy_subset(sample_dir, tmp_path / "photos", ["Peach", "Plum"], per_class=3)
+    lake = tmp_path / "lake"
+    argv = ["featurize", "--images", str(tmp_path / "photos"), "--lake", str(lake), "--weights", "random:0",
+            "--pca-k", "3", "--limit", "4"]
+    # WHEN `fruits featurize` runs
+    args = parser().parse_args(argv)
+    assert args.func(args) == 0
+    # THEN the summary is printed and the lake holds the batch (id derived from the manifest content)
+    out = capsys.readouterr().out
+    assert "4 featurized, 0 rejected of 4 listed" in out and "resnet50-random0-224" in out
+    reports = list((lake / "batches").glob("manual-*.json"))
+    assert len(reports) == 1
+    report = json.loads(reports[0].read_text())
+    assert report["counts"]["featurized"] == 4 and report["model_id"] == "resnet50-random0-224"
+    assert len(list((lake / "features").glob("batch_id=manual-*/*.parquet"))) >= 1

@@ -108,9 +108,7 @@ class Ingestion(Construct):
         # Every handler may seal a batch and start (or retry) its job run: same data-plane permissions.
         for function in self.functions.values():
             table.grant_read_write_data(function)
-            bucket.grant_put(function, f"{r.MANIFESTS_PREFIX}*")
-            bucket.grant_read(function, f"{r.MANIFESTS_PREFIX}*")
-            bucket.grant_read(function, f"{r.LAKE_PREFIX}batches/*")  # batch summaries written by the job
+            bucket.grant_put(function, f"{r.MANIFESTS_PREFIX}*")  # batch manifests (write only)
             function.add_to_role_policy(
                 iam.PolicyStatement(
                     sid="StartJobRunsOnOurApplication",
@@ -120,14 +118,9 @@ class Ingestion(Construct):
             )
             function.add_to_role_policy(
                 iam.PolicyStatement(
-                    sid="ReadAndTagOurJobRuns",
-                    actions=[
-                        "emr-serverless:GetJobRun",
-                        "emr-serverless:ListJobRuns",
-                        "emr-serverless:GetApplication",
-                        "emr-serverless:TagResource",
-                    ],
-                    resources=[job.application_arn, f"{job.application_arn}/jobruns/*"],
+                    sid="ReadAndTagOurJobRuns",  # StartJobRun with tags needs TagResource on the new job run
+                    actions=["emr-serverless:GetJobRun", "emr-serverless:TagResource"],
+                    resources=[f"{job.application_arn}/jobruns/*"],
                 )
             )
             job.execution_role.grant_pass_role(function.role)
@@ -141,18 +134,19 @@ class Ingestion(Construct):
                 f"AwsSolutions-IAM5[Resource::{token_ref(self, table.table_arn)}/index/*]",
                 "grant_read_write_data covers the table's indexes (the handlers query GSI gsi1).",
             )
-            acknowledge_s3_grant_actions(function.role, ("s3:GetObject*", "s3:GetBucket*", "s3:List*", "s3:Abort*"))
+            acknowledge_s3_grant_actions(function.role, ("s3:Abort*",))
             acknowledge_object_prefixes(
-                function.role,
-                bucket.bucket_arn,
-                (r.MANIFESTS_PREFIX, f"{r.LAKE_PREFIX}batches/"),
-                "batch manifests written by the Lambdas, batch summaries written by the job.",
+                function.role, bucket.bucket_arn, (r.MANIFESTS_PREFIX,), "the Lambdas write batch manifests."
             )
 
-        # reconcile lists images/ to find images whose S3 event was lost.
-        bucket.grant_read(self.functions["reconcile"], f"{r.IMAGES_PREFIX}*")
-        acknowledge_object_prefixes(
-            self.functions["reconcile"].role, bucket.bucket_arn, (r.IMAGES_PREFIX,), "reconcile lists uploaded images."
+        # reconcile lists images/ to find images whose S3 event was lost (keys and ETags only, no reads).
+        self.functions["reconcile"].add_to_role_policy(
+            iam.PolicyStatement(
+                sid="ListUploadedImages",
+                actions=["s3:ListBucket"],
+                resources=[bucket.bucket_arn],
+                conditions={"StringLike": {"s3:prefix": [f"{r.IMAGES_PREFIX}*"]}},
+            )
         )
 
         self.functions["ingest"].add_event_source(

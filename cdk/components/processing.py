@@ -96,15 +96,6 @@ class Processing(Construct):
         bucket.grant_read(self.execution_role, f"{r.CODE_PREFIX}*")
         bucket.grant_read_write(self.execution_role, f"{r.LAKE_PREFIX}*")
         bucket.grant_put(self.execution_role, f"{r.LOGS_PREFIX}*")
-        # Listing is needed by Spark/pyarrow to read and commit the lake, and to find existing logs.
-        self.execution_role.add_to_policy(
-            iam.PolicyStatement(
-                actions=["s3:ListBucket"],
-                resources=[bucket.bucket_arn],
-                conditions={"StringLike": {"s3:prefix": [f"{r.LAKE_PREFIX}*", f"{r.LOGS_PREFIX}*"]}},
-            )
-        )
-
         acknowledge_s3_grant_actions(self.execution_role)
         acknowledge_object_prefixes(
             self.execution_role,

@@ -274,7 +274,17 @@ def test_lambda_roles_start_job_runs_on_our_application_only_and_pass_only_the_e
         assert [_as_list(st["Resource"]) for st in start] == [[app_arn]], name
         passes = [st for st in statements if "iam:PassRole" in _as_list(st["Action"])]
         assert [_as_list(st["Resource"]) for st in passes] == [[execution_role_arn]], name
-        assert not any(a.startswith("s3:Delete") for st in statements for a in _as_list(st["Action"])), name
+        s3_statements = [st for st in statements if any(a.startswith("s3:") for a in _as_list(st["Action"]))]
+        s3_actions = {a for st in s3_statements for a in _as_list(st["Action"])}
+        # S3: write batch manifests only (+ reconcile lists images/); no reads, no deletes
+        assert all(a.startswith(("s3:Put", "s3:Abort")) or a == "s3:ListBucket" for a in s3_actions), (name, s3_actions)
+        puts = [st for st in s3_statements if "s3:PutObject" in _as_list(st["Action"])]
+        assert all(f"/{r.MANIFESTS_PREFIX}*" in str(st["Resource"]) for st in puts), name
+        lists = [st for st in s3_statements if "s3:ListBucket" in _as_list(st["Action"])]
+        if name == "reconcile":
+            assert [st["Condition"] for st in lists] == [{"StringLike": {"s3:prefix": [f"{r.IMAGES_PREFIX}*"]}}]
+        else:
+            assert lists == [], name
 
 
 def test_ingest_reads_the_queue_with_partial_batch_responses(synthesized: Synthesized) -> None:

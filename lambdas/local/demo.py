@@ -138,6 +138,7 @@ def run_demo(config: DemoConfig, console: Console | None = None) -> DemoResult:
         _reset_cached_settings()
         ingest, job_state, flush = _handler("ingest"), _handler("job_state"), _handler("flush")
         runner = LocalEmrRunner(res.application_id, job_state, temp_work_dir(), master=config.master)
+        drain_queue(res.queue_url, res.queue_arn, ingest)  # the s3:TestEvent S3 sends on configuration
         try:
             with _progress(console) as progress:
                 up = progress.add_task("upload", total=len(photos))

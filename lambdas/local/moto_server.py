@@ -6,6 +6,7 @@ through the standard ``AWS_ENDPOINT_URL`` variable, so no code path branches on 
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -45,6 +46,7 @@ def moto_server(region: str = REGION) -> Iterator[MotoEndpoint]:
     except ImportError as err:  # pragma: no cover - moto is in the `local` extra
         raise RuntimeError("moto[server] is required for the local run: pip install -e '.[local]'") from err
 
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no access log line per AWS call
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()

@@ -42,7 +42,7 @@ def write_report_png(lake: Path, max_points: int = 5000) -> Path:
     labels = np.asarray([label or "(none)" for label in table.column("label").take(keep).to_pylist()])
     coords = (features - version.mean) @ version.fit.components[:2].T
 
-    fig, (left, right) = plt.subplots(1, 2, figsize=(15, 6.5))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(17, 6.5), gridspec_kw={"width_ratios": [1, 1.25]})
     ratio = version.fit.explained_variance_ratio[: version.fit.k_effective] * 100
     ks = np.arange(1, ratio.size + 1)
     left.bar(ks, ratio, color="tab:blue", alpha=0.6, label="per component")
@@ -50,12 +50,14 @@ def write_report_png(lake: Path, max_points: int = 5000) -> Path:
     left.set(xlabel="principal component", ylabel="explained variance (%)", ylim=(0, 100))
     left.set_title(f"PCA v{version.version} of {model_id}: n={version.state.n}, k={version.fit.k}")
     left.legend(loc="center right")
-    cmap = plt.get_cmap("tab20", max(len(set(labels)), 1))
+    palette = [*plt.get_cmap("tab20").colors, *plt.get_cmap("tab20b").colors]  # 40 distinct colours
+    markers = "o^sD"
     for index, label in enumerate(sorted(set(labels))):
         mask = labels == label
-        right.scatter(coords[mask, 0], coords[mask, 1], s=6, color=cmap(index), label=label)
+        colour, marker = palette[index % len(palette)], markers[(index // len(palette)) % len(markers)]
+        right.scatter(coords[mask, 0], coords[mask, 1], s=6, color=colour, marker=marker, label=label)
     right.set(xlabel="PC 1", ylabel="PC 2", title="feature vectors on the latest PCA version, by label")
-    right.legend(fontsize=6, markerscale=2, ncol=2, loc="best")
+    right.legend(fontsize=7, markerscale=2, ncol=1, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     fig.tight_layout()
     path = lake / "report.png"
     fig.savefig(path, dpi=110)

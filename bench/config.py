@@ -26,7 +26,7 @@ class BenchConfig:
     bf16_images: int = 32
     warmup_images: int = 8  # job warm-up run (worker start, TF import, model build), reported separately
     infer_batch_size: int = 32
-    incremental_n: int = 64  # N of the incremental benchmark; history = history_factor * N
+    incremental_n: int | None = None  # N of the incremental benchmark; None = history images // history_factor
     history_factor: int = 10
     history_weights: str = "projection:0"  # cheap featurizer for the history batches (job's test featurizer)
     pca_history_sizes: tuple[int, ...] = (64, 640, 6400)
@@ -38,6 +38,6 @@ class BenchConfig:
 FULL = BenchConfig()
 TINY = replace(
     FULL, train_per_class=1, test_per_class=1, ceiling_images=4, seed_images=2, bf16_images=2, warmup_images=2,
-    infer_batch_size=4, image_size=32, fast_image_size=32, pca_k=4, incremental_n=4, history_factor=2,
+    infer_batch_size=4, image_size=32, fast_image_size=32, pca_k=4, incremental_n=2, history_factor=2,
     pca_history_sizes=(8, 16), ingest_records=6, ingest_batch_size=3,
 )

@@ -78,3 +78,38 @@ def cost_model(arms: dict[str, float], cores: int) -> dict[str, Any]:
                       "excludes job start-up and the one-minute minimum per worker",
         "arms": rows,
     }
+
+
+def run(cfg: Any, throughput: dict[str, Any], faster: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Price the measured arms (job at 224, job at the native size, the two TF arms); write ``cost.json``."""
+    from bench.common import machine_info, write_result
+    from bench.report import summary_row
+
+    arms = throughput["arms"]
+    measured = {
+        "Spark job, 224 (c)": arms["c_spark_job"]["images_per_s"],
+        "TF ceiling, 224 (a)": arms["a_ceiling"]["images_per_s"],
+        "seed per-image predict, 224 (b)": arms["b_seed"]["images_per_s"],
+    }
+    if faster:
+        measured[f"Spark job, {faster['native_size']['image_size']} (opt-in)"] = (
+            faster["native_size"]["spark_job"]["images_per_s"])
+    cores = int(machine_info()["cores"])
+    model = cost_model(measured, cores)
+    rows = []
+    for name, row in model["arms"].items():
+        usd = row["usd_per_1000_images"]
+        rows.append(summary_row(f"{name}: $ / 1,000 images x86_64 | arm64", f"{usd['x86_64']:.4f} | {usd['arm64']:.4f}",
+                                "USD", note=f"{row['vcpu_seconds_per_image']} vCPU-s/image"))
+    x86, arm = PRICES_USD["x86_64"], PRICES_USD["arm64"]
+    doc = {
+        "description": f"{REGION} on-demand prices: x86_64 ${x86['vcpu_hour']}/vCPU-h + ${x86['gb_hour']}/GB-h, "
+                       f"arm64 ${arm['vcpu_hour']}/vCPU-h + ${arm['gb_hour']}/GB-h; "
+                       f"{WORKER_MEMORY_GB // WORKER_VCPU} GB billed per vCPU; "
+                       "vCPU-s/image = allocated cores / measured images/s.",
+        "summary": rows,
+        **model,
+        "notes": [f"Price source: {PRICE_SOURCE}.", model["assumption"] + "."],
+    }
+    write_result("cost", doc, cfg.results_dir)
+    return doc

@@ -12,7 +12,7 @@ from typing import Any
 
 from bench.common import README_PATH, RESULTS_DIR
 
-ORDER = ("throughput", "incremental", "ingestion", "faster_mode", "quality", "cost")
+ORDER = ("throughput", "incremental", "ingestion", "faster_mode", "quality", "cost", "run")
 TITLES = {
     "throughput": "1. Featurization throughput (ResNet50, 224x224)",
     "incremental": "2. Incremental cost (new batch vs history)",
@@ -20,6 +20,7 @@ TITLES = {
     "faster_mode": "4. Faster mode (opt-in)",
     "quality": "5. Feature quality (linear probe, `fruits evaluate`)",
     "cost": "6. Cost model (EMR Serverless, eu-west-3)",
+    "run": "Run time",
 }
 HEADER = """# Benchmarks
 

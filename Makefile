@@ -6,6 +6,7 @@ PY := $(VENV)/bin/python
 EXTRAS := lambda,spark,local,cdk,dev
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 DEMO_ARGS ?=
+CDK_CLI := node_modules/.bin/cdk
 
 .PHONY: help demo test lint bench synth java clean
 
@@ -26,6 +27,12 @@ $(STAMP): $(PY) pyproject.toml
 	@rm -f $(VENV)/.installed-*
 	@touch $(STAMP)
 
+# The aws-cdk CLI from npm, pinned in package.json / package-lock.json.
+$(CDK_CLI): package.json package-lock.json
+	@command -v npm >/dev/null 2>&1 || { echo "error: npm (Node 20) is required for the aws-cdk CLI" >&2; exit 1; }
+	npm ci --no-audit --no-fund --loglevel=error
+	@touch $(CDK_CLI)
+
 java:
 	@command -v java >/dev/null 2>&1 || { echo "error: Java 17 is required by Spark (install openjdk-17-jre-headless)" >&2; exit 1; }
 	@java -version 2>&1 | head -1 | grep -qE '"(17|21)\.' || { echo "error: Java 17 is required by Spark; found: $$(java -version 2>&1 | head -1)" >&2; exit 1; }
@@ -36,11 +43,14 @@ demo: $(STAMP) java
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 
-test: $(STAMP) java lint
+test: $(STAMP) java lint $(CDK_CLI)
 	$(VENV)/bin/pytest -q
 
 bench: $(STAMP) java
 	$(PY) -m bench.run_all
+
+synth: $(STAMP) $(CDK_CLI)
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" CDK_DISABLE_VERSION_CHECK=1 $(CDK_CLI) synth --quiet --no-notices
 
 clean:
 	rm -rf lake cdk.out .pytest_cache .ruff_cache

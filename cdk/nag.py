@@ -84,13 +84,6 @@ _LIBRARY_SINGLETONS = {
             "library with the basic execution managed policy; it only writes its own logs.",
         ),
     ],
-    "AWS679f53fac002430cb0da5b7982bd2287": [
-        (
-            "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]",
-            "aws-cdk-lib's AwsCustomResource provider (sets the ECR pull policy at deploy time) has its role built "
-            "by the library with the basic execution managed policy; it only writes its own logs.",
-        ),
-    ],
     "Custom::CDKBucketDeployment": [
         (
             "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]",

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from aws_cdk import Stack
+from aws_cdk import CfnRule, CfnRuleAssertion, Fn, Stack
 from aws_cdk import aws_ecr_assets as ecr_assets
 from aws_cdk import aws_emrserverless as emrs
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_s3_deployment as s3deploy
-from aws_cdk import custom_resources as cr
 from constructs import Construct
 
 from cdk.assets import SPARK_ENTRY_POINT, SPARK_ZIP
@@ -22,9 +21,11 @@ from spark_jobs.release import EMR_RELEASE_LABEL, JOB_PYTHON
 IMAGE_DIR = Path(__file__).resolve().parents[1] / "emr_image"
 # Where the Dockerfile bakes the ResNet50 ImageNet (no top) weights; passed to the job as --weights.
 IMAGE_WEIGHTS_PATH = "/opt/fruits/weights/resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"
-# Actions EMR Serverless needs on the image repository (EMR Serverless User Guide, "Customizing an EMR
-# Serverless image" → "Allow EMR Serverless to access the custom image repository").
-EMR_IMAGE_PULL_ACTIONS = ["ecr:BatchGetImage", "ecr:DescribeImages", "ecr:GetDownloadUrlForLayer"]
+# First CDK bootstrap template version whose container-assets repository policy allows EMR Serverless to pull
+# (aws-cdk-cli PR #112, "Add ECR resource policy for emr-serverless containers"; checked: the template of CLI
+# 2.1002.0 is version 26 without it, 2.1003.0 is version 27 with it).
+MIN_BOOTSTRAP_VERSION = 27
+BOOTSTRAP_VERSION_PARAMETER = "BootstrapVersion"  # the SSM-backed parameter DefaultStackSynthesizer adds
 
 
 class Processing(Construct):
@@ -133,48 +134,24 @@ class Processing(Construct):
         )
         self.application_arn = self.application.attr_arn
 
-        # The image lives in the CDK bootstrap container-assets repository, which this stack does not own:
-        # add the EMR Serverless pull statement to its policy (keeping the bootstrap's Lambda statement)
-        # before the application is created (EMR Serverless validates the image at creation).
-        repository = self.image.repository
-        account_apps = f"arn:{stack.partition}:emr-serverless:{stack.region}:{stack.account}:/applications/*"
-        policy = {
-            "Version": "2012-10-17",
-            "Statement": [
-                {
-                    "Sid": "EmrServerlessCustomImageSupport",
-                    "Effect": "Allow",
-                    "Principal": {"Service": "emr-serverless.amazonaws.com"},
-                    "Action": EMR_IMAGE_PULL_ACTIONS,
-                    "Condition": {"ArnLike": {"aws:SourceArn": account_apps}},
-                },
-                {
-                    "Sid": "LambdaECRImageRetrievalPolicy",
-                    "Effect": "Allow",
-                    "Principal": {"Service": "lambda.amazonaws.com"},
-                    "Action": ["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"],
-                    "Condition": {
-                        "StringLike": {
-                            "aws:sourceArn": f"arn:{stack.partition}:lambda:{stack.region}:{stack.account}:function:*"
-                        }
-                    },
-                },
-            ],
-        }
-        set_policy = cr.AwsSdkCall(
-            service="ECR",
-            action="setRepositoryPolicy",
-            parameters={"repositoryName": repository.repository_name, "policyText": stack.to_json_string(policy)},
-            physical_resource_id=cr.PhysicalResourceId.of(f"{repository.repository_name}-emr-serverless-pull"),
-        )
-        self.image_pull_policy = cr.AwsCustomResource(
+        # The image is pushed to the CDK bootstrap container-assets repository. Since bootstrap version 27
+        # (aws-cdk CLI >= 2.1003.0) that repository's policy lets emr-serverless.amazonaws.com pull
+        # (ecr:BatchGetImage, ecr:DescribeImages, ecr:GetDownloadUrlForLayer) for the applications of this
+        # account (aws:SourceArn .../applications/*): refuse to deploy on an older bootstrap.
+        CfnRule(
             self,
-            "ImagePullPolicy",
-            on_create=set_policy,
-            on_update=set_policy,
-            policy=cr.AwsCustomResourcePolicy.from_statements(
-                [iam.PolicyStatement(actions=["ecr:SetRepositoryPolicy"], resources=[repository.repository_arn])]
-            ),
-            install_latest_aws_sdk=False,
+            "RequireEmrServerlessBootstrap",
+            assertions=[
+                CfnRuleAssertion(
+                    assert_=Fn.condition_not(
+                        Fn.condition_contains(
+                            [str(v) for v in range(1, MIN_BOOTSTRAP_VERSION)], Fn.ref(BOOTSTRAP_VERSION_PARAMETER)
+                        )
+                    ),
+                    assert_description=(
+                        f"Fruits needs CDK bootstrap version {MIN_BOOTSTRAP_VERSION}+ (its ECR policy lets EMR "
+                        "Serverless pull the custom image): run `cdk bootstrap` with the CLI pinned in package.json."
+                    ),
+                )
+            ],
         )
-        self.application.node.add_dependency(self.image_pull_policy)

@@ -7,14 +7,19 @@ import re
 from pathlib import Path
 from typing import Any
 
+import pytest
 from aws_cdk.assertions import Match
 
+from cdk.components.processing import BOOTSTRAP_VERSION_PARAMETER, MIN_BOOTSTRAP_VERSION
 from lambdas import resources as r
 from spark_jobs.release import EMR_RELEASE_LABEL, JOB_PYTHON
 
 from .conftest import ALARM_EMAIL, Synthesized
 
 CONTRACTS = Path(__file__).resolve().parents[2] / "docs" / "contracts.md"
+BOOTSTRAP_TEMPLATE = (
+    Path(__file__).resolve().parents[2] / "node_modules/aws-cdk/lib/api/bootstrap/bootstrap-template.yaml"
+)
 
 
 def _statements(policy_document: dict[str, Any]) -> list[dict[str, Any]]:
@@ -169,8 +174,6 @@ def test_emr_serverless_application_properties(synthesized: Synthesized) -> None
     (spark_defaults,) = props["RuntimeConfiguration"]
     assert spark_defaults["Properties"]["spark.executorEnv.PYSPARK_PYTHON"] == JOB_PYTHON
     assert spark_defaults["Properties"]["spark.emr-serverless.driverEnv.PYSPARK_PYTHON"] == JOB_PYTHON
-    # the application waits for the ECR pull policy (EMR Serverless validates the image at creation)
-    assert any("ImagePullPolicy" in dep for dep in _as_list(app.get("DependsOn", [])))
 
 
 def test_custom_image_is_an_asset_built_from_the_repo_dockerfile(synthesized: Synthesized) -> None:
@@ -192,15 +195,32 @@ def test_custom_image_is_an_asset_built_from_the_repo_dockerfile(synthesized: Sy
     assert "pyspark" not in requirements.replace("# Python", "").split("NOT listed")[-1]
 
 
-def test_ecr_policy_lets_emr_serverless_pull_the_image(synthesized: Synthesized) -> None:
-    (policy,) = synthesized.of_type("Custom::AWS").values()
-    create = policy["Properties"]["Create"]
-    rendered = str(synthesized.built.stack.resolve(create))
+def test_deploy_requires_a_bootstrap_whose_ecr_policy_lets_emr_serverless_pull(synthesized: Synthesized) -> None:
+    # GIVEN the template / THEN a rule refuses bootstrap versions below 27 (no EMR Serverless pull statement)
+    template = synthesized.template.to_json()
+    assert template["Parameters"][BOOTSTRAP_VERSION_PARAMETER]["Default"].startswith("/cdk-bootstrap/")
+    rules = [
+        rule
+        for rule in template["Rules"].values()
+        if "Fruits needs CDK bootstrap version" in rule["Assertions"][0]["AssertDescription"]
+    ]
+    assert len(rules) == 1
+    refused = rules[0]["Assertions"][0]["Assert"]["Fn::Not"][0]["Fn::Contains"]
+    assert refused == [[str(v) for v in range(1, MIN_BOOTSTRAP_VERSION)], {"Ref": BOOTSTRAP_VERSION_PARAMETER}]
+    assert not synthesized.of_type("Custom::AWS")  # no custom resource rewriting the bootstrap repository policy
+
+
+@pytest.mark.skipif(not BOOTSTRAP_TEMPLATE.exists(), reason="aws-cdk CLI not installed (run `npm ci`)")
+def test_pinned_cli_bootstraps_an_ecr_policy_that_lets_emr_serverless_pull() -> None:
+    # GIVEN the bootstrap template of the CLI pinned in package.json
+    text = BOOTSTRAP_TEMPLATE.read_text()
+    version = int(re.search(r"CdkBootstrapVersion:.*?Value: '(\d+)'", text, re.S).group(1))
+    # THEN it is recent enough and its container-assets repository policy has the EMR Serverless statement
+    assert version >= MIN_BOOTSTRAP_VERSION
+    statement = text[text.index("Service: emr-serverless.amazonaws.com") :][:600]
     for action in ("ecr:BatchGetImage", "ecr:DescribeImages", "ecr:GetDownloadUrlForLayer"):
-        assert action in rendered
-    assert "emr-serverless.amazonaws.com" in rendered
-    assert "setRepositoryPolicy" in rendered
-    assert ":/applications/*" in rendered  # only EMR Serverless applications of this account
+        assert action in statement
+    assert ":/applications/*" in statement
 
 
 def test_execution_role_is_trusted_by_emr_serverless_and_limited_to_our_prefixes(synthesized: Synthesized) -> None:

@@ -236,11 +236,6 @@ class Ingestion(Construct):
             "AwsSolutions-IAM5[Resource::*]",
             "X-Ray PutTraceSegments/PutTelemetryRecords support no resource-level permissions (Tracing.ACTIVE).",
         )
-        acknowledge(
-            role,
-            f"AwsSolutions-IAM5[Resource::{token_ref(self, log_group.log_group_arn)}:*]",
-            "Log streams are created at run time inside this function's own log group.",
-        )
         return function
 
 

@@ -9,7 +9,6 @@ from aws_cdk import aws_s3_notifications as s3n
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-from cdk.nag import acknowledge
 from lambdas import resources as r
 
 
@@ -34,11 +33,6 @@ class Storage(Construct):
             object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
             lifecycle_rules=[s3.LifecycleRule(id="expire-access-logs", expiration=Duration.days(90))],
             removal_policy=RemovalPolicy.RETAIN,
-        )
-        acknowledge(
-            self.access_logs_bucket,
-            "AwsSolutions-S1",
-            "This is the server access log bucket itself; logging it into itself would loop.",
         )
         self.bucket = s3.Bucket(
             self,

@@ -58,3 +58,31 @@ def test_every_acknowledgement_names_an_awssolutions_rule_and_a_reason(synthesiz
         assert len(reason.split()) >= 5, (path, rule, reason)
     # the blanket rules are never acknowledged stack-wide
     assert not [a for a in acknowledgements if a[0] == synthesized.built.stack.node.path]
+
+
+def test_every_acknowledgement_matches_a_real_finding(
+    synthesized: Synthesized, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # GIVEN the same app built with acknowledgements switched off
+    from cdk.app import build_app, cdk_json_context
+
+    monkeypatch.setattr(Validations, "acknowledge", lambda self, *rules: None)
+    bare = build_app(App(outdir=str(tmp_path), context={**cdk_json_context(), "alarmEmail": "a@example.com"}))
+    findings = {
+        (resource.construct_path, violation.rule_name)
+        for violation in bare.nag.validate_scope(bare.app).violations
+        for resource in violation.violating_resources
+    }
+    # WHEN each acknowledgement of the real app is looked up among those findings
+    key = Validations.ACKNOWLEDGED_RULES_METADATA_KEY
+    stale = [
+        (construct.node.path, rule)
+        for construct in synthesized.built.app.node.find_all()
+        for entry in construct.node.metadata
+        if entry.type == key
+        for rule in (r.removeprefix("Annotation::") for r in entry.data)
+        if not any(found_rule == rule and path.startswith(construct.node.path) for path, found_rule in findings)
+    ]
+    # THEN none is stale (an acknowledgement with nothing to acknowledge would hide a future finding)
+    assert findings
+    assert stale == []

@@ -93,3 +93,32 @@ def test_image_requirements_pin_the_versions_the_tests_run() -> None:
     for name in ("numpy", "pandas", "pyarrow", "pillow"):
         assert pins[name] == version(name), name
     assert "pyspark" not in pins  # the base image's Spark is used
+
+
+def test_real_lambda_asset_imports_every_handler_on_its_own(tmp_path: Path) -> None:
+    """The staged asset is self-sufficient: each handler imports from it alone, without the CLI, the local
+    runner, the Spark job or any package the Lambda runtime and the Powertools layer do not provide."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    staged = stage_lambda_code()
+    probe = (
+        "import json, sys\n"
+        "for name in ('ingest', 'job_state', 'flush', 'reconcile'):\n"
+        "    __import__(f'lambdas.handlers.{name}')\n"
+        "mods = [m for m in sys.modules if m.split('.')[0] == 'lambdas']\n"
+        "ours = {m: getattr(sys.modules[m], '__file__', '') or '' for m in mods}\n"
+        "top = sorted({m.split('.')[0] for m in sys.modules})\n"
+        "print(json.dumps({'ours': ours, 'top': top}))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env["PYTHONPATH"] = str(staged)
+    result = subprocess.run(
+        [sys.executable, "-P", "-c", probe], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    loaded = json.loads(result.stdout.splitlines()[-1])
+    assert loaded["ours"] and all(path.startswith(str(staged)) for path in loaded["ours"].values()), loaded["ours"]
+    assert not {"spark_jobs", "pyspark", "tensorflow", "moto", "rich", "cdk", "aws_cdk"} & set(loaded["top"])

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_lambda_powertools.metrics import MetricUnit
-
-from lambdas.handlers.observability import logger, metrics, tracer
+from lambdas.handlers.observability import count, logger, metrics, tracer
 from lambdas.pipeline import get_pipeline
 
 
@@ -17,7 +15,7 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """Seal every pending image (≥ 1) into batches and start the next one; returns what was done."""
     outcome = get_pipeline().flush()
     logger.info("flush done", extra={"sealed": outcome.sealed, "started": [r.job_run_id for r in outcome.started]})
-    metrics.add_metric(name="BatchesSealed", unit=MetricUnit.Count, value=len(outcome.sealed))
-    metrics.add_metric(name="JobRunsStarted", unit=MetricUnit.Count, value=len(outcome.started))
-    metrics.add_metric(name="JobRunStartFailures", unit=MetricUnit.Count, value=outcome.start_failures)
+    count("BatchesSealed", len(outcome.sealed))
+    count("JobRunsStarted", len(outcome.started))
+    count("JobRunStartFailures", outcome.start_failures)
     return {"sealed": outcome.sealed, "started": [run.job_run_id for run in outcome.started]}

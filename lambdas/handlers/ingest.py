@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.s3_event import S3Event
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
-from lambdas.handlers.observability import logger, metrics, tracer
+from lambdas.handlers.observability import count, logger, metrics, tracer
 from lambdas.logic.keys import ImageRef, decode_event_key
 from lambdas.pipeline import get_pipeline
 
@@ -28,24 +27,21 @@ def record_handler(record: SQSRecord) -> None:
         obj = s3_record.s3.get_object
         ref = ImageRef(s3_record.s3.bucket.name, decode_event_key(obj.key), obj.etag, obj.size, obj.version_id)
         if not s3_record.event_name.startswith("ObjectCreated:"):
-            outcome_reason = f"event_{s3_record.event_name}"
-            logger.info("skipped object", extra={"uri": ref.uri, "reason": outcome_reason})
-            metrics.add_metric(name="ObjectsSkipped", unit=MetricUnit.Count, value=1)
+            logger.info("skipped object", extra={"uri": ref.uri, "reason": f"event_{s3_record.event_name}"})
+            count("ObjectsSkipped", 1)
             continue
         outcome = pipeline.ingest(ref)
         if outcome.skipped:
             logger.info("skipped object", extra={"uri": ref.uri, "reason": outcome.skipped})
-            metrics.add_metric(name="ObjectsSkipped", unit=MetricUnit.Count, value=1)
+            count("ObjectsSkipped", 1)
         elif outcome.duplicate:
             logger.info("duplicate delivery ignored", extra={"uri": ref.uri})
-            metrics.add_metric(name="DuplicatesIgnored", unit=MetricUnit.Count, value=1)
+            count("DuplicatesIgnored", 1)
         else:
             logger.info("image recorded", extra={"uri": ref.uri, "pending": outcome.pending})
-            metrics.add_metric(name="ImagesRecorded", unit=MetricUnit.Count, value=1)
-        if outcome.sealed:
-            metrics.add_metric(name="BatchesSealed", unit=MetricUnit.Count, value=len(outcome.sealed))
-        if outcome.started:
-            metrics.add_metric(name="JobRunsStarted", unit=MetricUnit.Count, value=len(outcome.started))
+            count("ImagesRecorded", 1)
+        count("BatchesSealed", len(outcome.sealed))
+        count("JobRunsStarted", len(outcome.started))
 
 
 @logger.inject_lambda_context(correlation_id_path="Records[0].messageId")

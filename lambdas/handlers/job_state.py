@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.data_classes import EventBridgeEvent, event_source
 
 from lambdas import resources
-from lambdas.handlers.observability import logger, metrics, tracer
+from lambdas.handlers.observability import count, logger, metrics, tracer
 from lambdas.pipeline import get_pipeline
 
 
@@ -29,10 +28,10 @@ def handler(event: EventBridgeEvent, context: Any) -> dict[str, Any]:
                                             "action": outcome.action, "reason": outcome.reason,
                                             "batch_id": outcome.batch_id})  # fmt: skip
     if outcome.action in ("retry", "quarantined"):
-        metrics.add_metric(name="JobRunsFailed", unit=MetricUnit.Count, value=1)
+        count("JobRunsFailed", 1)
     if outcome.action == "quarantined":
-        metrics.add_metric(name="BatchesQuarantined", unit=MetricUnit.Count, value=1)
-    metrics.add_metric(name="JobRunsStarted", unit=MetricUnit.Count, value=len(outcome.started))
-    metrics.add_metric(name="JobRunStartFailures", unit=MetricUnit.Count, value=outcome.start_failures)
+        count("BatchesQuarantined", 1)
+    count("JobRunsStarted", len(outcome.started))
+    count("JobRunStartFailures", outcome.start_failures)
     return {"action": outcome.action, "reason": outcome.reason, "batch_id": outcome.batch_id,
             "started": [run.job_run_id for run in outcome.started]}  # fmt: skip

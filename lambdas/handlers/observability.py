@@ -10,6 +10,8 @@ import os
 from dataclasses import dataclass
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.metrics.functions import is_metrics_disabled
 
 SERVICE = os.environ.get("POWERTOOLS_SERVICE_NAME", "fruits-ingestion")
 NAMESPACE = os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "Fruits")
@@ -17,6 +19,16 @@ NAMESPACE = os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "Fruits")
 logger = Logger(service=SERVICE)
 metrics = Metrics(namespace=NAMESPACE, service=SERVICE)
 tracer = Tracer(service=SERVICE)
+
+
+def count(name: str, value: int = 1) -> None:
+    """Add a Count metric; skipped when ``value`` is 0 or metrics are disabled.
+
+    Powertools 3.x auto-flushes a metric at 100 values *without* checking POWERTOOLS_METRICS_DISABLED, and never
+    clears values while disabled, so a long local run would print EMF anyway: we do not add them at all.
+    """
+    if value and not is_metrics_disabled():
+        metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
 
 
 @dataclass(frozen=True)

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_lambda_powertools.metrics import MetricUnit
-
-from lambdas.handlers.observability import logger, metrics, tracer
+from lambdas.handlers.observability import count, logger, metrics, tracer
 from lambdas.pipeline import get_pipeline
 
 
@@ -25,9 +23,7 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         "started": [run.job_run_id for run in outcome.started],
     }
     logger.info("reconcile done", extra=result)
-    metrics.add_metric(name="ImagesRecorded", unit=MetricUnit.Count, value=outcome.missing_recorded)
-    metrics.add_metric(name="BatchesSealed", unit=MetricUnit.Count, value=len(outcome.sealed))
-    metrics.add_metric(
-        name="JobRunsStarted", unit=MetricUnit.Count, value=len(outcome.started) + len(result["redriven"])
-    )
+    count("ImagesRecorded", outcome.missing_recorded)
+    count("BatchesSealed", len(outcome.sealed))
+    count("JobRunsStarted", len(outcome.started) + len(outcome.redriven))
     return result

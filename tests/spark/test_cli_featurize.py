@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
@@ -69,23 +68,3 @@ def test_malformed_manifest_or_empty_folder_is_a_cli_error(tmp_path) -> None:
     with pytest.raises(CliError, match="no images"):
         featurize.run(parser().parse_args(["featurize", "--images", str(tmp_path / "empty"),
                                            "--lake", str(tmp_path / "l")]))
-
-
-@pytest.mark.slow
-def test_featurize_folder_into_a_local_lake_with_resnet50(spark, sample_dir: Path, tmp_path, capsys) -> None:
-    # GIVEN a folder of real photos
-    copy_subset(sample_dir, tmp_path / "photos", ["Peach", "Plum"], per_class=3)
-    lake = tmp_path / "lake"
-    argv = ["featurize", "--images", str(tmp_path / "photos"), "--lake", str(lake), "--weights", "random:0",
-            "--pca-k", "3", "--limit", "4"]
-    # WHEN `fruits featurize` runs
-    args = parser().parse_args(argv)
-    assert args.func(args) == 0
-    # THEN the summary is printed and the lake holds the batch (id derived from the manifest content)
-    out = capsys.readouterr().out
-    assert "4 featurized, 0 rejected of 4 listed" in out and "resnet50-random0-224" in out
-    reports = list((lake / "batches").glob("manual-*.json"))
-    assert len(reports) == 1
-    report = json.loads(reports[0].read_text())
-    assert report["counts"]["featurized"] == 4 and report["model_id"] == "resnet50-random0-224"
-    assert len(list((lake / "features").glob("batch_id=manual-*/*.parquet"))) >= 1

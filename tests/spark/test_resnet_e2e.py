@@ -1,7 +1,12 @@
-"""The real ResNet50 architecture end to end (ImageNet weights cannot download here: loud random fallback)."""
+"""The real ResNet50 architecture end to end, through the job and through `fruits featurize`.
+
+ImageNet weights cannot download here: the job falls back loudly to random:0. Both tests use the same
+model, so the second reuses the networks already built in the Spark Python workers.
+"""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +18,7 @@ from spark_jobs.main import main
 from spark_jobs.models import ModelSpec, get_featurizer
 
 from .conftest import copy_subset, write_manifest
+from .test_cli_featurize import parser
 
 
 @pytest.mark.slow
@@ -45,3 +51,23 @@ def test_resnet50_end_to_end_on_real_photos(spark, sample_dir: Path, odd_files, 
     pixels = np.frombuffer(decode_image(images[0].read_bytes()).pixels, dtype=np.uint8).reshape(1, 224, 224, 3)
     local = get_featurizer(spec)(pixels)[0]
     np.testing.assert_allclose(rows[name].features, local, rtol=1e-3, atol=1e-3 * float(np.abs(local).max()))
+
+
+@pytest.mark.slow
+def test_cli_featurize_folder_into_a_local_lake_with_resnet50(spark, sample_dir: Path, tmp_path, capsys) -> None:
+    # GIVEN a folder of real photos
+    copy_subset(sample_dir, tmp_path / "photos", ["Peach", "Plum"], per_class=3)
+    lake = tmp_path / "lake"
+    argv = ["featurize", "--images", str(tmp_path / "photos"), "--lake", str(lake), "--weights", "random:0",
+            "--pca-k", "3", "--limit", "4"]
+    # WHEN `fruits featurize` runs
+    args = parser().parse_args(argv)
+    assert args.func(args) == 0
+    # THEN the summary is printed and the lake holds the batch (id derived from the manifest content)
+    out = capsys.readouterr().out
+    assert "4 featurized, 0 rejected of 4 listed" in out and "resnet50-random0-224" in out
+    reports = list((lake / "batches").glob("manual-*.json"))
+    assert len(reports) == 1
+    report = json.loads(reports[0].read_text())
+    assert report["counts"]["featurized"] == 4 and report["model_id"] == "resnet50-random0-224"
+    assert len(list((lake / "features").glob("batch_id=manual-*/*.parquet"))) >= 1

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import atexit
 import shutil
 import tempfile
 import zipfile
@@ -20,6 +21,13 @@ SPARK_PACKAGE = "spark_jobs"
 SPARK_ENTRY_POINT = "main.py"
 SPARK_ZIP = "spark_jobs.zip"
 _ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)  # fixed timestamps: same code, same zip bytes, same asset hash
+
+
+def _staging_dir(prefix: str) -> Path:
+    """A fresh temporary folder, removed when the process exits (after synthesis has copied it)."""
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    atexit.register(shutil.rmtree, path, ignore_errors=True)
+    return path
 
 
 def _python_files(package_dir: Path, excluded_dirs: tuple[str, ...] = ("__pycache__",)) -> list[Path]:
@@ -41,7 +49,7 @@ def stage_lambda_code(repo_root: Path = REPO_ROOT) -> Path:
     package = repo_root / LAMBDA_PACKAGE
     if not (package / "handlers").is_dir():
         raise FileNotFoundError(f"{package / 'handlers'} not found: the Lambda handlers are part of the asset")
-    staging = Path(tempfile.mkdtemp(prefix="fruits-lambda-asset-"))
+    staging = _staging_dir("fruits-lambda-asset-")
     for path in _python_files(package, LAMBDA_EXCLUDED_DIRS):
         target = staging / path.relative_to(repo_root)
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -59,7 +67,7 @@ def stage_spark_code(repo_root: Path = REPO_ROOT) -> Path:
     entry_point = package / SPARK_ENTRY_POINT
     if not entry_point.is_file():
         raise FileNotFoundError(f"{entry_point} not found: it is the EMR Serverless entry point")
-    staging = Path(tempfile.mkdtemp(prefix="fruits-spark-asset-"))
+    staging = _staging_dir("fruits-spark-asset-")
     shutil.copyfile(entry_point, staging / SPARK_ENTRY_POINT)
     with zipfile.ZipFile(staging / SPARK_ZIP, "w", zipfile.ZIP_DEFLATED) as archive:
         for path in _python_files(package):

@@ -75,3 +75,25 @@ class JobRunWatch:
     @property
     def client_tokens(self) -> list[str]:
         return [request["clientToken"] for request in self.requests]
+
+
+def ingest_objects(events_dir: Any, objects: list[Any]) -> None:
+    """Deliver the objects' notifications to the ingest handler in SQS batches of 10 (all must succeed)."""
+    from lambdas.handlers import ingest
+    from lambdas.handlers.observability import LocalLambdaContext
+    from tests.lambdas.conftest import sqs_event
+
+    for start in range(0, len(objects), 10):
+        response = ingest.handler(sqs_event(events_dir, objects[start : start + 10]), LocalLambdaContext("ingest"))
+        assert response == {"batchItemFailures": []}
+
+
+def send_job_state(events_dir: Any, state: str, job_run_id: str, application_id: str | None = None) -> dict[str, Any]:
+    """Deliver a real-shaped EMR Serverless job run state change to the job_state handler."""
+    from lambdas.config import get_settings
+    from lambdas.handlers import job_state
+    from lambdas.handlers.observability import LocalLambdaContext
+    from tests.lambdas.conftest import job_state_event
+
+    app_id = application_id or get_settings().emr_application_id
+    return job_state.handler(job_state_event(events_dir, state, job_run_id, app_id), LocalLambdaContext("job-state"))

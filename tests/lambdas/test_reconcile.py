@@ -1,0 +1,156 @@
+"""reconcile and flush: lost S3 events, crashes between claim and job start, images that must not wait for ever."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lambdas.config import get_settings
+from lambdas.dal import ManifestTable
+from lambdas.handlers import flush, ingest, reconcile
+from lambdas.handlers.observability import LocalLambdaContext
+from tests.lambdas.conftest import load_event, sqs_event, upload
+from tests.lambdas.helpers import JobRunWatch, ingest_objects, read_manifest, send_job_state, table
+
+
+class SimulatedCrash(Exception):
+    """Stands for the Lambda dying (timeout, OOM) at the injected point."""
+
+
+def set_batches(monkeypatch: pytest.MonkeyPatch, threshold: int, max_images: int) -> None:
+    monkeypatch.setenv("BATCH_THRESHOLD", str(threshold))
+    monkeypatch.setenv("BATCH_MAX_IMAGES", str(max_images))
+    get_settings.cache_clear()
+
+
+def test_crash_between_claim_and_job_start_is_redriven_by_reconcile(
+    moto_aws, events_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN threshold 5 and a crash injected in the first StartJobRun call (after the batch is claimed & sealed)
+    set_batches(monkeypatch, 5, 20)
+    watch = JobRunWatch().install()
+    crashes = []
+
+    def crash_once(params: dict[str, Any], **_: Any) -> None:
+        if not crashes:
+            crashes.append(params["clientToken"])
+            raise SimulatedCrash("Lambda died before StartJobRun returned")
+
+    from lambdas import aws
+
+    aws.client("emr-serverless").meta.events.register_first(
+        "provide-client-params.emr-serverless.StartJobRun", crash_once
+    )
+    objects = upload([f"images/Training/Cherry/{i}.jpg" for i in range(5)])
+
+    # WHEN the 5 notifications arrive (the 5th seals the batch, then the invocation crashes)
+    response = ingest.handler(sqs_event(events_dir, objects), LocalLambdaContext("ingest"))
+
+    # THEN SQS will retry the crashed message; the batch holds the slot with no job run; nothing is lost
+    assert len(response["batchItemFailures"]) == 1
+    [batch] = table().all_batches()
+    assert batch["status"] == "STARTING" and "job_run_id" not in batch
+    assert table().get_slot()["holder"] == batch["batch_id"]
+    assert watch.job_run_ids == []
+    assert len(read_manifest(batch)) == 5
+
+    # WHEN SQS redelivers the failed message (a duplicate now) and then reconcile runs
+    ingest.handler(sqs_event(events_dir, objects[-1:]), LocalLambdaContext("ingest"))
+    result = reconcile.handler(load_event(events_dir, "scheduled_event.json"), LocalLambdaContext("reconcile"))
+
+    # THEN reconcile started the job run with the same attempt's client token (AWS would dedupe a second start)
+    assert crashes == [f"{batch['batch_id']}-a1"]
+    assert len(result["redriven"]) == 1 and result["missing_recorded"] == 0
+    assert watch.client_tokens == [f"{batch['batch_id']}-a1"]  # the crashed call never reached the service
+    assert len(watch.job_run_ids) == 1
+    batch = table().get_batch(batch["batch_id"])
+    assert batch["status"] == "RUNNING" and batch["job_run_id"] == watch.job_run_ids[0]
+    # AND every image is still in the batch, none pending, and SUCCESS completes it
+    assert table().counter() == (0, 1)
+    assert send_job_state(events_dir, "SUCCESS", batch["job_run_id"])["action"] == "succeeded"
+    assert {i["status"] for i in table().batch_images(batch["batch_id"])} == {"DONE"}
+    assert len(table().batch_images(batch["batch_id"])) == 5
+
+
+def test_crash_in_the_middle_of_claiming_is_resumed_by_reconcile(
+    moto_aws, events_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN threshold 120 (claimed in transactions of 99 + 21) and a crash right after the first claim transaction
+    set_batches(monkeypatch, 120, 1000)
+    original = ManifestTable.claim_images
+    calls = []
+
+    def claim_then_crash(self: ManifestTable, batch_id: str, candidates: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        claimed = original(self, batch_id, candidates)
+        calls.append(len(claimed))
+        if len(calls) == 1:
+            raise SimulatedCrash("Lambda died between two claim transactions")
+        return claimed
+
+    monkeypatch.setattr(ManifestTable, "claim_images", claim_then_crash)
+    watch = JobRunWatch().install()
+    objects = upload([f"images/Training/Date/{i}.jpg" for i in range(120)])
+
+    # WHEN the notifications arrive and the sealing invocation crashes mid-claim
+    failures = []
+    for start in range(0, 120, 10):
+        failures += ingest.handler(sqs_event(events_dir, objects[start : start + 10]), LocalLambdaContext("i"))[
+            "batchItemFailures"
+        ]
+    [batch] = table().all_batches()
+    assert len(failures) == 1 and calls == [99]
+    assert (batch["status"], batch["claimed"], batch["remaining"]) == ("CLAIMING", 99, 21)
+
+    # WHEN reconcile runs
+    result = reconcile.handler({}, LocalLambdaContext("reconcile"))
+
+    # THEN it finishes the claim (21 more), writes the manifest of all 120 images, seals and starts the batch
+    assert result["claiming_resumed"] == [batch["batch_id"]] and result["sealed"] == [batch["batch_id"]]
+    assert calls == [99, 21]
+    batch = table().get_batch(batch["batch_id"])
+    assert (batch["status"], batch["image_count"]) == ("RUNNING", 120)
+    assert sorted(r["key"] for r in read_manifest(batch)) == sorted(o.key for o in objects)
+    assert table().counter() == (0, 1)
+    assert len(watch.job_run_ids) == 1
+
+
+def test_lost_events_are_recorded_by_reconcile_and_flush_seals_the_rest(
+    moto_aws, events_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN threshold 10 = BATCH_MAX_IMAGES, 27 images (+ a non-image) in S3 but only 4 notifications delivered
+    set_batches(monkeypatch, 10, 10)
+    watch = JobRunWatch().install()
+    objects = upload([f"images/Test/Fig {i % 3}/{i}.jpg" for i in range(27)] + ["images/Test/Fig 0/notes.txt"])
+    ingest_objects(events_dir, objects[:4])
+    assert table().counter() == (4, 0)
+
+    # WHEN reconcile runs
+    result = reconcile.handler(load_event(events_dir, "scheduled_event.json"), LocalLambdaContext("reconcile"))
+
+    # THEN the 23 missing images are recorded, two batches of 10 sealed (the first started), 7 still pending
+    assert (result["listed"], result["missing_recorded"]) == (28, 23)
+    assert len(result["sealed"]) == 2 and len(result["started"]) == 1
+    assert table().counter() == (7, 2)
+
+    # WHEN the scheduled flush runs
+    flushed = flush.handler(load_event(events_dir, "scheduled_event.json"), LocalLambdaContext("flush"))
+
+    # THEN the 7 waiting images are sealed into a third batch, which waits for the job run slot
+    assert len(flushed["sealed"]) == 1 and flushed["started"] == []
+    batches = table().all_batches()
+    assert [(b["image_count"], b["status"]) for b in batches] == [(10, "RUNNING"), (10, "SEALED"), (7, "SEALED")]
+    assert table().counter() == (0, 3)
+    # AND as SUCCESS events arrive, the batches run one at a time, in sealing order
+    for _ in range(3):
+        [running] = [b for b in table().all_batches() if b["status"] == "RUNNING"]
+        watch.finished(running["job_run_id"])
+        send_job_state(events_dir, "SUCCESS", running["job_run_id"])
+    assert watch.client_tokens == [f"{b['batch_id']}-a1" for b in batches]
+    assert watch.overlaps == []
+    manifests = [r["key"] for b in table().all_batches() for r in read_manifest(b)]
+    assert sorted(manifests) == sorted(o.key for o in objects[:27])
+    # AND a second reconcile finds nothing to do
+    again = reconcile.handler({}, LocalLambdaContext("reconcile"))
+    assert again["missing_recorded"] == 0 and again["sealed"] == [] and again["started"] == []

@@ -50,7 +50,7 @@ bench: $(STAMP) java
 	$(PY) -m bench.run_all
 
 synth: $(STAMP) $(CDK_CLI)
-	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" CDK_DISABLE_VERSION_CHECK=1 $(CDK_CLI) synth --quiet --no-notices
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" CDK_DISABLE_VERSION_CHECK=1 JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION=20 $(CDK_CLI) synth --quiet --no-notices
 
 clean:
 	rm -rf lake cdk.out .pytest_cache .ruff_cache

@@ -8,8 +8,8 @@ moto notes (quirks handled here, not hidden):
   interleaving *between* requests, which the pipeline's conditions and transactions must survive, stays
   concurrent (8 threads really interleave their calls).
 * that whole-table ``deepcopy`` makes every transaction O(table size): 1,000 recorded images took ~190 s.
-  ``moto_aws`` swaps it for a snapshot of only the items the transaction names (a transaction cannot touch
-  any other item), restored in the same case (cancelled transaction): same semantics, O(items in the request).
+  ``moto_aws`` installs :func:`lambdas.dal.moto_compat.install_fast_transaction_rollback`: a snapshot of only
+  the items the transaction names (it cannot touch any other), restored when moto cancels the transaction.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ import pytest
 
 from lambdas import aws, resources
 from lambdas.config import get_settings
+from lambdas.dal.moto_compat import install_fast_transaction_rollback
 
 BUCKET = "fruits-data"
 TABLE = "fruits-manifest"
@@ -110,63 +111,25 @@ def create_table(client: Any) -> None:
     )
 
 
-def snapshot_only_touched_items(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Make moto's TransactWriteItems roll back by restoring the touched items instead of the whole table."""
-    import types
-
-    import moto.dynamodb.models as ddb_models
-    from moto.dynamodb.models.dynamo_type import DynamoType
-    from moto.dynamodb.models.table import Table
-
-    original = ddb_models.DynamoDBBackend.transact_write_items
-
-    def transact_write_items(self: Any, transact_items: list[dict[str, Any]]) -> None:
-        snapshots = []
-        for entry in transact_items:
-            op = next(iter(entry.values()))
-            table = self.tables.get(op.get("TableName"))
-            if table is None:
-                continue
-            key = op.get("Key") or {
-                name: op["Item"][name] for name in (table.hash_key_attr, table.range_key_attr) if name
-            }
-            hash_value, range_value = DynamoType(key[table.hash_key_attr]), DynamoType(key[table.range_key_attr])
-            current = table.items[hash_value].get(range_value)
-            snapshots.append((table, hash_value, range_value, copy.deepcopy(current)))
-        try:
-            return original(self, transact_items)
-        except Exception:
-            for table, hash_value, range_value, item in reversed(snapshots):
-                if item is None:
-                    table.items[hash_value].pop(range_value, None)
-                else:
-                    table.items[hash_value][range_value] = item
-            raise
-
-    def deepcopy(value: Any, memo: Any = None) -> Any:
-        return value if isinstance(value, Table) else copy.deepcopy(value, memo)
-
-    monkeypatch.setattr(ddb_models, "copy", types.SimpleNamespace(deepcopy=deepcopy))
-    monkeypatch.setattr(ddb_models.DynamoDBBackend, "transact_write_items", transact_write_items)
-
-
 @pytest.fixture
 def moto_aws(lambda_env: dict[str, str], api_calls: ApiCalls, monkeypatch: pytest.MonkeyPatch) -> Iterator[ApiCalls]:
     """moto started before any client; bucket, table and EMR Serverless application created; settings ready."""
     from moto import mock_aws
 
-    snapshot_only_touched_items(monkeypatch)
-
-    with mock_aws():
-        aws.reset_clients()
-        aws.client("s3").create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": "eu-west-3"})
-        create_table(aws.client("dynamodb"))
-        app = aws.client("emr-serverless").create_application(name="fruits", releaseLabel="emr-7.9.0", type="SPARK")
-        monkeypatch.setenv("EMR_APPLICATION_ID", app["applicationId"])
-        get_settings.cache_clear()
-        api_calls.calls.clear()
-        yield api_calls
-        aws.reset_clients()
+    undo = install_fast_transaction_rollback()
+    try:
+        with mock_aws():
+            aws.reset_clients()
+            aws.client("s3").create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": "eu-west-3"})
+            create_table(aws.client("dynamodb"))
+            app = aws.client("emr-serverless").create_application(name="fruits", releaseLabel="emr-7.9.0", type="SPARK")
+            monkeypatch.setenv("EMR_APPLICATION_ID", app["applicationId"])
+            get_settings.cache_clear()
+            api_calls.calls.clear()
+            yield api_calls
+            aws.reset_clients()
+    finally:
+        undo()
 
 
 def load_event(events_dir: Path, name: str) -> dict[str, Any]:

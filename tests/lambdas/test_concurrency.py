@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -28,6 +29,7 @@ def test_eight_threads_deliver_1000_events_across_threshold_100(moto_aws, events
     with ThreadPoolExecutor(THREADS) as pool:
         responses = list(pool.map(lambda event: ingest.handler(event, context), events))
     ingest_seconds = time.perf_counter() - started
+    ingest_calls = Counter(op for _, op, _ in moto_aws.calls)
 
     # THEN no message failed, and there are exactly 10 sealed batches of 100 images
     assert all(response == {"batchItemFailures": []} for response in responses)
@@ -72,4 +74,6 @@ def test_eight_threads_deliver_1000_events_across_threshold_100(moto_aws, events
     assert all(b["status"] == "SUCCEEDED" for b in batches)
     images = [image for batch in batches for image in table().batch_images(batch["batch_id"])]
     assert len(images) == N_IMAGES and all(image["status"] == "DONE" for image in images)
-    print(f"\n{N_IMAGES} images through 8 threads: ingest {ingest_seconds:.1f}s, {moto_aws.count()} AWS calls")
+    total_calls = Counter(op for _, op, _ in moto_aws.calls)
+    print(f"\n{N_IMAGES} images, 8 threads: ingest {ingest_seconds:.1f}s; calls while ingesting {dict(ingest_calls)}")
+    print(f"all calls incl. 10 job runs: {sum(total_calls.values())} = {dict(total_calls)}")

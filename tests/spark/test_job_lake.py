@@ -89,12 +89,14 @@ def test_pca_state_equals_batch_pca_on_all_stored_features(spark, two_batches) -
     assert version.state.n == x.shape[0] == 22
     np.testing.assert_allclose(version.state.mean, x.mean(axis=0), rtol=1e-9, atol=1e-9 * np.abs(x.mean(0)).max())
     np.testing.assert_allclose(version.state.covariance(), cov, rtol=1e-9, atol=1e-9 * np.abs(cov).max())
-    w, v = np.linalg.eigh(cov)
-    w, v = w[::-1], v[:, ::-1]
+    # batch PCA by SVD of the centred data (as scikit-learn does): eigenvalues s^2 / (n - 1), components Vt
+    centred = x - x.mean(axis=0)
+    _, s, vt = np.linalg.svd(centred, full_matrices=False)
+    w = s**2 / (x.shape[0] - 1)
     for i in range(K):
         if min(w[i] - w[i + 1], w[i - 1] - w[i] if i else np.inf) > 1e-6 * w[0]:  # distinct eigenvalue
-            assert abs(float(version.fit.components[i] @ v[:, i])) == pytest.approx(1.0, abs=1e-6)
-    np.testing.assert_allclose(version.fit.explained_variance_ratio, w[:K] / w.sum(), rtol=1e-8)
+            assert abs(float(version.fit.components[i] @ vt[i])) == pytest.approx(1.0, abs=1e-6)
+    np.testing.assert_allclose(version.fit.explained_variance_ratio, w[:K] / np.trace(cov), rtol=1e-8)
     report = lake_io.read_report(lake, "b000002")
     assert report["explained_variance_ratio"] == pytest.approx(list(version.fit.explained_variance_ratio))
 

@@ -196,7 +196,8 @@ class Pipeline:
     def _write_manifest_and_seal(self, batch: dict[str, Any]) -> bool:
         batch_id, claimed = batch["batch_id"], int(batch["claimed"])
         if claimed == 0:
-            return False  # every reservation was released: nothing to run (left CLAIMING with target 0)
+            self.table.drop_empty_batch(batch_id)  # every reservation went back to the counter: nothing to run
+            return False
         images = self.table.batch_images(batch_id)
         for wait in MANIFEST_GSI_WAIT_SECONDS:
             if len(images) >= claimed:

@@ -329,6 +329,22 @@ class ManifestTable:
         )  # fmt: skip
         return codes is None
 
+    def drop_empty_batch(self, batch_id: str) -> bool:
+        """Delete a CLAIMING batch whose reservation was entirely released (nothing claimed, nothing left)."""
+        try:
+            self._client.delete_item(
+                TableName=self.table_name,
+                Key=_key(batch_key(batch_id)),
+                ConditionExpression="#s = :claiming AND claimed = :zero AND remaining = :zero",
+                ExpressionAttributeNames={"#s": "status"},
+                ExpressionAttributeValues=values(claiming=BatchStatus.CLAIMING.value, zero=0),
+            )
+            return True
+        except ClientError as err:
+            if err.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return False
+            raise
+
     def seal_batch(self, batch_id: str, *, image_count: int, manifest_uri: str, now: str) -> bool:
         """CLAIMING → SEALED once fully claimed (``remaining = 0``, ``claimed = image_count``); False otherwise."""
         return self._update_batch(

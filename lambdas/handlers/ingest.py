@@ -12,8 +12,6 @@ from lambdas.handlers.observability import count, logger, metrics, tracer
 from lambdas.logic.keys import ImageRef, decode_event_key
 from lambdas.pipeline import get_pipeline
 
-processor = BatchProcessor(event_type=EventType.SQS)
-
 
 @tracer.capture_method
 def record_handler(record: SQSRecord) -> None:
@@ -48,5 +46,10 @@ def record_handler(record: SQSRecord) -> None:
 @metrics.log_metrics
 @tracer.capture_lambda_handler
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    """SQS event → partial batch response (``batchItemFailures`` lists messages to retry)."""
+    """SQS event → partial batch response (``batchItemFailures`` lists messages to retry).
+
+    One ``BatchProcessor`` per invocation (it keeps per-batch state), so callers that run the handler from
+    several threads at once (tests, the local runner) cannot mix their records.
+    """
+    processor = BatchProcessor(event_type=EventType.SQS)
     return process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)

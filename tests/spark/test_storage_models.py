@@ -1,0 +1,77 @@
+"""Small-file storage (local and S3 via moto) and driver-side weights resolution."""
+
+from __future__ import annotations
+
+import hashlib
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from spark_jobs import storage
+from spark_jobs.manifest import ManifestError, parse_manifest
+from spark_jobs.models import ModelSpec, _local_weights_file, resolve_weights
+
+
+@pytest.fixture
+def s3_bucket(aws_credentials):
+    with mock_aws():
+        storage._s3_client.cache_clear()
+        boto3.client("s3", region_name="eu-west-3").create_bucket(
+            Bucket="lake-bucket", CreateBucketConfiguration={"LocationConstraint": "eu-west-3"})
+        yield "s3://lake-bucket/lake"
+    storage._s3_client.cache_clear()
+
+
+@pytest.mark.parametrize("backend", ["local", "s3"])
+def test_write_read_list_and_exclusive_create(backend: str, tmp_path, request) -> None:
+    # GIVEN a local directory or an S3 prefix
+    root = str(tmp_path) if backend == "local" else request.getfixturevalue("s3_bucket")
+    # WHEN files are written, listed and re-created exclusively
+    storage.write_bytes(storage.join(root, "pca", "m", "v000001.json"), b"{}", exclusive=True)
+    storage.write_bytes(storage.join(root, "pca", "m", "b.npz"), b"1")
+    storage.write_bytes(storage.join(root, "pca", "m", "b.npz"), b"2")  # plain writes replace
+    # THEN reads return the bytes, listing is by name, and an exclusive create never overwrites
+    assert storage.read_bytes(storage.join(root, "pca", "m", "b.npz")) == b"2"
+    assert storage.list_names(storage.join(root, "pca", "m")) == ["b.npz", "v000001.json"]
+    assert storage.list_names(storage.join(root, "pca", "absent")) == []
+    with pytest.raises(storage.ObjectExistsError):
+        storage.write_bytes(storage.join(root, "pca", "m", "v000001.json"), b"other", exclusive=True)
+    assert storage.read_bytes(storage.join(root, "pca", "m", "v000001.json")) == b"{}"
+    with pytest.raises(FileNotFoundError):
+        storage.read_bytes(storage.join(root, "nope.json"))
+
+
+def test_weights_resolution_names_the_feature_space(tmp_path) -> None:
+    # GIVEN weights sources  WHEN resolved on the driver  THEN model_id says exactly which weights are used
+    weights = tmp_path / "custom.weights.h5"
+    weights.write_bytes(b"not really weights but hashed")
+    sha = hashlib.sha256(weights.read_bytes()).hexdigest()
+    assert resolve_weights("random").model_id == "resnet50-random0-224"
+    assert resolve_weights("random:42", 160).model_id == "resnet50-random42-160"
+    assert resolve_weights(str(weights)).model_id == f"resnet50-file{sha[:12]}-224"
+    assert resolve_weights(f"file://{weights}").weights_sha256 == sha
+    assert resolve_weights("projection:3").model_id == "projection3-224"
+    for bad in ("random:x", "resnet", str(tmp_path / "missing.h5")):
+        with pytest.raises((ValueError, FileNotFoundError)):
+            resolve_weights(bad)
+    # AND a file that changes after resolution is refused on the workers
+    spec = resolve_weights(str(weights))
+    assert _local_weights_file(spec) == str(weights)
+    weights.write_bytes(b"changed")
+    with pytest.raises(RuntimeError, match="sha256"):
+        _local_weights_file(spec)
+    # AND the fallback reason is not part of the model identity (cache key)
+    assert ModelSpec("random", 224, 0, fallback_reason="offline") == ModelSpec("random", 224, 0)
+
+
+def test_manifest_parsing_dedupes_and_reports_bad_lines() -> None:
+    # GIVEN JSON lines with a duplicate image and blank lines  WHEN parsed  THEN one record per image
+    data = b'{"image_uri": "/a.jpg", "label": "A", "size": 3}\n\n{"image_uri": "/a.jpg"}\n{"image_uri": "/b.jpg"}\n'
+    records = parse_manifest(data)
+    assert [(r["image_uri"], r["label"], r["size"]) for r in records] == [("/a.jpg", "A", 3), ("/b.jpg", None, None)]
+    # AND malformed lines are errors naming the line
+    with pytest.raises(ManifestError, match="line 2"):
+        parse_manifest(b'{"image_uri": "/a.jpg"}\n{oops\n')
+    with pytest.raises(ManifestError, match="record 1"):
+        parse_manifest(b'{"uri": "/a.jpg"}\n')

@@ -13,15 +13,13 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import re
 import tempfile
 from pathlib import Path
 
 from lambdas.cli.errors import CliError
 from lambdas.cli.types import existing_dir, existing_file, positive_int, weights_source
+from lambdas.logic.batches import BATCH_ID_RE as BATCH_ID  # docs/contracts.md "Batch id"
 from lambdas.resources import IMAGE_SUFFIXES
-
-BATCH_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")  # docs/contracts.md "Batch id"
 
 
 def _batch_id(text: str) -> str:

@@ -40,6 +40,9 @@ class Settings(BaseModel):
     batch_threshold: int = Field(default=100, ge=1)
     batch_max_images: int = Field(default=1000, ge=1)
     max_attempts: int = Field(default=3, ge=1, le=20)
+    # reconcile applies a job run's terminal state itself when its EventBridge event is this late; 0 = never
+    # (set 0 against moto, whose job runs report SUCCESS at once).
+    reconcile_lost_event_minutes: int = Field(default=60, ge=0)
 
     @model_validator(mode="after")
     def _defaults_and_bounds(self) -> Settings:

@@ -36,9 +36,14 @@ TERMINAL_FAILURE = ("FAILED", "CANCELLED")
 MANIFEST_GSI_WAIT_SECONDS = (0.2, 0.5, 1.0, 2.0, 4.0)  # waits for the GSI to show every claimed image
 
 
+def utc_now_dt() -> dt.datetime:
+    """Current time, timezone-aware UTC."""
+    return dt.datetime.now(dt.UTC)
+
+
 def utc_now() -> str:
     """Current UTC time, ISO-8601 with microseconds (sortable)."""
-    return dt.datetime.now(dt.UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    return utc_now_dt().isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 @dataclass
@@ -91,6 +96,7 @@ class ReconcileOutcome:
     sealed: list[str] = field(default_factory=list)
     started: list[StartedJobRun] = field(default_factory=list)
     start_failures: int = 0
+    recovered: JobStateOutcome | None = None
 
 
 class Pipeline:
@@ -345,7 +351,8 @@ class Pipeline:
         2. resume CLAIMING batches (a sealer crashed mid-claim);
         3. re-drive the batch holding the job run slot without a job run (crash between claim and start:
            same attempt, same ``clientToken``, so AWS cannot start it twice);
-        4. seal by threshold, then start the next sealed batch if the slot is free.
+        4. apply the terminal state of the RUNNING job run when its event is RECONCILE_LOST_EVENT_MINUTES late;
+        5. seal by threshold, then start the next sealed batch if the slot is free.
         """
         outcome = ReconcileOutcome()
         paginator = self.s3.get_paginator("list_objects_v2")
@@ -369,6 +376,7 @@ class Pipeline:
         redriven = self._redrive_starting()
         if redriven:
             outcome.redriven.append(redriven)
+        outcome.recovered = self._recover_lost_terminal_event()
         outcome.sealed += self.seal_pending(reason="threshold")
         before = self.start_failures
         outcome.started = self._start_next_quietly()
@@ -385,6 +393,30 @@ class Pipeline:
             return self._call_start_job_run(batch, int(batch["attempts"]))
         except ClientError:
             return None
+
+    def _recover_lost_terminal_event(self) -> JobStateOutcome | None:
+        minutes = self.settings.reconcile_lost_event_minutes
+        holder = self.table.get_slot().get("holder")
+        batch = self.table.get_batch(holder) if holder and minutes > 0 else None
+        if batch is None or batch["status"] != BatchStatus.RUNNING:
+            return None
+        job_run_id = batch["job_run_id"]
+        try:
+            job_run = self.emr.get_job_run(applicationId=self.settings.emr_application_id, jobRunId=job_run_id)[
+                "jobRun"
+            ]
+        except ClientError as err:
+            log.warning("cannot read job run", extra={"job_run_id": job_run_id, "error": str(err)})
+            return None
+        state, updated = job_run.get("state", ""), job_run.get("updatedAt")
+        if state != TERMINAL_SUCCESS and state not in TERMINAL_FAILURE:
+            return None
+        if not isinstance(updated, dt.datetime) or utc_now_dt() - updated < dt.timedelta(minutes=minutes):
+            return None  # the EventBridge event may still come
+        log.warning("applying a terminal state whose event was lost", extra={"job_run_id": job_run_id, "state": state})
+        return self.handle_job_state(
+            application_id=self.settings.emr_application_id, job_run_id=job_run_id, state=state
+        )
 
     def start_job(self, batch_id: str | None = None) -> FlushOutcome:
         """Manual start (``fruits start-job``): flush and start the next batch, or re-run ``batch_id``.

@@ -166,7 +166,8 @@ def run_reconcile(args: argparse.Namespace) -> int:
     print(
         f"listed {outcome.listed} objects, recorded {outcome.missing_recorded} missing images, "
         f"resumed {len(outcome.claiming_resumed)} claiming batches, sealed {len(outcome.sealed)} batches, "
-        f"re-drove {len(outcome.redriven)} and started {len(outcome.started)} job runs",
+        f"re-drove {len(outcome.redriven)} and started {len(outcome.started)} job runs"
+        + (f", applied a lost {outcome.recovered.action} job run state" if outcome.recovered else ""),
         file=sys.stdout,
     )
     return 0

@@ -21,9 +21,14 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         "sealed": outcome.sealed,
         "redriven": [run.job_run_id for run in outcome.redriven],
         "started": [run.job_run_id for run in outcome.started],
+        "recovered": outcome.recovered.action if outcome.recovered else None,
     }
     logger.info("reconcile done", extra=result)
     count("ImagesRecorded", outcome.missing_recorded)
     count("BatchesSealed", len(outcome.sealed))
-    count("JobRunsStarted", len(outcome.started) + len(outcome.redriven))
+    started = len(outcome.started) + len(outcome.redriven) + len(outcome.recovered.started if outcome.recovered else [])
+    count("JobRunsStarted", started)
+    if outcome.recovered and outcome.recovered.action in ("retry", "quarantined"):
+        count("JobRunsFailed", 1)
+        count("BatchesQuarantined", int(outcome.recovered.action == "quarantined"))
     return result

@@ -154,3 +154,42 @@ def test_lost_events_are_recorded_by_reconcile_and_flush_seals_the_rest(
     # AND a second reconcile finds nothing to do
     again = reconcile.handler({}, LocalLambdaContext("reconcile"))
     assert again["missing_recorded"] == 0 and again["sealed"] == [] and again["started"] == []
+
+
+def test_reconcile_applies_a_terminal_state_whose_event_was_lost(
+    moto_aws, events_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN two batches of 5: the first RUNNING (moto already reports its job run SUCCESS), the second waiting,
+    # and RECONCILE_LOST_EVENT_MINUTES=1500 (moto truncates job run timestamps to midnight, so 25 h covers them)
+    monkeypatch.setenv("RECONCILE_LOST_EVENT_MINUTES", "1500")
+    set_batches(monkeypatch, 5, 5)
+    watch = JobRunWatch().install()
+    ingest_objects(events_dir, upload([f"images/Test/Guava/{i}.jpg" for i in range(10)]))
+    first, second = table().all_batches()
+    assert (first["status"], second["status"]) == ("RUNNING", "SEALED")
+
+    # WHEN reconcile runs while the EventBridge event could still come
+    result = reconcile.handler({}, LocalLambdaContext("reconcile"))
+    # THEN it leaves the running batch alone
+    assert result["recovered"] is None and table().get_batch(first["batch_id"])["status"] == "RUNNING"
+
+    # WHEN it runs 2 days later and the event never came
+    import datetime as dt
+
+    import lambdas.pipeline
+
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(days=2)
+    monkeypatch.setattr(lambdas.pipeline, "utc_now_dt", lambda: later)
+    result = reconcile.handler({}, LocalLambdaContext("reconcile"))
+
+    # THEN it applies the SUCCESS itself and the next batch starts
+    assert result["recovered"] == "succeeded"
+    assert table().get_batch(first["batch_id"])["status"] == "SUCCEEDED"
+    assert table().get_batch(second["batch_id"])["status"] == "RUNNING"
+    assert len(watch.job_run_ids) == 2
+
+    # AND with RECONCILE_LOST_EVENT_MINUTES=0 (local moto runs) it never polls job runs
+    monkeypatch.setenv("RECONCILE_LOST_EVENT_MINUTES", "0")
+    get_settings.cache_clear()
+    assert reconcile.handler({}, LocalLambdaContext("reconcile"))["recovered"] is None
+    assert table().get_batch(second["batch_id"])["status"] == "RUNNING"

@@ -7,6 +7,7 @@ Service name and namespace come from POWERTOOLS_SERVICE_NAME / POWERTOOLS_METRIC
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
@@ -15,6 +16,9 @@ from aws_lambda_powertools.metrics.functions import is_metrics_disabled
 
 SERVICE = os.environ.get("POWERTOOLS_SERVICE_NAME", "fruits-ingestion")
 NAMESPACE = os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "Fruits")
+
+# An invocation that had nothing to count (e.g. a RUNNING state event) is normal here, not a warning.
+warnings.filterwarnings("ignore", message="No application metrics to publish", category=UserWarning)
 
 logger = Logger(service=SERVICE)
 metrics = Metrics(namespace=NAMESPACE, service=SERVICE)

@@ -7,6 +7,7 @@ serialised as one small row; ``RDD.treeReduce`` then merges them pairwise (Chan,
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 
 import numpy as np
@@ -19,25 +20,36 @@ from spark_jobs.stats import SufficientStats, merge
 _STATS_SCHEMA = T.StructType([T.StructField("stats", T.BinaryType(), False)])
 
 
-def _partition_stats(dim: int, column: str):
+# Rows stacked before one two-pass statistics call (bounds executor memory to CHUNK_ROWS x d float64).
+CHUNK_ROWS = 1024
+
+
+def _partition_stats(dim: int, column: str, chunk_rows: int):
     def run(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         total = SufficientStats.empty(dim)
-        for frame in frames:
-            if len(frame):
+        buffered: list[np.ndarray] = []
+        for frame in itertools.chain(frames, [None]):  # None flushes the last chunk
+            if frame is not None and len(frame):
+                buffered.extend(frame[column].to_numpy())
+            if buffered and (frame is None or len(buffered) >= chunk_rows):
                 # float32 as stored in Parquet, widened to float64: the state matches the stored features.
-                x = np.stack(frame[column].to_numpy()).astype(np.float64)
-                total = merge(total, SufficientStats.from_array(x))
+                total = merge(total, SufficientStats.from_array(np.stack(buffered).astype(np.float64)))
+                buffered = []
         yield pd.DataFrame({"stats": [total.to_bytes()]})
 
     return run
 
 
-def batch_statistics(features: DataFrame, dim: int, column: str = "features", depth: int = 2) -> SufficientStats:
+def batch_statistics(
+    features: DataFrame, dim: int, column: str = "features", depth: int = 2, chunk_rows: int = CHUNK_ROWS
+) -> SufficientStats:
     """Exact ``(n, mean, M2)`` of the ``column`` vectors (array<float>, length ``dim``) of a DataFrame.
+
+    Each partition stacks up to ``chunk_rows`` vectors at a time and merges the chunks' statistics.
 
     Returns ``SufficientStats`` (float64); n = 0 for an empty DataFrame.
     """
-    per_partition = features.select(column).mapInPandas(_partition_stats(dim, column), _STATS_SCHEMA)
+    per_partition = features.select(column).mapInPandas(_partition_stats(dim, column, chunk_rows), _STATS_SCHEMA)
     stats = per_partition.rdd.map(lambda row: SufficientStats.from_bytes(row.stats))
     if stats.getNumPartitions() == 0:
         return SufficientStats.empty(dim)

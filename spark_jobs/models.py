@@ -22,6 +22,7 @@ import hashlib
 import os
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -174,7 +175,10 @@ def get_featurizer(spec: ModelSpec, threads: int = 1) -> Callable[[np.ndarray], 
             tf.config.threading.set_inter_op_parallelism_threads(1)
         except RuntimeError:  # runtime already initialised in this worker: keep its setting
             pass
+        started = time.perf_counter()
         model = _build_resnet(spec)
+        sys.stderr.write(f"fruits: built {spec.model_id} in worker pid {os.getpid()} "
+                         f"({time.perf_counter() - started:.1f} s, {threads} TF thread(s))\n")
 
         def fn(pixels: np.ndarray) -> np.ndarray:
             x = preprocess_input(pixels.astype(np.float32))  # RGB->BGR, ImageNet channel means ("caffe" mode)

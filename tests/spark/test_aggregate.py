@@ -22,8 +22,14 @@ def test_tree_reduced_partition_statistics_equal_numpy(spark) -> None:
     df = spark.createDataFrame(spark.sparkContext.parallelize(rows, 5), SCHEMA)
     df = df.union(spark.createDataFrame(spark.sparkContext.parallelize([], 1), SCHEMA))
     assert df.rdd.getNumPartitions() == 6
-    # WHEN the statistics are computed on the executors and tree-reduced
-    stats = batch_statistics(df, dim=16, depth=3)
+    # WHEN the statistics are computed on the executors (chunks of 4 rows) and tree-reduced
+    conf = "spark.sql.execution.arrow.maxRecordsPerBatch"
+    previous = spark.conf.get(conf)
+    spark.conf.set(conf, "3")  # Arrow frames of 3 rows: several frames and chunks per partition
+    try:
+        stats = batch_statistics(df, dim=16, depth=3, chunk_rows=4)
+    finally:
+        spark.conf.set(conf, previous)
     # THEN they equal the one-pass statistics of the float32 values widened to float64
     assert_same_state(stats, SufficientStats.from_array(x.astype(np.float64)))
     # AND projecting onto a fit of those statistics equals numpy's (x - mean) @ components.T

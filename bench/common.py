@@ -63,6 +63,7 @@ def machine_info() -> dict[str, Any]:
         "machine": platform.machine(),
         "cpu_bf16_instructions": sorted(f for f in flags if "bf16" in f or f.startswith("amx")),
         "python": platform.python_version(),
+        "loadavg_1_5_15min": [round(v, 2) for v in os.getloadavg()],
         "versions": versions,
     }
 

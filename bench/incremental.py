@@ -2,21 +2,21 @@
 
 Job part: the same N new images (real path: ResNet50, random weights, 224) are processed as a new batch
 (i) on an empty lake and (ii) on the lake of the throughput run, which already holds H ~ 10*N images of the same
-model_id (same PCA state, real features). Each case runs twice, interleaved (E, H, E, H); the ratio of the
-mean job times is reported (target <= 1.15). The history is the throughput run's real featurization, not the
-job's cheap ``projection`` featurizer: a different featurizer is a different ``model_id`` with its own PCA
-state, so it would not be history for a ResNet50 batch.
+model_id (same PCA state, real features). Each case runs three times, interleaved (E, H, E, H, E, H); the
+ratio of the median job times is reported (target <= 1.15), the machine being shared and noisy. The history is
+the throughput run's real featurization, not the job's cheap ``projection`` featurizer: a different featurizer
+is a different ``model_id`` with its own PCA state, so it would not be history for a ResNet50 batch.
 
 PCA part: ``spark_jobs.pca.plan_version`` + ``commit_version`` (load the latest state, merge the batch's
 statistics, eigendecompose the 2048x2048 covariance, store) timed against committed states of growing n
-(synthetic feature vectors), which must stay flat: the state is (n, mean, M2) whatever n.
+(synthetic full-dimensional feature vectors), which must stay flat: the state is (n, mean, M2) whatever n.
 """
 
 from __future__ import annotations
 
 import shutil
 from pathlib import Path
-from statistics import mean
+from statistics import median
 from typing import Any
 
 import numpy as np
@@ -26,6 +26,7 @@ from bench.config import BenchConfig
 from bench.report import summary_row
 
 TARGET_RATIO = 1.15
+RUNS = 3
 FLAT_TOLERANCE = 1.15
 
 
@@ -36,18 +37,26 @@ def pca_refit_seconds(history_sizes: tuple[int, ...], n_new: int, dim: int, k: i
     For each n in ``history_sizes`` a fresh lake gets one committed version built from n synthetic vectors
     (float32, dimension ``dim``); the refit for the new batch is timed ``repeats`` times (best kept, each on
     a copy of that lake state). Returns rows ``{"history", "seconds", "all_seconds"}``.
+    The eigendecomposition works on a (dim, dim) matrix whatever n; its rank min(n, dim) can still change
+    LAPACK's work (divide-and-conquer deflation), so sizes on both sides of ``dim`` are worth timing.
     """
     from spark_jobs.pca import commit_version, plan_version
     from spark_jobs.stats import SufficientStats
 
     rng = np.random.default_rng(seed)
-    basis = rng.standard_normal((32, dim)).astype(np.float32)
-    new = SufficientStats.from_array(rng.standard_normal((n_new, 32)).astype(np.float32) @ basis)
+    # Full-dimensional vectors with a decaying spectrum (like CNN features): the covariance has rank
+    # min(n - 1, dim), so the eigensolver does the same work as on real features.
+    scale = (1.0 / np.sqrt(1.0 + np.arange(dim))).astype(np.float32)
+
+    def vectors(count: int) -> np.ndarray:
+        return rng.standard_normal((count, dim), dtype=np.float32) * scale
+
+    new = SufficientStats.from_array(vectors(n_new))
     rows = []
     for history in history_sizes:
         base = workdir / f"pca-history-{history}"
         shutil.rmtree(base, ignore_errors=True)
-        old = SufficientStats.from_array(rng.standard_normal((history, 32)).astype(np.float32) @ basis)
+        old = SufficientStats.from_array(vectors(history))
         commit_version(str(base), plan_version(str(base), "bench-model", "history", old, k), old)
         times = []
         for attempt in range(repeats):
@@ -74,28 +83,31 @@ def run(cfg: BenchConfig, workdir: Path, throughput: dict[str, Any]) -> dict[str
     options = {"weights": cfg.weights, "image_size": cfg.image_size, "pca_k": cfg.pca_k,
                "infer_batch_size": cfg.infer_batch_size}
     runs: dict[str, list[dict[str, Any]]] = {"empty": [], "history": []}
-    for attempt in range(2):
+    for attempt in range(RUNS):
         empty = spark_arm.run_job(manifest, workdir / f"lake-empty-{attempt}", f"b100000-new{attempt}", **options)
         runs["empty"].append(empty)
         runs["history"].append(spark_arm.run_job(manifest, history_lake, f"b100001-new{attempt}", **options))
-    t_empty = mean(r["seconds"] for r in runs["empty"])
-    t_history = mean(r["seconds"] for r in runs["history"])
+    t_empty = median(r["seconds"] for r in runs["empty"])
+    t_history = median(r["seconds"] for r in runs["history"])
     job_ratio = ratio(t_history, t_empty)
+    best_ratio = ratio(min(r["seconds"] for r in runs["history"]), min(r["seconds"] for r in runs["empty"]))
 
     pca_rows = pca_refit_seconds(cfg.pca_history_sizes, n, 2048, cfg.pca_k, workdir, seed=cfg.seed)
     pca_flat = ratio(max(r["seconds"] for r in pca_rows), min(r["seconds"] for r in pca_rows))
     stage_names = sorted({s for r in runs["empty"] + runs["history"] for s in (r["report"] or {}).get("seconds", {})})
-    stages = {case: {s: round(mean(r["report"]["seconds"].get(s, 0.0) for r in rs), 3) for s in stage_names}
+    stages = {case: {s: round(median(r["report"]["seconds"].get(s, 0.0) for r in rs), 3) for s in stage_names}
               for case, rs in runs.items() if all(r["report"] for r in rs)}
     doc = {
         "description": f"Same N = {n} new images (ResNet50 random weights, {cfg.image_size}px) as a new batch on an "
                        f"empty lake vs on a lake already holding {history} images of the same model_id "
-                       f"(~{history / n:.1f} N); 2 runs each, interleaved.",
+                       f"(~{history / n:.1f} N); {RUNS} runs each, interleaved.",
         "summary": [
-            summary_row("job time, empty lake (mean of 2)", round(t_empty, 3), "s"),
-            summary_row(f"job time, after {history} images (mean of 2)", round(t_history, 3), "s"),
-            summary_row("history / empty time ratio", job_ratio, "", f"<= {TARGET_RATIO}",
+            summary_row(f"job time, empty lake (median of {RUNS})", round(t_empty, 3), "s"),
+            summary_row(f"job time, after {history} images (median of {RUNS})", round(t_history, 3), "s"),
+            summary_row("history / empty time ratio (medians)", job_ratio, "", f"<= {TARGET_RATIO}",
                         None if job_ratio is None else job_ratio <= TARGET_RATIO),
+            summary_row("history / empty time ratio (best runs)", best_ratio, "", f"<= {TARGET_RATIO}",
+                        None if best_ratio is None else best_ratio <= TARGET_RATIO),
             *[summary_row(f"PCA refit after {r['history']} vectors", r["seconds"], "s",
                           note="plan_version + commit_version, best of 2") for r in pca_rows],
             summary_row("PCA refit max / min over history sizes", pca_flat, "", f"<= {FLAT_TOLERANCE} (flat)",
@@ -104,13 +116,14 @@ def run(cfg: BenchConfig, workdir: Path, throughput: dict[str, Any]) -> dict[str
         "n": n,
         "history_images": history,
         "runs": {case: [{k: v for k, v in r.items() if k != "report"} for r in rs] for case, rs in runs.items()},
-        "stage_seconds_mean": stages,
+        "stage_seconds_median": stages,
         "pca_refit": pca_rows,
         "notes": [
             "History = the throughput run's real ResNet50 features (same model_id, same PCA state). The job's "
             "cheap `projection` featurizer was not used for history: it is another model_id with its own PCA "
             "state, so a ResNet50 batch would not see it as history.",
-            "PCA refit is timed on synthetic statistics of growing n (the state is n, mean, M2: O(d^2) whatever n).",
+            "PCA refit is timed on synthetic full-dimensional statistics of growing n (the state is n, mean, M2: "
+            "O(d^2) memory whatever n; the eigendecomposition is O(d^3) at most).",
         ],
     }
     write_result("incremental", doc, cfg.results_dir)

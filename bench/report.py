@@ -76,8 +76,10 @@ def render_readme(results: dict[str, dict[str, Any]]) -> str:
         if doc.get("notes"):
             parts.append("")
         machine = doc.get("machine", {})
+        load = machine.get("loadavg_1_5_15min")
+        load_text = f", load average {'/'.join(map(str, load))} (1/5/15 min)" if load else ""
         parts.append(f"<sub>`results/{name}.json` — {machine.get('date_utc', '?')}, {machine.get('cores', '?')} "
-                     f"cores, {machine.get('cpu_model', '?')}</sub>\n")
+                     f"cores, {machine.get('cpu_model', '?')}{load_text}</sub>\n")
     any_doc = next(iter(results.values()), None)
     if any_doc:
         machine = any_doc.get("machine", {})

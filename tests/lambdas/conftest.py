@@ -6,7 +6,8 @@ moto notes (quirks handled here, not hidden):
   ``deepcopy`` and restores it on a failed condition, which would undo other threads' writes). Real DynamoDB
   applies each request atomically, so ``api_calls`` serialises each boto3 request with one lock; the
   interleaving *between* requests, which the pipeline's conditions and transactions must survive, stays
-  concurrent (8 threads really interleave their calls).
+  concurrent (8 threads really interleave their calls). Measured without the lock: moto lost writes and the
+  1,000-event test sealed 9 batches instead of 10.
 * that whole-table ``deepcopy`` makes every transaction O(table size): 1,000 recorded images took ~190 s.
   ``moto_aws`` installs :func:`lambdas.dal.moto_compat.install_fast_transaction_rollback`: a snapshot of only
   the items the transaction names (it cannot touch any other), restored when moto cancels the transaction.

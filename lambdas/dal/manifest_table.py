@@ -283,7 +283,8 @@ class ManifestTable:
 
         Each attempt is one transaction: the batch's ``remaining -= n`` (condition ``remaining >= n``) plus one
         conditional update per image (condition ``status = PENDING``). Images another batch claimed first are
-        dropped and the rest retried; returns ``[]`` when the batch has no room left for them.
+        dropped and the rest retried (trimmed to the batch's ``remaining``); returns ``[]`` when the batch is full
+        or no longer CLAIMING.
         """
         todo = list(candidates[:MAX_CLAIM_CHUNK])
         while todo:
@@ -308,9 +309,12 @@ class ManifestTable:
             codes = self._transact(items)
             if codes is None:
                 return [{**image, "status": ImageStatus.CLAIMED.value, "batch_id": batch_id} for image in todo]
-            if codes[0] == "ConditionalCheckFailed":
-                return []  # batch full or no longer CLAIMING: the caller re-reads it
             todo = [image for image, code in zip(todo, codes[1:], strict=True) if code != "ConditionalCheckFailed"]
+            if codes[0] == "ConditionalCheckFailed":  # fewer places left than asked (or no longer CLAIMING)
+                batch = self.get_batch(batch_id) or {}
+                if batch.get("status") != BatchStatus.CLAIMING or int(batch.get("remaining", 0)) == 0:
+                    return []
+                todo = todo[: int(batch["remaining"])]
         return []
 
     def release_shortfall(self, batch_id: str, remaining: int, *, now: str) -> bool:

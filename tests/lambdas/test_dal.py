@@ -1,0 +1,54 @@
+"""ManifestTable: exclusive claims and the reservation guard, driven directly (no handler in between)."""
+
+from __future__ import annotations
+
+from lambdas.logic.keys import ImageRef
+from tests.lambdas.helpers import table
+
+NOW = "2026-11-22T03:00:00.000000Z"
+
+
+def record(n: int) -> None:
+    for i in range(n):
+        assert table().record_image(ImageRef("fruits-data", f"images/Test/Pear/{i}.jpg", f"{i:032x}", 10), now=NOW)
+
+
+def test_two_batches_claiming_the_same_candidates_get_disjoint_images(moto_aws) -> None:
+    # GIVEN 30 pending images and two batches that reserved 20 and 10 of them
+    record(30)
+    dal = table()
+    assert dal.reserve_batch(batch_id="b000001-aaaaaaaa", seq=1, expected_seq=0, size=20, reason="t", now=NOW)
+    assert dal.reserve_batch(batch_id="b000002-bbbbbbbb", seq=2, expected_seq=1, size=10, reason="t", now=NOW)
+    assert dal.counter() == (0, 2)
+
+    # WHEN both try to claim the same 25 oldest pending images (the second one claims first)
+    candidates = dal.pending_images(limit=25)
+    second = dal.claim_images("b000002-bbbbbbbb", candidates[:10])
+    first = dal.claim_images("b000001-aaaaaaaa", candidates)  # 10 already taken, 15 free, room for 20 → all 15
+
+    # THEN no image is in both; the taken ones were dropped from the first batch's transaction
+    keys = lambda images: {image["key"] for image in images}  # noqa: E731
+    assert len(second) == 10 and len(first) == 15 and not keys(first) & keys(second)
+    assert dal.get_batch("b000001-aaaaaaaa")["remaining"] == 5
+    # AND a claim that would over-fill a batch is refused as a whole
+    assert dal.claim_images("b000002-bbbbbbbb", dal.pending_images(limit=5)) == []
+    rest = dal.claim_images("b000001-aaaaaaaa", dal.pending_images(limit=5))
+    assert len(rest) == 5 and dal.pending_images(limit=10) == []
+    assert {i["batch_id"] for i in dal.batch_images("b000001-aaaaaaaa")} == {"b000001-aaaaaaaa"}
+    assert len(dal.batch_images("b000001-aaaaaaaa")) == 20 and len(dal.batch_images("b000002-bbbbbbbb")) == 10
+
+
+def test_reservation_is_optimistic_on_seq_and_bounded_by_pending(moto_aws) -> None:
+    # GIVEN 7 pending images
+    record(7)
+    dal = table()
+    # WHEN reserving with a stale seq, or more than is pending THEN nothing changes
+    assert not dal.reserve_batch(batch_id="b000005-cccccccc", seq=5, expected_seq=4, size=5, reason="t", now=NOW)
+    assert not dal.reserve_batch(batch_id="b000001-cccccccc", seq=1, expected_seq=0, size=8, reason="t", now=NOW)
+    assert dal.counter() == (7, 0) and dal.all_batches() == []
+    # WHEN a reservation cannot be filled THEN releasing it gives the count back exactly
+    assert dal.reserve_batch(batch_id="b000001-dddddddd", seq=1, expected_seq=0, size=7, reason="t", now=NOW)
+    assert dal.counter() == (0, 1)
+    assert dal.release_shortfall("b000001-dddddddd", 7, now=NOW)
+    assert dal.counter() == (7, 1)
+    assert dal.drop_empty_batch("b000001-dddddddd") and dal.all_batches() == []

@@ -81,8 +81,9 @@ def _pipeline(args: argparse.Namespace) -> Any:
         os.environ["AWS_ENDPOINT_URL"] = args.endpoint_url
     if args.region:
         os.environ["AWS_REGION"] = os.environ["AWS_DEFAULT_REGION"] = args.region
-    get_settings.cache_clear()
-    aws.reset_clients()
+    if args.endpoint_url or args.region:  # clients cached for another endpoint / region must go
+        get_settings.cache_clear()
+        aws.reset_clients()
     try:
         return get_pipeline(get_settings())
     except SettingsError as err:

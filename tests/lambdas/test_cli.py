@@ -10,7 +10,7 @@ import pytest
 from lambdas.cli.main import main
 from lambdas.config import get_settings
 from tests.lambdas.conftest import BUCKET, ROLE_ARN, Obj
-from tests.lambdas.helpers import JobRunWatch, ingest_objects, table
+from tests.lambdas.helpers import JobRunWatch, ingest_objects, send_job_state, table
 
 
 @pytest.fixture
@@ -132,3 +132,48 @@ def test_start_job_rerun_refused_while_slot_busy_then_status_and_reconcile(
     # WHEN reconcile runs: nothing is missing, nothing can start
     assert main(["reconcile"]) == 0
     assert "recorded 0 missing images" in capsys.readouterr().out
+
+
+def test_rerun_of_a_quarantined_batch_gets_a_new_attempt(
+    moto_aws, events_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN one batch of 5 quarantined after MAX_ATTEMPTS=2 failed job runs, and 2 pending images
+    monkeypatch.setenv("BATCH_THRESHOLD", "5")
+    monkeypatch.setenv("MAX_ATTEMPTS", "2")
+    get_settings.cache_clear()
+    watch = JobRunWatch().install()
+    ingest_objects(events_dir, [Obj(f"images/Test/Plum/{i}.jpg", f"{i:032x}", 9) for i in range(7)])
+    [batch] = table().all_batches()
+    for _ in range(2):
+        send_job_state(events_dir, "FAILED", table().get_batch(batch["batch_id"])["job_run_id"])
+    assert table().get_batch(batch["batch_id"])["status"] == "QUARANTINED"
+
+    # WHEN the operator re-runs it
+    assert main(["start-job", "--batch-id", batch["batch_id"]]) == 0
+
+    # THEN attempt 3 starts with a new client token, its failures reset
+    assert f"for batch {batch['batch_id']} (attempt 3)" in capsys.readouterr().out
+    assert watch.client_tokens == [f"{batch['batch_id']}-a{n}" for n in (1, 2, 3)]
+    rerun = table().get_batch(batch["batch_id"])
+    assert (rerun["status"], rerun["failures"]) == ("RUNNING", 0)
+
+    # WHEN it succeeds and start-job (flush) runs
+    send_job_state(events_dir, "SUCCESS", rerun["job_run_id"])
+    assert main(["start-job"]) == 0
+    # THEN the 2 pending images are sealed into a new batch and started at once
+    out = capsys.readouterr().out
+    assert "sealed batch b000002" in out and "started job run" in out
+    assert [b["status"] for b in table().all_batches()] == ["SUCCEEDED", "RUNNING"]
+
+
+def test_unreachable_endpoint_is_one_line(
+    lambda_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN a complete configuration but --endpoint-url pointing at nothing (env restored after the test)
+    monkeypatch.setenv("EMR_APPLICATION_ID", "00fs5mjq8qd9i109")
+    for name in ("AWS_ENDPOINT_URL", "AWS_REGION", "AWS_DEFAULT_REGION"):
+        monkeypatch.setenv(name, "placeholder")
+    # WHEN status runs THEN botocore's retries end in one line and exit 1
+    assert main(["status", "--endpoint-url", "http://127.0.0.1:9", "--region", "eu-west-3"]) == 1
+    err = capsys.readouterr().err
+    assert err == 'fruits status: error: Could not connect to the endpoint URL: "http://127.0.0.1:9/"\n'

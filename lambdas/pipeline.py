@@ -125,7 +125,8 @@ class Pipeline:
         """Record one S3 object (decoded key) and seal/start batches when the threshold is reached.
 
         Skips keys outside IMAGES_PREFIX / non-image suffixes (``skipped`` holds the reason). A duplicate
-        delivery is a no-op (``duplicate=True``). Raises ``ClientError`` on AWS errors (the SQS record is retried).
+        delivery records nothing (``duplicate=True``) but still seals if pending ≥ threshold, so the SQS retry of
+        an invocation that crashed after recording completes its work. Raises ``ClientError`` on AWS errors.
         """
         outcome = IngestOutcome(uri=ref.uri)
         reason = skip_reason(ref.key, self.settings.images_prefix)
@@ -137,9 +138,8 @@ class Pipeline:
             outcome.skipped = "missing_etag"
             return outcome
         if not self.table.record_image(ref, now=self.clock()):
-            outcome.duplicate = True
-            return outcome
-        outcome.recorded = True
+            outcome.duplicate = True  # still check the threshold: an SQS retry finishes a crashed seal
+        outcome.recorded = not outcome.duplicate
         outcome.pending, _ = self.table.counter()
         if seal and outcome.pending >= self.settings.batch_threshold:
             outcome.sealed = self.seal_pending(reason="threshold")

@@ -193,3 +193,33 @@ def test_reconcile_applies_a_terminal_state_whose_event_was_lost(
     get_settings.cache_clear()
     assert reconcile.handler({}, LocalLambdaContext("reconcile"))["recovered"] is None
     assert table().get_batch(second["batch_id"])["status"] == "RUNNING"
+
+
+def test_sqs_retry_of_a_crash_after_recording_finishes_the_seal(
+    moto_aws, events_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN threshold 5 and a crash injected once, right after the 5th image is recorded (before sealing)
+    set_batches(monkeypatch, 5, 20)
+    import lambdas.pipeline
+
+    original, crashed = lambdas.pipeline.Pipeline.seal_pending, []
+
+    def crash_once(self: Any, **kwargs: Any) -> list[str]:
+        if not crashed:
+            crashed.append(True)
+            raise SimulatedCrash("Lambda died after recording the image")
+        return original(self, **kwargs)
+
+    monkeypatch.setattr(lambdas.pipeline.Pipeline, "seal_pending", crash_once)
+    objects = upload([f"images/Training/Kiwi/{i}.jpg" for i in range(5)])
+
+    # WHEN the 5 notifications arrive (the 5th crashes) and SQS redelivers the failed one
+    first = ingest.handler(sqs_event(events_dir, objects), LocalLambdaContext("ingest"))
+    assert len(first["batchItemFailures"]) == 1 and table().counter() == (5, 0)
+    retry = ingest.handler(sqs_event(events_dir, objects[-1:]), LocalLambdaContext("ingest"))
+
+    # THEN the retry (a duplicate) still seals the batch of 5 and starts it
+    assert retry == {"batchItemFailures": []}
+    [batch] = table().all_batches()
+    assert (batch["status"], batch["image_count"]) == ("RUNNING", 5)
+    assert table().counter() == (0, 1)

@@ -27,6 +27,8 @@ from spark_jobs.pca import commit_version, plan_version
 from spark_jobs.projection import project
 
 ARROW_BATCH_CONF = "spark.sql.execution.arrow.maxRecordsPerBatch"
+# ingested_at as a standard Parquet TIMESTAMP(MICROS, UTC) instead of Spark's legacy INT96 default.
+TIMESTAMP_CONF = "spark.sql.parquet.outputTimestampType"
 
 
 @dataclass(frozen=True)
@@ -69,8 +71,9 @@ def run_batch(spark: SparkSession, config: JobConfig, spec: ModelSpec | None = N
     with timer.stage("resolve_weights"):
         spec = spec or resolve_weights(config.weights, config.image_size)
     threads = int(spark.conf.get("spark.task.cpus", "1"))  # cores Spark reserves for each task
-    previous_arrow = spark.conf.get(ARROW_BATCH_CONF)
+    previous = {name: spark.conf.get(name) for name in (ARROW_BATCH_CONF, TIMESTAMP_CONF)}
     spark.conf.set(ARROW_BATCH_CONF, str(config.infer_batch_size))  # bounds pixels held per Arrow frame
+    spark.conf.set(TIMESTAMP_CONF, "TIMESTAMP_MICROS")
     try:
         with timer.stage("read_manifest"):
             manifest = read_manifest(spark, config.manifest)
@@ -101,7 +104,8 @@ def run_batch(spark: SparkSession, config: JobConfig, spec: ModelSpec | None = N
         decoded.unpersist()
         features.unpersist()
     finally:
-        spark.conf.set(ARROW_BATCH_CONF, previous_arrow)
+        for name, value in previous.items():
+            spark.conf.set(name, value)
     ratio = planned.fit.explained_variance_ratio
     report: dict[str, Any] = {
         "batch_id": config.batch_id,

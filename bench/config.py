@@ -24,6 +24,7 @@ class BenchConfig:
     ceiling_images: int = 192  # arm a (in-memory tensors)
     seed_images: int = 96  # arm b (per-image predict)
     bf16_images: int = 32
+    native_images: int = 64  # raw TF 100x100 vs 224 side by side
     warmup_images: int = 8  # job warm-up run (worker start, TF import, model build), reported separately
     infer_batch_size: int = 32
     incremental_n: int | None = None  # N of the incremental benchmark; None = history images // history_factor
@@ -37,7 +38,8 @@ class BenchConfig:
 
 FULL = BenchConfig()
 TINY = replace(
-    FULL, train_per_class=1, test_per_class=1, ceiling_images=4, seed_images=2, bf16_images=2, warmup_images=2,
+    FULL, train_per_class=1, test_per_class=1, ceiling_images=4, seed_images=2, bf16_images=2, native_images=2,
+    warmup_images=2,
     infer_batch_size=4, image_size=32, fast_image_size=32, pca_k=4, incremental_n=2, history_factor=2,
     pca_history_sizes=(8, 16), ingest_records=6, ingest_batch_size=3,
 )

@@ -1,7 +1,8 @@
 """Benchmark 1 — featurization throughput, three arms side by side on the shared Fruits-360 sample.
 
 (a) ceiling: ResNet50 batch inference on preprocessed tensors already in memory (driver process, TF default
-    threads); (b) seed baseline: per-image ``load_img`` + ``model.predict``; (c) the Spark job end to end on
+    threads), measured before and after (c), the best kept (the machine is shared);
+(b) seed baseline: per-image ``load_img`` + ``model.predict``; (c) the Spark job end to end on
 ``local[*]`` (manifest -> bytes -> decode -> resize -> ResNet50 -> PCA -> Parquet) via ``spark_jobs.main.main``.
 Arm (c) runs after a small warm-up job (Python workers started, TensorFlow imported, model built once per
 worker), whose time is reported separately as the per-job start-up cost. Targets: c/a >= 0.90, c/b >= 7.
@@ -37,9 +38,8 @@ def run(cfg: BenchConfig, workdir: Path) -> dict[str, Any]:
     seed_paths = images[: cfg.seed_images]
     model = tf_arms.build_resnet50(cfg.image_size, cfg.seed)
     x = tf_arms.decode_batch(ceiling_paths, cfg.image_size)
-    arm_a = tf_arms.ceiling_arm(model, x, cfg.infer_batch_size)
+    arm_a_before = tf_arms.ceiling_arm(model, x, cfg.infer_batch_size)
     arm_b = tf_arms.seed_arm(model, seed_paths, cfg.image_size)
-    del model, x
 
     options = {"weights": cfg.weights, "image_size": cfg.image_size, "pca_k": cfg.pca_k,
                "infer_batch_size": cfg.infer_batch_size}
@@ -48,6 +48,10 @@ def run(cfg: BenchConfig, workdir: Path) -> dict[str, Any]:
     manifest = write_manifest(images, workdir / "manifests" / "quality.jsonl")
     lake = workdir / f"lake-{cfg.image_size}"
     arm_c = spark_arm.run_job(manifest, lake, "b000001-bench", **options)
+    # the ceiling again right after c: the machine is shared, the best of the two is the ceiling (conservative)
+    arm_a_after = tf_arms.ceiling_arm(model, x, cfg.infer_batch_size)
+    del model, x
+    arm_a = max(arm_a_before, arm_a_after, key=lambda arm: arm["images_per_s"])
 
     c_over_a = ratio(arm_c["images_per_s"], arm_a["images_per_s"])
     c_over_b = ratio(arm_c["images_per_s"], arm_b["images_per_s"])
@@ -61,7 +65,8 @@ def run(cfg: BenchConfig, workdir: Path) -> dict[str, Any]:
                        f"{cfg.image_size}x{cfg.image_size}, Fruits-360 100x100 JPEGs; images/s per arm.",
         "summary": [
             summary_row("(a) ceiling: TF batch inference, tensors in memory", arm_a["images_per_s"], "images/s",
-                        note=f"{arm_a['images']} images, batch {arm_a['batch_size']}"),
+                        note=f"{arm_a['images']} images, batch {arm_a['batch_size']}; best of before c "
+                             f"({arm_a_before['images_per_s']}) and after c ({arm_a_after['images_per_s']})"),
             summary_row("(b) seed baseline: per-image load_img + model.predict", arm_b["images_per_s"], "images/s",
                         note=f"{arm_b['images']} images"),
             summary_row("(c) Spark job end to end, local[*] (warm)", arm_c["images_per_s"], "images/s",
@@ -77,7 +82,8 @@ def run(cfg: BenchConfig, workdir: Path) -> dict[str, Any]:
             summary_row("job start-up (warm-up job, cold workers)", warmup["seconds"], "s",
                         note=f"{warmup['images']} images incl. Python workers, TF import, model build"),
         ],
-        "arms": {"a_ceiling": arm_a, "b_seed": arm_b, "c_spark_job": {k: v for k, v in arm_c.items() if k != "report"},
+        "arms": {"a_ceiling": arm_a, "a_ceiling_before_c": arm_a_before, "a_ceiling_after_c": arm_a_after,
+                 "b_seed": arm_b, "c_spark_job": {k: v for k, v in arm_c.items() if k != "report"},
                  "c_warmup_job": {k: v for k, v in warmup.items() if k != "report"}},
         "c_stage_seconds": stages,
         "c_batch_report": report,

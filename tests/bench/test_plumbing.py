@@ -8,11 +8,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from bench import common, cost, report
-from bench.incremental import pca_refit_seconds
+from bench.incremental import pca_refit_seconds, read_feature_matrix
 from bench.run_all import selected
+from tests.bench.lake_fixtures import separable_rows, write_batch
 
 
 def test_pick_images_is_balanced_deterministic_and_disjoint_by_offset(sample_dir: Path) -> None:
@@ -102,12 +104,27 @@ def test_empty_results_give_a_placeholder(tmp_path: Path) -> None:
 
 
 def test_pca_refit_timing_rows(tmp_path: Path) -> None:
+    # GIVEN a few "real" feature vectors of dimension 16
+    real = np.random.default_rng(0).standard_normal((10, 16)).astype(np.float32)
     # WHEN the PCA refit is timed after two tiny histories
-    rows = pca_refit_seconds((8, 32), n_new=4, dim=16, k=3, workdir=tmp_path, repeats=2)
-    # THEN one row per history size, each refit committed a second PCA version
+    rows = pca_refit_seconds((8, 32), n_new=4, real=real, k=3, workdir=tmp_path, repeats=2)
+    # THEN one row per history size, each refit committed a second PCA version holding history + new vectors
     assert [r["history"] for r in rows] == [8, 32]
     assert all(len(r["all_seconds"]) == 2 and r["seconds"] == min(r["all_seconds"]) for r in rows)
-    assert (tmp_path / "pca-history-32-run1" / "pca" / "bench-model" / "v000002.json").is_file()
+    meta = json.loads((tmp_path / "pca-history-32-run1" / "pca" / "bench-model" / "v000002.json").read_text())
+    assert meta["n_total"] == 36 and meta["dim"] == 16
+
+
+def test_read_feature_matrix(tmp_path: Path) -> None:
+    # GIVEN a lake partition whose rows carry 4-d features
+    rows = separable_rows()
+    for i, row in enumerate(rows):
+        row["features"] = [float(i)] * 4
+    write_batch(tmp_path, "b1", rows)
+    # WHEN the features are read THEN they come back as a float32 (n, 4) matrix
+    x = read_feature_matrix(tmp_path)
+    assert x.shape == (len(rows), 4) and x.dtype == np.float32
+    assert sorted(x[:, 0].tolist()) == [float(i) for i in range(len(rows))]
 
 
 def test_selected_adds_dependencies() -> None:

@@ -1,7 +1,8 @@
 """Run every benchmark in one process, write ``bench/results/*.json`` and regenerate ``bench/README.md``.
 
     python -m bench.run_all            # make bench: the full run (< 15 min on 2 cores)
-    python -m bench.run_all --only ingestion
+    python -m bench.run_all --only ingestion   # partial run: run.json (timings of the full run) is kept
+    python -m bench.run_all --only cost        # re-price the stored throughput / faster-mode measurements
     python -m bench.run_all --tiny --results-dir /tmp/r   # seconds-long plumbing check (tests)
 
 Order: ingestion (moto) -> throughput (arms a, b, c; its lake feeds the next ones) -> quality -> faster mode ->
@@ -12,6 +13,7 @@ A failing benchmark is reported and the others still run (those depending on it 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import sys
@@ -28,7 +30,7 @@ from bench.config import FULL, TINY, BenchConfig
 from bench.report import summary_row, write_readme
 
 NAMES = ("ingestion", "throughput", "quality", "faster_mode", "incremental", "cost")
-NEEDS_THROUGHPUT = {"quality", "faster_mode", "incremental", "cost"}
+NEEDS_THROUGHPUT = {"quality", "faster_mode", "incremental"}  # cost can reuse stored results (see below)
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -53,6 +55,16 @@ def selected(only: Sequence[str] | None) -> list[str]:
     return [name for name in NAMES if name in wanted]
 
 
+def _stored(cfg: BenchConfig, name: str, required: bool = True) -> dict[str, Any] | None:
+    """A result document written by an earlier run (``--only cost`` re-prices stored measurements)."""
+    path = cfg.results_dir / f"{name}.json"
+    if not path.is_file():
+        if required:
+            raise FileNotFoundError(f"{path} is missing: run the {name} benchmark first")
+        return None
+    return json.loads(path.read_text())
+
+
 def run_benchmarks(cfg: BenchConfig, names: Sequence[str], workdir: Path,
                    log: Callable[[str], None] = print) -> dict[str, Any]:
     """Run ``names`` in order; returns ``{"seconds": {name: s}, "failed": {name: error}, "skipped": [...]}``."""
@@ -65,7 +77,8 @@ def run_benchmarks(cfg: BenchConfig, names: Sequence[str], workdir: Path,
         "quality": lambda: quality.run(cfg, state["throughput"]["lake"]),
         "faster_mode": lambda: faster_mode.run(cfg, workdir, state["throughput"]),
         "incremental": lambda: incremental.run(cfg, workdir, state["throughput"]),
-        "cost": lambda: cost.run(cfg, state["throughput"], state.get("faster_mode")),
+        "cost": lambda: cost.run(cfg, state.get("throughput") or _stored(cfg, "throughput"),
+                                 state.get("faster_mode") or _stored(cfg, "faster_mode", required=False)),
     }
     outcome: dict[str, Any] = {"seconds": {}, "failed": {}, "skipped": []}
     for name in names:
@@ -105,9 +118,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     rows = [summary_row(f"{name}", seconds, "s", note=outcome["failed"].get(name, ""))
             for name, seconds in outcome["seconds"].items()]
     rows.append(summary_row("total (make bench)", total, "s", "< 900 s on 2 cores", total < 900))
-    write_result("run", {"description": "Wall time of each benchmark in this run.", "summary": rows,
-                         "tiny": args.tiny, "failed": outcome["failed"], "skipped": outcome["skipped"],
-                         "total_seconds": total}, cfg.results_dir)
+    if not args.only:  # a partial run keeps the full run's timing table
+        write_result("run", {"description": "Wall time of each benchmark in this run.", "summary": rows,
+                             "tiny": args.tiny, "failed": outcome["failed"], "skipped": outcome["skipped"],
+                             "total_seconds": total}, cfg.results_dir)
     readme = args.readme or (cfg.results_dir / "README.md" if args.results_dir != RESULTS_DIR else None)
     path = write_readme(cfg.results_dir, readme) if readme else write_readme(cfg.results_dir)
     print(f"[bench] total {total} s; results in {cfg.results_dir}; table in {path}")

@@ -128,6 +128,7 @@ def test_read_feature_matrix(tmp_path: Path) -> None:
 
 
 def test_selected_adds_dependencies() -> None:
-    assert selected(["cost"]) == ["throughput", "cost"]
+    assert selected(["cost"]) == ["cost"]
+    assert selected(["quality"]) == ["throughput", "quality"]
     assert selected(["ingestion"]) == ["ingestion"]
     assert selected(None)[0] == "ingestion" and selected(None)[-1] == "cost"

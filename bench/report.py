@@ -12,9 +12,10 @@ from typing import Any
 
 from bench.common import README_PATH, RESULTS_DIR
 
-ORDER = ("throughput", "incremental", "ingestion", "faster_mode", "quality", "cost", "run")
+ORDER = ("throughput", "profile", "incremental", "ingestion", "faster_mode", "quality", "cost", "run")
 TITLES = {
     "throughput": "1. Featurization throughput (ResNet50, 224x224)",
+    "profile": "1b. Profile of the job's Python workers (`python -m bench.profile_job`, py-spy; not in make bench)",
     "incremental": "2. Incremental cost (new batch vs history)",
     "ingestion": "3. Ingestion cost (Lambda ingest path under moto)",
     "faster_mode": "4. Faster mode (opt-in)",

@@ -132,3 +132,23 @@ def test_selected_adds_dependencies() -> None:
     assert selected(["quality"]) == ["throughput", "quality"]
     assert selected(["ingestion"]) == ["ingestion"]
     assert selected(None)[0] == "ingestion" and selected(None)[-1] == "cost"
+
+
+def test_profile_classifies_py_spy_stacks() -> None:
+    from bench.profile_job import classify
+
+    # GIVEN py-spy raw lines: inference, a decode, the JVM wait, the daemon loop and something else
+    raw = "\n".join([
+        "main (worker.py:1);_featurize_partition.<locals>.run (models.py:2);predict_on_batch (t.py:3) 30",
+        "main (worker.py:1);_decode_partition.<locals>.run (images.py:4);decode_image (images.py:5) 5",
+        "main (worker.py:1);read_int (serializers.py:594) 50",
+        "<module> (daemon.py:218);manager (daemon.py:204) 99",
+        "main (worker.py:1);something (x.py:1) 2",
+        "garbage line",
+    ])
+    # WHEN classified THEN each sample lands in its category and the daemon loop is dropped
+    counts = classify(raw)
+    assert counts["ResNet50 inference (TF predict_on_batch)"] == 30
+    assert counts["image read + decode (Pillow)"] == 5
+    assert counts["waiting for the JVM (next task / data)"] == 50
+    assert counts["other"] == 2 and sum(counts.values()) == 87

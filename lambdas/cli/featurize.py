@@ -17,15 +17,8 @@ import tempfile
 from pathlib import Path
 
 from lambdas.cli.errors import CliError
-from lambdas.cli.types import existing_dir, existing_file, positive_int, weights_source
-from lambdas.logic.batches import BATCH_ID_RE as BATCH_ID  # docs/contracts.md "Batch id"
+from lambdas.cli.types import existing_dir, existing_file, positive_int, valid_batch_id, weights_source
 from lambdas.resources import IMAGE_SUFFIXES
-
-
-def _batch_id(text: str) -> str:
-    if not BATCH_ID.match(text):
-        raise argparse.ArgumentTypeError(f"batch id must match {BATCH_ID.pattern}, got {text!r}")
-    return text
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -39,7 +32,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     source.add_argument("--images", type=existing_dir, help="folder of images (label = parent folder name)")
     source.add_argument("--manifest", type=existing_file, help="JSON-lines batch manifest")
     parser.add_argument("--lake", required=True, help="lake root directory (created if missing) or s3:// URI")
-    parser.add_argument("--batch-id", type=_batch_id, help="default: derived from the manifest content")
+    parser.add_argument("--batch-id", type=valid_batch_id, help="default: derived from the manifest content")
     parser.add_argument("--weights", type=weights_source, default="imagenet",
                         help="imagenet (falls back to random:0 offline, loudly), random[:SEED], a file or s3://")
     parser.add_argument("--pca-k", type=positive_int, default=150, help="PCA components kept (default 150)")

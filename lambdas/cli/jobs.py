@@ -24,15 +24,9 @@ from rich.console import Console
 from rich.table import Table
 
 from lambdas.cli.errors import CliError
+from lambdas.cli.types import valid_batch_id
 
-BATCH_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")  # docs/contracts.md "Batch id"
 REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
-
-
-def _batch_id(text: str) -> str:
-    if not BATCH_ID.match(text):
-        raise argparse.ArgumentTypeError(f"batch id must match {BATCH_ID.pattern}, got {text!r}")
-    return text
 
 
 def _endpoint(text: str) -> str:
@@ -57,7 +51,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "start-job", parents=[common], help="flush pending images and start the next job run, or re-run a batch",
         description="Flush pending images into a batch and start the next EMR Serverless job run.",
     )  # fmt: skip
-    start.add_argument("--batch-id", type=_batch_id, help="re-run this batch (SEALED, SUCCEEDED or QUARANTINED)")
+    start.add_argument("--batch-id", type=valid_batch_id, help="re-run this batch (SEALED, SUCCEEDED or QUARANTINED)")
     start.add_argument("--dry-run", action="store_true", help="print the start_job_run request, change nothing")
     start.set_defaults(func=run_start_job)
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from lambdas.logic.batches import BATCH_ID_RE
+
 
 def positive_int(text: str) -> int:
     """Parse a strictly positive integer; raises ``argparse.ArgumentTypeError`` otherwise."""
@@ -15,6 +17,13 @@ def positive_int(text: str) -> int:
     if value <= 0:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
     return value
+
+
+def valid_batch_id(text: str) -> str:
+    """Parse a batch id (docs/contracts.md "Batch id": ``[A-Za-z0-9][A-Za-z0-9_.-]{0,63}``)."""
+    if not BATCH_ID_RE.match(text):
+        raise argparse.ArgumentTypeError(f"batch id must match {BATCH_ID_RE.pattern}, got {text!r}")
+    return text
 
 
 def existing_dir(text: str) -> Path:

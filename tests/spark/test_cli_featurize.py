@@ -9,6 +9,7 @@ import pytest
 from lambdas.cli import featurize
 from lambdas.cli.errors import CliError
 from lambdas.cli.main import OneLineParser
+from lambdas.logic.batches import BATCH_ID_RE
 
 from .conftest import copy_subset
 
@@ -53,7 +54,7 @@ def test_manifest_from_images_labels_by_folder_and_batch_id_is_deterministic(sam
     bid = featurize.default_batch_id(featurize.manifest_bytes(first))
     assert bid == featurize.default_batch_id(featurize.manifest_bytes(second))
     assert bid != featurize.default_batch_id(featurize.manifest_bytes(first[:5]))
-    assert featurize.BATCH_ID.match(bid)
+    assert BATCH_ID_RE.match(bid)
     assert len(featurize.manifest_from_images(tmp_path, limit=2)) == 2
 
 

@@ -116,7 +116,11 @@ def _local_weights_file(spec: ModelSpec) -> str:
         suffix = "".join(Path(spec.weights_uri).suffixes[-2:]) or ".h5"  # Keras dispatches on .weights.h5 / .h5
         path = os.path.join(tempfile.gettempdir(), f"fruits-weights-{spec.weights_sha256[:16]}{suffix}")
         data = storage.read_bytes(spec.weights_uri)
-        Path(path).write_bytes(data)
+        # Several Python workers of one executor may download at once: each writes its own temporary file and
+        # renames it into place (atomic on POSIX), so Keras never opens a half-written file.
+        with tempfile.NamedTemporaryFile(dir=tempfile.gettempdir(), suffix=suffix, delete=False) as tmp:
+            tmp.write(data)
+        os.replace(tmp.name, path)
     if hashlib.sha256(data).hexdigest() != spec.weights_sha256:
         raise RuntimeError(f"weights file {spec.weights_uri} changed while the job ran (sha256 mismatch)")
     return path

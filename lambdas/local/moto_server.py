@@ -2,6 +2,10 @@
 
 Every boto3 client of this process (and of child processes such as the local Spark job run) reaches it
 through the standard ``AWS_ENDPOINT_URL`` variable, so no code path branches on "local vs AWS".
+
+The server runs in this process, so its DynamoDB backend gets the same fix as the tests
+(:func:`lambdas.dal.moto_compat.install_fast_transaction_rollback`): without it every ``TransactWriteItems``
+deep-copies the whole manifest table and the demo's ingestion is O(images²).
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+from lambdas.dal.moto_compat import install_fast_transaction_rollback
 from lambdas.resources import REGION
 
 FAKE_CREDENTIALS = {
@@ -38,8 +43,9 @@ class MotoEndpoint:
 def moto_server(region: str = REGION) -> Iterator[MotoEndpoint]:
     """Start a threaded moto server on a random loopback port and point this process's AWS env at it.
 
-    Sets ``AWS_ENDPOINT_URL``, fake credentials and the region for the duration of the block and
-    restores the previous environment afterwards. Raises ``RuntimeError`` if moto is not installed.
+    Sets ``AWS_ENDPOINT_URL``, fake credentials and the region for the duration of the block, and patches
+    moto's transaction rollback to O(items named) (module doc); restores both afterwards.
+    Raises ``RuntimeError`` if moto is not installed.
     """
     try:
         from moto.server import ThreadedMotoServer
@@ -47,6 +53,7 @@ def moto_server(region: str = REGION) -> Iterator[MotoEndpoint]:
         raise RuntimeError("moto[server] is required for the local run: pip install -e '.[local]'") from err
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no access log line per AWS call
+    undo_patch = install_fast_transaction_rollback()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
@@ -68,3 +75,4 @@ def moto_server(region: str = REGION) -> Iterator[MotoEndpoint]:
             else:
                 os.environ[name] = value
         server.stop()
+        undo_patch()

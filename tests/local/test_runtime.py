@@ -96,3 +96,41 @@ def test_job_state_event_matches_the_eventbridge_shape(events_dir: Path) -> None
     emr_fixtures = [f for f in fixtures if f.get("source") == "aws.emr-serverless"]
     for fixture in emr_fixtures:  # same keys as the real-shaped fixtures the job_state tests use
         assert set(fixture["detail"]) <= set(event["detail"]) | {"jobRunName"}
+
+
+def test_moto_server_rolls_back_only_the_items_a_cancelled_transaction_names() -> None:
+    import moto.dynamodb.models as ddb_models
+    from botocore.exceptions import ClientError
+
+    from lambdas.local.moto_server import moto_server
+
+    original = ddb_models.DynamoDBBackend.transact_write_items
+    with moto_server() as endpoint:
+        # GIVEN the demo's moto server (patched: no whole-table deepcopy per transaction) and a table of 3 items
+        assert ddb_models.DynamoDBBackend.transact_write_items is not original
+        ddb = boto3.client("dynamodb", endpoint_url=endpoint.url)
+        ddb.create_table(TableName="t", BillingMode="PAY_PER_REQUEST",
+                         KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+                         AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}])
+        for pk in ("a", "b", "c"):
+            ddb.put_item(TableName="t", Item={"pk": {"S": pk}, "n": {"N": "0"}})
+        # WHEN a transaction updates "a" then fails its condition on "b"
+        update = {"TableName": "t", "UpdateExpression": "SET n = :one",
+                  "ExpressionAttributeValues": {":one": {"N": "1"}}}
+        try:
+            ddb.transact_write_items(TransactItems=[
+                {"Update": {**update, "Key": {"pk": {"S": "a"}}}},
+                {"Update": {**update, "Key": {"pk": {"S": "b"}}, "ConditionExpression": "attribute_not_exists(pk)"}},
+            ])
+            cancelled = False
+        except ClientError as err:
+            cancelled = err.response["Error"]["Code"] == "TransactionCanceledException"
+        # THEN it is cancelled as on DynamoDB: nothing it named changed, and the other items are untouched
+        assert cancelled
+        items = {i["pk"]["S"]: i["n"]["N"] for i in ddb.scan(TableName="t")["Items"]}
+        assert items == {"a": "0", "b": "0", "c": "0"}
+        # AND a transaction that passes applies all its writes
+        ddb.transact_write_items(TransactItems=[{"Update": {**update, "Key": {"pk": {"S": pk}}}} for pk in "ab"])
+        assert {i["pk"]["S"]: i["n"]["N"] for i in ddb.scan(TableName="t")["Items"]} == {"a": "1", "b": "1", "c": "0"}
+    # AND the patch ends with the server
+    assert ddb_models.DynamoDBBackend.transact_write_items is original

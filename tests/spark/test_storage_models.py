@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 
 import boto3
 import pytest
@@ -75,3 +76,56 @@ def test_manifest_parsing_dedupes_and_reports_bad_lines() -> None:
         parse_manifest(b'{"image_uri": "/a.jpg"}\n{oops\n')
     with pytest.raises(ManifestError, match="record 1"):
         parse_manifest(b'{"uri": "/a.jpg"}\n')
+
+
+def test_imagenet_unavailable_falls_back_loudly_to_random0(monkeypatch, capsys) -> None:
+    # GIVEN a machine where the Keras ImageNet file cannot be fetched (forced, whatever the network here)
+    from spark_jobs import models
+
+    def offline(spec: ModelSpec):
+        raise OSError("URL fetch failure on https://storage.googleapis.com/…: [Errno 101] Network is unreachable")
+
+    monkeypatch.setattr(models, "_build_resnet", offline)
+    # WHEN --weights imagenet is resolved on the driver
+    spec = resolve_weights("imagenet", 160)
+    # THEN the seeded random network is used, named as such, the reason is kept for the report, and it is loud
+    assert spec.model_id == "resnet50-random0-160"
+    assert spec.fallback_reason is not None and "OSError" in spec.fallback_reason
+    err = capsys.readouterr().err
+    assert "FALLING BACK" in err and "resnet50-random0-160" in err
+
+
+def test_s3_weights_are_downloaded_once_checked_and_renamed_into_place(s3_bucket) -> None:
+    # GIVEN a weights object in S3
+    data = b"weights bytes " * 1000
+    uri = "s3://lake-bucket/weights/resnet50.weights.h5"
+    storage.write_bytes(uri, data)
+    # WHEN resolved on the driver and fetched on a worker
+    spec = resolve_weights(uri)
+    path = _local_weights_file(spec)
+    # THEN model_id names the bytes, the local copy is complete and keeps the suffix Keras dispatches on
+    assert spec.model_id == f"resnet50-file{hashlib.sha256(data).hexdigest()[:12]}-224"
+    assert path.endswith(".weights.h5") and Path(path).read_bytes() == data
+    # AND an object replaced after resolution is refused
+    storage.write_bytes(uri, b"other weights")
+    with pytest.raises(RuntimeError, match="sha256"):
+        _local_weights_file(spec)
+
+
+@pytest.mark.slow
+def test_weights_file_reproduces_the_network_it_was_saved_from(tmp_path) -> None:
+    # GIVEN the weights of ResNet50 random:1 (small 64x64 input: same weights, less compute) saved to a file
+    import numpy as np
+
+    from spark_jobs.models import _build_resnet
+
+    source = _build_resnet(ModelSpec("random", 64, 1))
+    weights = tmp_path / "r1.weights.h5"
+    source.save_weights(str(weights))
+    # WHEN the file is resolved as --weights and the network is built from it
+    spec = resolve_weights(str(weights), 64)
+    loaded = _build_resnet(spec)
+    # THEN it computes exactly what the source network computes, under a file-derived model_id
+    x = np.random.default_rng(0).uniform(-100, 100, (2, 64, 64, 3)).astype(np.float32)
+    np.testing.assert_array_equal(loaded.predict_on_batch(x), source.predict_on_batch(x))
+    assert spec.model_id.startswith("resnet50-file") and spec.model_id.endswith("-64")

@@ -14,7 +14,8 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,8 +55,21 @@ class StartedJobRun:
     client_token: str
 
 
+@dataclass(kw_only=True)
+class JobStarts:
+    """Job runs an operation started, and its ``start_job_run`` calls that failed.
+
+    ``start_quarantined`` counts the batches such a failure quarantined (their MAX_ATTEMPTS-th failure): the
+    handlers report them as ``BatchesQuarantined`` like a quarantine after a failed job run.
+    """
+
+    started: list[StartedJobRun] = field(default_factory=list)
+    start_failures: int = 0
+    start_quarantined: int = 0
+
+
 @dataclass
-class IngestOutcome:
+class IngestOutcome(JobStarts):
     """Result of one S3 object: ``recorded`` (new image), ``duplicate``, or ``skipped`` with a reason."""
 
     uri: str
@@ -64,38 +78,31 @@ class IngestOutcome:
     skipped: str | None = None
     pending: int | None = None
     sealed: list[str] = field(default_factory=list)
-    started: list[StartedJobRun] = field(default_factory=list)
 
 
 @dataclass
-class JobStateOutcome:
+class JobStateOutcome(JobStarts):
     """What a job state event did: ``action`` ∈ ignored | unknown_job_run | stale | succeeded | retry | quarantined."""
 
     action: str
     reason: str = ""
     batch_id: str | None = None
     images_done: int = 0
-    started: list[StartedJobRun] = field(default_factory=list)
-    start_failures: int = 0
 
 
 @dataclass
-class FlushOutcome:
+class FlushOutcome(JobStarts):
     sealed: list[str] = field(default_factory=list)
-    started: list[StartedJobRun] = field(default_factory=list)
-    start_failures: int = 0
 
 
 @dataclass
-class ReconcileOutcome:
+class ReconcileOutcome(JobStarts):
     listed: int = 0
     skipped: int = 0
     missing_recorded: int = 0
     claiming_resumed: list[str] = field(default_factory=list)
     redriven: list[StartedJobRun] = field(default_factory=list)
     sealed: list[str] = field(default_factory=list)
-    started: list[StartedJobRun] = field(default_factory=list)
-    start_failures: int = 0
     recovered: JobStateOutcome | None = None
 
 
@@ -119,6 +126,7 @@ class Pipeline:
         self.clock = clock
         self.sleep = sleep
         self.start_failures = 0  # start_job_run errors during this object's life (for metrics)
+        self.start_quarantines = 0  # batches those errors quarantined
 
     # --- ingest --------------------------------------------------------------------------------------
     def ingest(self, ref: ImageRef, *, seal: bool = True) -> IngestOutcome:
@@ -143,7 +151,7 @@ class Pipeline:
         outcome.pending, _ = self.table.counter()
         if seal and outcome.pending >= self.settings.batch_threshold:
             outcome.sealed = self.seal_pending(reason="threshold")
-            outcome.started = self._start_next_quietly()
+            self._start_next_quietly(outcome)
         return outcome
 
     # --- sealing -------------------------------------------------------------------------------------
@@ -259,7 +267,10 @@ class Pipeline:
         except ClientError as err:
             failures = int(batch.get("failures", 0)) + 1
             quarantine = failures >= self.settings.max_attempts
-            self.table.fail_start(batch_id, attempt=attempt, error=str(err), quarantine=quarantine, now=self.clock())
+            if self.table.fail_start(
+                batch_id, attempt=attempt, error=str(err), quarantine=quarantine, now=self.clock()
+            ) and quarantine:
+                self.start_quarantines += 1
             self.start_failures += 1
             log.error("start_job_run failed", extra={"batch_id": batch_id, "attempt": attempt, "error": str(err)})
             raise
@@ -270,13 +281,25 @@ class Pipeline:
         log.info("job run started", extra={"batch_id": batch_id, "attempt": attempt, "job_run_id": job_run_id})
         return StartedJobRun(batch_id, attempt, job_run_id, request["clientToken"])
 
-    def _start_next_quietly(self) -> list[StartedJobRun]:
-        """``start_next_batch`` for callers whose own work is already done: start errors are logged, not raised."""
+    def _start_next_quietly(self, outcome: JobStarts) -> None:
+        """``start_next_batch`` for callers whose own work is already done: the job run started, or the start
+        error (logged, not raised), is added to ``outcome``."""
+        with self._counting_start_failures(outcome):
+            try:
+                started = self.start_next_batch()
+            except ClientError:
+                started = None
+        if started:
+            outcome.started.append(started)
+
+    @contextmanager
+    def _counting_start_failures(self, outcome: JobStarts) -> Iterator[None]:
+        failures, quarantines = self.start_failures, self.start_quarantines
         try:
-            started = self.start_next_batch()
-        except ClientError:
-            return []
-        return [started] if started else []
+            yield
+        finally:
+            outcome.start_failures += self.start_failures - failures
+            outcome.start_quarantined += self.start_quarantines - quarantines
 
     def handle_job_state(self, *, application_id: str, job_run_id: str, state: str) -> JobStateOutcome:
         """Apply an EMR Serverless job run state change (see docs/contracts.md for the event).
@@ -312,9 +335,7 @@ class Pipeline:
                 batch_id, job_run_id=job_run_id, state=state, new_status=new_status, now=self.clock()
             ):
                 outcome.action = "quarantined" if quarantine else "retry"
-        before = self.start_failures
-        outcome.started = self._start_next_quietly()
-        outcome.start_failures = self.start_failures - before
+        self._start_next_quietly(outcome)
         return outcome
 
     def _adopt_job_run(self, job_run_id: str) -> dict[str, Any] | None:
@@ -339,9 +360,7 @@ class Pipeline:
     def flush(self) -> FlushOutcome:
         """Seal whatever is pending (≥ 1 image, ≤ BATCH_MAX_IMAGES per batch) and start the next batch."""
         outcome = FlushOutcome(sealed=self.seal_pending(reason="flush"))
-        before = self.start_failures
-        outcome.started = self._start_next_quietly()
-        outcome.start_failures = self.start_failures - before
+        self._start_next_quietly(outcome)
         return outcome
 
     def reconcile(self) -> ReconcileOutcome:
@@ -373,14 +392,13 @@ class Pipeline:
             outcome.claiming_resumed.append(batch["batch_id"])
             if self.fill_and_seal(batch["batch_id"]):
                 outcome.sealed.append(batch["batch_id"])
-        redriven = self._redrive_starting()
+        with self._counting_start_failures(outcome):
+            redriven = self._redrive_starting()
         if redriven:
             outcome.redriven.append(redriven)
         outcome.recovered = self._recover_lost_terminal_event()
         outcome.sealed += self.seal_pending(reason="threshold")
-        before = self.start_failures
-        outcome.started = self._start_next_quietly()
-        outcome.start_failures = self.start_failures - before
+        self._start_next_quietly(outcome)
         return outcome
 
     def _redrive_starting(self) -> StartedJobRun | None:

@@ -16,7 +16,11 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 # Metrics the Lambdas publish with Powertools Metrics (namespace, service dimension: contracts.md).
-PIPELINE_FAILURE_METRICS = ("JobRunsFailed", "BatchesQuarantined")
+PIPELINE_FAILURE_METRICS = {
+    "JobRunsFailed": "a featurization job run failed (FAILED or CANCELLED; it is retried up to maxAttempts)",
+    "JobRunStartFailures": "EMR Serverless refused StartJobRun (role, application state, quota): see job_state logs",
+    "BatchesQuarantined": "a batch reached maxAttempts failures: its images wait for `fruits start-job --batch-id`",
+}
 
 
 class Monitoring(Construct):
@@ -62,7 +66,7 @@ class Monitoring(Construct):
                 comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
                 treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
             )
-        for metric_name in PIPELINE_FAILURE_METRICS:
+        for metric_name, meaning in PIPELINE_FAILURE_METRICS.items():
             self.alarms[metric_name] = cloudwatch.Metric(
                 namespace=namespace,
                 metric_name=metric_name,
@@ -72,7 +76,7 @@ class Monitoring(Construct):
             ).create_alarm(
                 self,
                 metric_name,
-                alarm_description=f"{metric_name} > 0: a featurization job run failed or a batch was quarantined",
+                alarm_description=f"{metric_name} > 0: {meaning}",
                 threshold=1,
                 evaluation_periods=1,
                 comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,

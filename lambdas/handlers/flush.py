@@ -18,4 +18,5 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     count("BatchesSealed", len(outcome.sealed))
     count("JobRunsStarted", len(outcome.started))
     count("JobRunStartFailures", outcome.start_failures)
+    count("BatchesQuarantined", outcome.start_quarantined)
     return {"sealed": outcome.sealed, "started": [run.job_run_id for run in outcome.started]}

@@ -40,6 +40,8 @@ def record_handler(record: SQSRecord) -> None:
             count("ImagesRecorded", 1)
         count("BatchesSealed", len(outcome.sealed))
         count("JobRunsStarted", len(outcome.started))
+        count("JobRunStartFailures", outcome.start_failures)
+        count("BatchesQuarantined", outcome.start_quarantined)
 
 
 @logger.inject_lambda_context(correlation_id_path="Records[0].messageId")

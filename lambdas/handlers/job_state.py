@@ -29,8 +29,7 @@ def handler(event: EventBridgeEvent, context: Any) -> dict[str, Any]:
                                             "batch_id": outcome.batch_id})  # fmt: skip
     if outcome.action in ("retry", "quarantined"):
         count("JobRunsFailed", 1)
-    if outcome.action == "quarantined":
-        count("BatchesQuarantined", 1)
+    count("BatchesQuarantined", int(outcome.action == "quarantined") + outcome.start_quarantined)
     count("JobRunsStarted", len(outcome.started))
     count("JobRunStartFailures", outcome.start_failures)
     return {"action": outcome.action, "reason": outcome.reason, "batch_id": outcome.batch_id,

@@ -28,6 +28,8 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     count("BatchesSealed", len(outcome.sealed))
     started = len(outcome.started) + len(outcome.redriven) + len(outcome.recovered.started if outcome.recovered else [])
     count("JobRunsStarted", started)
+    count("JobRunStartFailures", outcome.start_failures)
+    count("BatchesQuarantined", outcome.start_quarantined)
     if outcome.recovered and outcome.recovered.action in ("retry", "quarantined"):
         count("JobRunsFailed", 1)
         count("BatchesQuarantined", int(outcome.recovered.action == "quarantined"))

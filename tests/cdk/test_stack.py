@@ -354,7 +354,7 @@ def test_alarms_cover_dlq_lambda_errors_and_pipeline_failures(synthesized: Synth
     metric_names = [a["Properties"].get("MetricName") for a in alarms]
     assert metric_names.count("ApproximateNumberOfMessagesVisible") == 1
     assert metric_names.count("Errors") == 4
-    for custom in ("JobRunsFailed", "BatchesQuarantined"):
+    for custom in ("JobRunsFailed", "JobRunStartFailures", "BatchesQuarantined"):
         (alarm,) = [a for a in alarms if a["Properties"].get("MetricName") == custom]
         assert alarm["Properties"]["Namespace"] == "Fruits"
         assert alarm["Properties"]["Dimensions"] == [{"Name": "service", "Value": "fruits-ingestion"}]

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from lambdas import aws
+from lambdas.config import get_settings
 from lambdas.dal import ManifestTable
 from lambdas.handlers import ingest
 from lambdas.handlers.observability import LocalLambdaContext
@@ -123,3 +124,21 @@ def test_a_bad_message_is_reported_alone_for_retry(moto_aws, events_dir: Path) -
     # THEN only the bad message is returned to SQS (it will reach the DLQ), the good image is recorded
     assert response == {"batchItemFailures": [{"itemIdentifier": "bad-message"}]}
     assert [item["key"] for item in all_images()] == ["images/Training/Kiwi/1.jpg"]
+
+
+def test_ingest_metrics_count_recorded_duplicates_sealed_and_started(
+    moto_aws, events_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN metrics enabled and a threshold of 5
+    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "false")
+    monkeypatch.setenv("BATCH_THRESHOLD", "5")
+    get_settings.cache_clear()
+    objects = upload([f"images/Training/Pear/{i}.jpg" for i in range(7)])
+    # WHEN 7 notifications arrive, then the first 3 are delivered again
+    ingest.handler(sqs_event(events_dir, objects), CTX)
+    ingest.handler(sqs_event(events_dir, objects[:3]), CTX)
+    # THEN the metrics say 7 recorded, 3 duplicates, 1 batch sealed and 1 job run started
+    emf = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith('{"_aws"')]
+    totals = {name: sum(sum(e.get(name, [])) for e in emf)
+              for name in ("ImagesRecorded", "DuplicatesIgnored", "BatchesSealed", "JobRunsStarted")}
+    assert totals == {"ImagesRecorded": 7, "DuplicatesIgnored": 3, "BatchesSealed": 1, "JobRunsStarted": 1}

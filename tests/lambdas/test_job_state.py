@@ -108,3 +108,33 @@ def test_other_applications_unknown_job_runs_and_other_events_are_ignored(small_
     assert unknown["action"] == "unknown_job_run"
     assert scheduled["action"] == "ignored"
     assert table().get_batch(batch["batch_id"])["status"] == "RUNNING"
+
+
+def test_refused_job_starts_quarantine_the_batch_with_metrics_for_the_alarms(
+    small_batches, events_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN EMR Serverless refusing every StartJobRun (e.g. the execution role cannot be passed), MAX_ATTEMPTS=3
+    from botocore.exceptions import ClientError
+
+    from lambdas import aws
+    from lambdas.handlers import flush
+
+    def refuse(params: dict, **_: object) -> None:
+        raise ClientError({"Error": {"Code": "AccessDeniedException", "Message": "not authorized"}}, "StartJobRun")
+
+    aws.client("emr-serverless").meta.events.register_first("provide-client-params.emr-serverless.StartJobRun", refuse)
+    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "false")
+    # WHEN 5 images seal a batch (first start refused), then two flushes retry it (refused again)
+    ingest_objects(events_dir, images(5))
+    [batch] = table().all_batches()
+    for _ in range(2):
+        flush.handler(load_event(events_dir, "scheduled_event.json"), LocalLambdaContext("flush"))
+    # THEN the batch is quarantined after 3 refused starts, its images still attached, the slot free
+    batch = table().get_batch(batch["batch_id"])
+    assert (batch["status"], batch["failures"]) == ("QUARANTINED", 3)
+    assert len(table().batch_images(batch["batch_id"])) == 5
+    assert not table().get_slot().get("holder")
+    # AND every refusal and the quarantine reached the metrics the alarms watch
+    emf = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith('{"_aws"')]
+    assert sum(sum(e.get("JobRunStartFailures", [])) for e in emf) == 3
+    assert sum(sum(e.get("BatchesQuarantined", [])) for e in emf) == 1

@@ -26,7 +26,7 @@ from lambdas.config import Settings, get_settings
 from lambdas.dal.manifest_table import BatchStatus, ManifestTable
 from lambdas.logic.batches import flush_claim_size, new_batch_id, threshold_claim_size
 from lambdas.logic.job_request import build_start_job_run_request, client_token
-from lambdas.logic.keys import ImageRef, image_item_key, normalize_etag, skip_reason
+from lambdas.logic.keys import ImageRef, image_item_key, label_for_key, normalize_etag, skip_reason
 from lambdas.logic.manifest import manifest_key, render_manifest
 from lambdas.resources import MANIFESTS_PREFIX
 
@@ -35,6 +35,9 @@ log = logging.getLogger(__name__)
 TERMINAL_SUCCESS = "SUCCESS"
 TERMINAL_FAILURE = ("FAILED", "CANCELLED")
 MANIFEST_GSI_WAIT_SECONDS = (0.2, 0.5, 1.0, 2.0, 4.0)  # waits for the GSI to show every claimed image
+# A batch STARTING for longer than the longest Lambda timeout (15 min, AWS Lambda quota) has no live starter:
+# its invocation died between taking the job run slot and recording the job run.
+STALE_START_SECONDS = 15 * 60
 
 
 def utc_now_dt() -> dt.datetime:
@@ -145,7 +148,8 @@ class Pipeline:
         if not ref.etag:
             outcome.skipped = "missing_etag"
             return outcome
-        if not self.table.record_image(ref, now=self.clock()):
+        label = label_for_key(ref.key, self.settings.images_prefix)
+        if not self.table.record_image(ref, label=label, now=self.clock()):
             outcome.duplicate = True  # still check the threshold: an SQS retry finishes a crashed seal
         outcome.recorded = not outcome.duplicate
         outcome.pending, _ = self.table.counter()
@@ -246,10 +250,14 @@ class Pipeline:
     def start_next_batch(self) -> StartedJobRun | None:
         """Start the oldest SEALED batch if the job run slot is free; None when busy or nothing is sealed.
 
-        Raises ``ClientError`` if ``start_job_run`` fails (the attempt is recorded as failed and the slot freed).
+        A slot held by a batch STARTING for more than STALE_START_SECONDS (its starter died) is re-driven
+        instead, with the same attempt and ``clientToken``, so the next event or flush repairs it without waiting
+        for ``reconcile``. Raises ``ClientError`` if ``start_job_run`` fails (the attempt is recorded as failed
+        and the slot freed).
         """
-        if self.table.get_slot().get("holder"):
-            return None
+        slot = self.table.get_slot()
+        if slot.get("holder"):
+            return self._redrive_starting() if self._held_longer_than(slot, STALE_START_SECONDS) else None
         for candidate in self.table.batches_by_status(BatchStatus.SEALED, limit=5):
             batch = self.table.get_batch(candidate["batch_id"])
             if batch is None or batch["status"] != BatchStatus.SEALED:
@@ -400,6 +408,13 @@ class Pipeline:
         outcome.sealed += self.seal_pending(reason="threshold")
         self._start_next_quietly(outcome)
         return outcome
+
+    def _held_longer_than(self, slot: dict[str, Any], seconds: float) -> bool:
+        since = slot.get("since")
+        if not since:
+            return False
+        held = dt.datetime.fromisoformat(self.clock()) - dt.datetime.fromisoformat(since)
+        return held.total_seconds() > seconds
 
     def _redrive_starting(self) -> StartedJobRun | None:
         holder = self.table.get_slot().get("holder")

@@ -160,8 +160,11 @@ class ManifestTable:
         return int(item.get("pending", 0)), int(item.get("seq", 0))
 
     # --- images --------------------------------------------------------------------------------------
-    def record_image(self, ref: ImageRef, *, now: str) -> bool:
-        """Record one image as PENDING and count it, atomically; False if it was already recorded (no-op)."""
+    def record_image(self, ref: ImageRef, *, label: str | None, now: str) -> bool:
+        """Record one image as PENDING and count it, atomically; False if it was already recorded (no-op).
+
+        ``label`` None (an image with no class folder) leaves the attribute out.
+        """
         pk, sk = image_item_key(ref.bucket, ref.key, ref.etag)
         item = {
             PK: pk,
@@ -172,7 +175,7 @@ class ManifestTable:
             "version_id": ref.version_id,
             "etag": ref.etag,
             "size": ref.size,
-            "label": ref.label,
+            "label": label,
             "status": ImageStatus.PENDING.value,
             "recorded_at": now,
             GSI_PK: PENDING_GSI_PK,

@@ -28,11 +28,6 @@ class ImageRef:
         """``s3://bucket/key`` with the real (decoded) key."""
         return f"s3://{self.bucket}/{self.key}"
 
-    @property
-    def label(self) -> str:
-        """Name of the folder directly containing the image (see :func:`label_for_key`)."""
-        return label_for_key(self.key)
-
 
 def decode_event_key(raw_key: str) -> str:
     """Decode an S3 notification key (URL-encoded, spaces as ``+``) into the real key: ``unquote_plus``."""
@@ -48,8 +43,8 @@ def skip_reason(key: str, images_prefix: str, suffixes: tuple[str, ...] = resour
     """Why ``key`` is not an image to ingest, or None when it is one.
 
     Reasons: ``outside_prefix`` (not under ``images_prefix``), ``folder_marker`` (ends with ``/``),
-    ``not_an_image_suffix`` (lower-cased suffix not in ``suffixes``), ``no_label_folder`` (the file sits
-    directly under the prefix, so it has no class folder).
+    ``not_an_image_suffix`` (lower-cased suffix not in ``suffixes``). An image directly under the prefix is
+    ingested, with no label (:func:`label_for_key`).
     """
     if not key.startswith(images_prefix):
         return "outside_prefix"
@@ -57,20 +52,19 @@ def skip_reason(key: str, images_prefix: str, suffixes: tuple[str, ...] = resour
         return "folder_marker"
     if not key.lower().endswith(suffixes):
         return "not_an_image_suffix"
-    if "/" not in key[len(images_prefix) :]:
-        return "no_label_folder"
     return None
 
 
-def label_for_key(key: str) -> str:
-    """Label of an image: the folder directly containing it.
+def label_for_key(key: str, images_prefix: str) -> str | None:
+    """Label of an image: the folder directly containing it, below ``images_prefix``; None when there is none.
 
-    ``images/Training/Apple Braeburn/0_100.jpg`` → ``Apple Braeburn``. Raises ValueError if the key has no folder.
+    ``images/Training/Apple Braeburn/0_100.jpg`` → ``Apple Braeburn``; ``images/photo.jpg`` → None (an unlabelled
+    photo is still featurized: lake ``label`` null). Raises ValueError if ``key`` is not under ``images_prefix``.
     """
-    parts = key.split("/")
-    if len(parts) < 2 or not parts[-2]:
-        raise ValueError(f"key has no containing folder: {key!r}")
-    return parts[-2]
+    if not key.startswith(images_prefix):
+        raise ValueError(f"key {key!r} is not under {images_prefix!r}")
+    folders = key[len(images_prefix) :].split("/")[:-1]
+    return folders[-1] if folders and folders[-1] else None
 
 
 def image_item_key(bucket: str, key: str, etag: str) -> tuple[str, str]:

@@ -10,7 +10,7 @@ from typing import Any
 def manifest_record(image: Mapping[str, Any]) -> dict[str, Any]:
     """One manifest object from an image item (``bucket``, ``key``, ``etag``, ``size``, ``label``, ``version_id``).
 
-    ``etag`` is written quoted, as S3 returns it; ``size`` is an int in bytes.
+    ``etag`` is written quoted, as S3 returns it; ``size`` is an int in bytes; ``label`` null when the item has none.
     """
     etag = image.get("etag")
     return {
@@ -20,7 +20,7 @@ def manifest_record(image: Mapping[str, Any]) -> dict[str, Any]:
         "version_id": image.get("version_id"),
         "etag": f'"{etag}"' if etag else None,
         "size": int(image["size"]),
-        "label": image["label"],
+        "label": image.get("label"),
     }
 
 

@@ -10,7 +10,8 @@ NOW = "2026-11-22T03:00:00.000000Z"
 
 def record(n: int) -> None:
     for i in range(n):
-        assert table().record_image(ImageRef("fruits-data", f"images/Test/Pear/{i}.jpg", f"{i:032x}", 10), now=NOW)
+        ref = ImageRef("fruits-data", f"images/Test/Pear/{i}.jpg", f"{i:032x}", 10)
+        assert table().record_image(ref, label="Pear", now=NOW)
 
 
 def test_two_batches_claiming_the_same_candidates_get_disjoint_images(moto_aws) -> None:

@@ -91,7 +91,6 @@ def test_test_event_and_non_images_are_skipped_with_reason_and_metric(
         Obj("logs/job.txt", "e1", 10),
         Obj("images/Training/Banana/readme.txt", "e2", 10),
         Obj("images/Training/Banana/", "e3", 0),
-        Obj("images/loose.jpg", "e4", 10),
     ]
     event = sqs_event(events_dir, objects)
     event["Records"] += load_event(events_dir, "sqs_s3_test_event.json")["Records"]
@@ -103,11 +102,11 @@ def test_test_event_and_non_images_are_skipped_with_reason_and_metric(
     assert response == {"batchItemFailures": []}
     assert all_images() == []
     reasons = sorted(r.reason for r in caplog.records if r.getMessage() == "skipped object")  # type: ignore[attr-defined]
-    assert reasons == ["folder_marker", "no_label_folder", "not_an_image_suffix", "outside_prefix"]
+    assert reasons == ["folder_marker", "not_an_image_suffix", "outside_prefix"]
     assert any(r.getMessage() == "skipped s3:TestEvent" for r in caplog.records)
     out = capsys.readouterr().out
     [emf] = [json.loads(line) for line in out.splitlines() if line.startswith('{"_aws"')]
-    assert sum(emf["ObjectsSkipped"]) == 4 and emf["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "Fruits"
+    assert sum(emf["ObjectsSkipped"]) == 3 and emf["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "Fruits"
 
 
 def test_a_bad_message_is_reported_alone_for_retry(moto_aws, events_dir: Path) -> None:
@@ -142,3 +141,20 @@ def test_ingest_metrics_count_recorded_duplicates_sealed_and_started(
     totals = {name: sum(sum(e.get(name, [])) for e in emf)
               for name in ("ImagesRecorded", "DuplicatesIgnored", "BatchesSealed", "JobRunsStarted")}
     assert totals == {"ImagesRecorded": 7, "DuplicatesIgnored": 3, "BatchesSealed": 1, "JobRunsStarted": 1}
+
+
+def test_an_image_with_no_class_folder_is_recorded_without_label(moto_aws, events_dir: Path, monkeypatch) -> None:
+    # GIVEN a photo uploaded directly under the images prefix (no class folder) and a threshold of 2
+    monkeypatch.setenv("BATCH_THRESHOLD", "2")
+    get_settings.cache_clear()
+    objects = upload(["images/loose photo.jpg", "images/Training/Kiwi/1.jpg"])
+    # WHEN both notifications arrive
+    assert ingest.handler(sqs_event(events_dir, objects), CTX) == {"batchItemFailures": []}
+    # THEN both are recorded (nothing is lost), the loose one with no label, and the batch manifest says label null
+    items = {item["key"]: item for item in all_images()}
+    assert set(items) == {"images/loose photo.jpg", "images/Training/Kiwi/1.jpg"}
+    assert "label" not in items["images/loose photo.jpg"] and items["images/Training/Kiwi/1.jpg"]["label"] == "Kiwi"
+    [batch] = ManifestTable(TABLE, aws.client("dynamodb")).all_batches()
+    body = aws.client("s3").get_object(Bucket=BUCKET, Key=batch["manifest_uri"].split("/", 3)[3])["Body"].read()
+    labels = {json.loads(line)["key"]: json.loads(line)["label"] for line in body.decode().splitlines()}
+    assert labels == {"images/loose photo.jpg": None, "images/Training/Kiwi/1.jpg": "Kiwi"}

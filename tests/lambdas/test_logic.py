@@ -41,11 +41,13 @@ def test_skip_reasons_and_labels() -> None:
     assert skip_reason("manifests/b1.jsonl", "images/") == "outside_prefix"
     assert skip_reason("images/Training/Kiwi/", "images/") == "folder_marker"
     assert skip_reason("images/Training/Kiwi/1.gif", "images/") == "not_an_image_suffix"
-    assert skip_reason("images/1.jpg", "images/") == "no_label_folder"
-    assert label_for_key("images/Training/Apple Braeburn/0_100.jpg") == "Apple Braeburn"
-    assert label_for_key("images/multiple_fruits/big.jpg") == "multiple_fruits"
+    assert skip_reason("images/1.jpg", "images/") is None  # ingested, unlabelled
+    assert label_for_key("images/Training/Apple Braeburn/0_100.jpg", "images/") == "Apple Braeburn"
+    assert label_for_key("images/multiple_fruits/big.jpg", "images/") == "multiple_fruits"
+    assert label_for_key("images/1.jpg", "images/") is None
+    assert label_for_key("uploads/2026/Kiwi/1.jpg", "uploads/2026/") == "Kiwi"
     with pytest.raises(ValueError):
-        label_for_key("loose.jpg")
+        label_for_key("loose.jpg", "images/")
 
 
 def test_image_identity_ignores_etag_quotes() -> None:

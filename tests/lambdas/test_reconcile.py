@@ -223,3 +223,44 @@ def test_sqs_retry_of_a_crash_after_recording_finishes_the_seal(
     [batch] = table().all_batches()
     assert (batch["status"], batch["image_count"]) == ("RUNNING", 5)
     assert table().counter() == (0, 1)
+
+
+def test_a_start_stuck_longer_than_a_lambda_timeout_is_redriven_by_the_next_flush(
+    moto_aws, events_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN a batch whose starter died inside StartJobRun (STARTING, slot held, no job run)
+    import datetime as dt
+
+    from lambdas import aws
+    from lambdas.pipeline import STALE_START_SECONDS, get_pipeline
+
+    set_batches(monkeypatch, 5, 20)
+    watch = JobRunWatch().install()
+    crashes: list[str] = []
+
+    def crash_once(params: dict[str, Any], **_: Any) -> None:
+        if not crashes:
+            crashes.append(params["clientToken"])
+            raise SimulatedCrash("Lambda died before StartJobRun returned")
+
+    aws.client("emr-serverless").meta.events.register_first(
+        "provide-client-params.emr-serverless.StartJobRun", crash_once
+    )
+    ingest.handler(sqs_event(events_dir, upload([f"images/Training/Fig/{i}.jpg" for i in range(5)])),
+                   LocalLambdaContext("ingest"))
+    [batch] = table().all_batches()
+    assert batch["status"] == "STARTING" and crashes == [f"{batch['batch_id']}-a1"]
+    # WHEN a flush runs while the starter could still be alive (10 minutes later)
+    pipeline = get_pipeline()
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=STALE_START_SECONDS - 300)
+    pipeline.clock = lambda: later.isoformat().replace("+00:00", "Z")
+    # THEN it leaves the batch alone
+    assert pipeline.flush().started == [] and watch.job_run_ids == []
+    # WHEN a flush runs after the longest Lambda timeout
+    later += dt.timedelta(seconds=600)
+    outcome = pipeline.flush()
+    # THEN the batch is started with the same attempt and client token (no reconcile needed), nothing lost
+    assert [run.client_token for run in outcome.started] == [f"{batch['batch_id']}-a1"]
+    batch = table().get_batch(batch["batch_id"])
+    assert batch["status"] == "RUNNING" and batch["attempts"] == 1 and batch["job_run_id"] == watch.job_run_ids[0]
+    assert len(table().batch_images(batch["batch_id"])) == 5

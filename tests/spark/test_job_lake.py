@@ -78,6 +78,30 @@ def test_lake_holds_each_image_once_with_the_contract_columns(spark, two_batches
     assert dict(df.dtypes)["pca_version"] == "int"
 
 
+def test_parquet_files_on_disk_have_the_contract_types(two_batches) -> None:
+    # GIVEN the Parquet files as written (read with pyarrow, no schema imposed by the reader)
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    lake = Path(two_batches["lake"])
+    [features_file, *_] = sorted((lake / "features" / "batch_id=b000001").glob("*.parquet"))
+    # WHEN their schema is read  THEN columns and types are those of the contract (docs/contracts.md)
+    schema = pq.read_schema(features_file)
+    expected = {
+        "image_uri": pa.string(), "label": pa.string(), "content_sha256": pa.string(),
+        "width": pa.int32(), "height": pa.int32(), "features": pa.list_(pa.float32()),
+        "pca": pa.list_(pa.float32()), "pca_version": pa.int32(), "model_id": pa.string(),
+        "ingested_at": pa.timestamp("us", tz="UTC"),
+    }
+    assert schema.names == list(expected)  # batch_id is the partition folder, not a column
+    for name, type_ in expected.items():
+        actual = schema.field(name).type
+        if pa.types.is_list(actual):  # element field name/nullability vary by writer: compare element types
+            assert pa.types.is_list(type_) and actual.value_type == type_.value_type, name
+        else:
+            assert actual == type_, name
+
+
 def test_pca_state_equals_batch_pca_on_all_stored_features(spark, two_batches) -> None:
     # GIVEN the lake after both batches, and numpy batch PCA on every stored feature vector
     lake = two_batches["lake"]

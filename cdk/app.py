@@ -33,6 +33,7 @@ CONTEXT_KEYS = (
     "batchMaxImages",
     "maxAttempts",
     "pcaK",
+    "jobPrecision",
     "jobTimeoutMinutes",
     "logRetentionDays",
     "alarmEmail",

@@ -23,6 +23,7 @@ POWERTOOLS_LAYER_ACCOUNT = "017000801446"
 DEFAULT_POWERTOOLS_LAYER_VERSION = 27
 
 ARCHITECTURES = ("ARM64", "X86_64")
+PRECISIONS = ("float32", "bfloat16")  # the Spark job's --precision (spark_jobs/models.py)
 
 
 class ConfigError(ValueError):
@@ -52,6 +53,7 @@ class DeployConfig:
     batch_max_images: int
     max_attempts: int
     pca_k: int
+    job_precision: str
     job_timeout_minutes: int
     log_retention_days: int
     alarm_email: str | None
@@ -96,6 +98,9 @@ def load_config(context: Mapping[str, Any], env: Mapping[str, str] | None = None
     if architecture not in ARCHITECTURES:
         raise ConfigError(f"context 'emrArchitecture' must be one of {ARCHITECTURES}, got {architecture!r}")
     alarm_email = context.get("alarmEmail") or None
+    precision = str(context.get("jobPrecision", "float32"))
+    if precision not in PRECISIONS:
+        raise ConfigError(f"context 'jobPrecision' must be one of {PRECISIONS}, got {precision!r}")
     return DeployConfig(
         account=env.get("CDK_DEFAULT_ACCOUNT") or None,
         region=region,
@@ -112,6 +117,7 @@ def load_config(context: Mapping[str, Any], env: Mapping[str, str] | None = None
         batch_max_images=_int(context, "batchMaxImages", 1000),
         max_attempts=_int(context, "maxAttempts", 3),
         pca_k=_int(context, "pcaK", 150),
+        job_precision=precision,
         job_timeout_minutes=_int(context, "jobTimeoutMinutes", 120),
         log_retention_days=_int(context, "logRetentionDays", 30),
         alarm_email=str(alarm_email) if alarm_email else None,

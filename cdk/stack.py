@@ -68,6 +68,7 @@ class FruitsStack(Stack):
                 entry_point_uri=self.processing.entry_point_uri,
                 py_files_uri=self.processing.py_files_uri,
                 weights=self.processing.weights,
+                precision=config.job_precision,
                 spark_submit_parameters=self.processing.spark_submit_parameters,
                 pca_k=config.pca_k,
                 job_timeout_minutes=config.job_timeout_minutes,

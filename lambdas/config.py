@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import os
 from collections.abc import Mapping
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -33,6 +34,7 @@ class Settings(BaseModel):
     job_py_files: str = ""
     lake_uri: str = ""  # default s3://$DATA_BUCKET/lake (filled by the validator)
     job_weights: str = "imagenet"
+    job_precision: Literal["float32", "bfloat16"] = "float32"  # bfloat16: opt-in, model_id suffix -bf16
     pca_k: int = Field(default=150, ge=1, le=2048)
     job_log_uri: str = ""  # default s3://$DATA_BUCKET/logs/
     job_timeout_minutes: int = Field(default=120, ge=5, le=1440)  # EMR Serverless minimum is 5 minutes

@@ -42,6 +42,7 @@ class JobConfig:
     pca_k: int = 150
     image_size: int = 224
     infer_batch_size: int = 32
+    precision: str = "float32"
 
 
 class _Timer:
@@ -61,7 +62,8 @@ def run_batch(spark: SparkSession, config: JobConfig, spec: ModelSpec | None = N
     """Featurize the manifest's images and update the lake; returns the batch report (also written).
 
     Args:
-        spec: an already resolved model (default: ``resolve_weights(config.weights, config.image_size)``).
+        spec: an already resolved model (default: ``resolve_weights(config.weights, config.image_size,
+            config.precision)``).
 
     Raises:
         spark_jobs.manifest.ManifestError, FileNotFoundError (manifest), storage.ObjectExistsError (a
@@ -69,7 +71,7 @@ def run_batch(spark: SparkSession, config: JobConfig, spec: ModelSpec | None = N
     """
     timer = _Timer()
     with timer.stage("resolve_weights"):
-        spec = spec or resolve_weights(config.weights, config.image_size)
+        spec = spec or resolve_weights(config.weights, config.image_size, config.precision)
     threads = int(spark.conf.get("spark.task.cpus", "1"))  # cores Spark reserves for each task
     previous = {name: spark.conf.get(name) for name in (ARROW_BATCH_CONF, TIMESTAMP_CONF)}
     spark.conf.set(ARROW_BATCH_CONF, str(config.infer_batch_size))  # bounds pixels held per Arrow frame
@@ -112,6 +114,7 @@ def run_batch(spark: SparkSession, config: JobConfig, spec: ModelSpec | None = N
         "model_id": spec.model_id,
         "weights": config.weights,
         "weights_fallback": spec.fallback_reason,
+        "precision": spec.precision,
         "counts": {"listed": listed, "featurized": featurized, "rejected": sum(reasons.values())},
         "rejected_by_reason": dict(sorted(reasons.items())),
         "seconds": timer.seconds,

@@ -2,6 +2,7 @@
 
     spark-submit spark_jobs/main.py --manifest URI --lake URI --batch-id ID \
         [--weights imagenet|random[:SEED]|PATH|s3://...] [--pca-k 150] [--image-size 224] [--infer-batch-size 32]
+        [--precision float32|bfloat16]
 
 Exit code 0 on success, 2 on bad arguments, 1 on any failure (traceback on stderr). The SparkSession is
 obtained with ``getOrCreate()`` and never stopped (the local runner and tests reuse it).
@@ -48,8 +49,11 @@ def parse_args(argv: list[str] | None) -> JobConfig:
     parser.add_argument("--pca-k", type=_positive, default=150)
     parser.add_argument("--image-size", type=_positive, default=224)
     parser.add_argument("--infer-batch-size", type=_positive, default=32)
+    parser.add_argument("--precision", choices=("float32", "bfloat16"), default="float32",
+                        help="bfloat16: opt-in mixed precision (model_id suffix -bf16)")
     ns = parser.parse_args(argv)
-    return JobConfig(ns.manifest, ns.lake, ns.batch_id, ns.weights, ns.pca_k, ns.image_size, ns.infer_batch_size)
+    return JobConfig(ns.manifest, ns.lake, ns.batch_id, ns.weights, ns.pca_k, ns.image_size, ns.infer_batch_size,
+                     ns.precision)
 
 
 def main(argv: list[str] | None = None) -> int:

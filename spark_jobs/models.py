@@ -11,6 +11,10 @@ that every Python worker receives, so all workers build the same network and ``m
 | path / ``s3://``   | ``resnet50-file<sha12>-224``| ``model.load_weights`` on the file (sha256 of its bytes) |
 | ``projection[:S]`` | ``projection<S>-224``      | test/benchmark-only cheap deterministic featurizer       |
 
+``--precision bfloat16`` (opt-in) builds the ResNet50 under the Keras ``mixed_bfloat16`` policy (weights float32,
+compute bfloat16): faster on CPUs with bf16 instructions (Graviton3, AVX512-BF16/AMX x86), slightly different
+numbers, so its model_id gets a ``-bf16`` suffix and its PCA state is kept apart.
+
 On a worker the network is built once per Python process (module-level cache, Spark reuses workers) and
 run on batches with ``predict_on_batch`` (about 2x faster than eager ``model(x)`` here); TensorFlow
 intra-op threads are set to the executor cores divided by its concurrent tasks so tasks do not oversubscribe.
@@ -35,6 +39,8 @@ from pyspark.sql import types as T
 from spark_jobs import storage
 
 FEATURE_DIM = 2048
+# Keras dtype policy of each --precision (keras.io/api/mixed_precision/policy).
+PRECISIONS = {"float32": "float32", "bfloat16": "mixed_bfloat16"}
 FEATURES_SCHEMA = T.StructType(
     [
         T.StructField("image_uri", T.StringType(), False),
@@ -58,18 +64,20 @@ class ModelSpec:
     seed: int = 0
     weights_uri: str | None = None
     weights_sha256: str | None = None
+    precision: str = "float32"  # or "bfloat16" (see PRECISIONS)
     fallback_reason: str | None = field(default=None, compare=False)  # not part of the identity
 
     @property
     def model_id(self) -> str:
         """Identifier of the feature space (features of different model_ids never mix)."""
+        if self.kind == "projection":
+            return f"projection{self.seed}-{self.image_size}"  # numpy featurizer: precision does not apply
+        suffix = "-bf16" if self.precision == "bfloat16" else ""
         if self.kind == "imagenet":
-            return f"resnet50-imagenet-{self.image_size}"
+            return f"resnet50-imagenet-{self.image_size}{suffix}"
         if self.kind == "random":
-            return f"resnet50-random{self.seed}-{self.image_size}"
-        if self.kind == "file":
-            return f"resnet50-file{(self.weights_sha256 or '')[:12]}-{self.image_size}"
-        return f"projection{self.seed}-{self.image_size}"
+            return f"resnet50-random{self.seed}-{self.image_size}{suffix}"
+        return f"resnet50-file{(self.weights_sha256 or '')[:12]}-{self.image_size}{suffix}"
 
 
 def _seed(text: str, source: str) -> int:
@@ -78,31 +86,35 @@ def _seed(text: str, source: str) -> int:
     return int(text)
 
 
-def resolve_weights(source: str, image_size: int = 224) -> ModelSpec:
-    """Resolve ``--weights`` on the driver (see module table).
+def resolve_weights(source: str, image_size: int = 224, precision: str = "float32") -> ModelSpec:
+    """Resolve ``--weights`` on the driver (see module table); ``precision`` is a key of :data:`PRECISIONS`.
 
     ``imagenet`` really loads the Keras ImageNet weights once (download/cache); if that fails (no network),
     prints a loud banner on stderr and returns ``random:0`` with ``fallback_reason`` set.
 
     Raises:
-        ValueError: malformed source. FileNotFoundError: weights file/object missing.
+        ValueError: malformed source or unknown precision. FileNotFoundError: weights file/object missing.
     """
+    if precision not in PRECISIONS:
+        raise ValueError(f"bad --precision {precision!r}: expected one of {', '.join(PRECISIONS)}")
     name, _, arg = source.partition(":")
     if source == "imagenet":
+        spec = ModelSpec("imagenet", image_size, precision=precision)
         try:
-            _build_resnet(ModelSpec("imagenet", image_size))
-            return ModelSpec("imagenet", image_size)
+            _build_resnet(spec)
+            return spec
         except Exception as err:  # offline: URL fetch failure; corrupt cache
             reason = f"imagenet weights unavailable ({type(err).__name__}: {str(err)[:200]})"
+            fallback = ModelSpec("random", image_size, 0, precision=precision, fallback_reason=reason)
             banner = "!" * 100
             sys.stderr.write(f"{banner}\nWARNING: {reason}\nFALLING BACK to deterministic random weights "
-                             f"(seed 0): model_id resnet50-random0-{image_size}\n{banner}\n")
-            return ModelSpec("random", image_size, 0, fallback_reason=reason)
+                             f"(seed 0): model_id {fallback.model_id}\n{banner}\n")
+            return fallback
     if name in ("random", "projection") and not source.startswith(("/", "s3://")):
-        return ModelSpec(name, image_size, _seed(arg, source) if arg else 0)
+        return ModelSpec(name, image_size, _seed(arg, source) if arg else 0, precision=precision)
     if storage.is_s3(source) or source.startswith("file://") or os.path.isabs(source) or Path(source).exists():
         digest = hashlib.sha256(storage.read_bytes(source)).hexdigest()
-        return ModelSpec("file", image_size, weights_uri=source, weights_sha256=digest)
+        return ModelSpec("file", image_size, weights_uri=source, weights_sha256=digest, precision=precision)
     raise ValueError(f"bad --weights {source!r}: expected imagenet, random[:SEED], a weights file path or s3:// URI")
 
 
@@ -133,7 +145,13 @@ def _build_resnet(spec: ModelSpec):
     if spec.kind == "random":
         keras.utils.set_random_seed(spec.seed)  # same seed + same construction order -> identical weights
     weights = "imagenet" if spec.kind == "imagenet" else None
-    model = keras.applications.ResNet50(include_top=False, weights=weights, pooling="avg", input_shape=(size, size, 3))
+    previous = keras.mixed_precision.global_policy().name
+    keras.mixed_precision.set_global_policy(PRECISIONS[spec.precision])  # layers take the policy when built
+    try:
+        model = keras.applications.ResNet50(include_top=False, weights=weights, pooling="avg",
+                                            input_shape=(size, size, 3))
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
     if spec.kind == "file":
         model.load_weights(_local_weights_file(spec))
     return model

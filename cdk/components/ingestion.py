@@ -38,6 +38,7 @@ class JobSettings:
     entry_point_uri: str
     py_files_uri: str
     weights: str
+    precision: str
     spark_submit_parameters: str
     pca_k: int
     job_timeout_minutes: int
@@ -83,6 +84,7 @@ class Ingestion(Construct):
             "JOB_PY_FILES": job.py_files_uri,
             "LAKE_URI": f"s3://{bucket.bucket_name}/{r.LAKE_PREFIX.rstrip('/')}",
             "JOB_WEIGHTS": job.weights,
+            "JOB_PRECISION": job.precision,
             "PCA_K": str(job.pca_k),
             "JOB_LOG_URI": f"s3://{bucket.bucket_name}/{r.LOGS_PREFIX}",
             "JOB_TIMEOUT_MINUTES": str(job.job_timeout_minutes),

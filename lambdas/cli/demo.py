@@ -44,6 +44,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="imagenet (falls back to random, loudly, when offline) | random[:SEED] | PATH | s3://…",
     )
     parser.add_argument("--pca-k", type=positive_int, default=150, help="PCA components kept (default 150)")
+    parser.add_argument("--precision", choices=("float32", "bfloat16"), default="float32",
+                        help="bfloat16: opt-in mixed precision, faster on CPUs with bf16 (model_id suffix -bf16)")
     parser.add_argument("--master", default="local[*]", help="Spark master for job runs (default local[*])")
     parser.add_argument("--no-report", action="store_true", help="skip report.png")
     parser.set_defaults(func=run)
@@ -72,6 +74,7 @@ def run(args: argparse.Namespace) -> int:
         limit=args.limit,
         weights=args.weights,
         pca_k=args.pca_k,
+        precision=args.precision,
         master=args.master,
         report=not args.no_report,
     )

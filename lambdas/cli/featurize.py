@@ -1,7 +1,7 @@
 """``fruits featurize``: run the Spark job in-process on local images or a manifest (no AWS needed).
 
     fruits featurize (--images DIR | --manifest FILE) --lake DIR [--batch-id ID] [--weights imagenet]
-                     [--pca-k 150] [--limit N]
+                     [--pca-k 150] [--precision float32|bfloat16] [--limit N]
 
 With ``--images`` a JSON-lines manifest of the image files under DIR is built (label = the folder directly
 containing the image). Without ``--batch-id`` the id is derived from the manifest content
@@ -36,6 +36,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--weights", type=weights_source, default="imagenet",
                         help="imagenet (falls back to random:0 offline, loudly), random[:SEED], a file or s3://")
     parser.add_argument("--pca-k", type=positive_int, default=150, help="PCA components kept (default 150)")
+    parser.add_argument("--precision", choices=("float32", "bfloat16"), default="float32",
+                        help="bfloat16: opt-in mixed precision, faster on CPUs with bf16 (model_id suffix -bf16)")
     parser.add_argument("--limit", type=positive_int, help="featurize at most N images")
     parser.set_defaults(func=run)
 
@@ -100,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
         manifest = Path(tmp) / f"{batch_id}.jsonl"
         manifest.write_bytes(content)
         argv = ["--manifest", str(manifest), "--lake", lake, "--batch-id", batch_id,
-                "--weights", args.weights, "--pca-k", str(args.pca_k)]
+                "--weights", args.weights, "--pca-k", str(args.pca_k), "--precision", args.precision]
         code = job_main(argv)
     if code != 0:
         raise CliError(f"Spark job failed for batch {batch_id} (exit {code}); see the messages above", exit_code=code)

@@ -45,6 +45,7 @@ class DemoConfig:
     limit: int | None = None
     weights: str = "imagenet"
     pca_k: int = 150
+    precision: str = "float32"
     master: str = "local[*]"
     report: bool = True
 
@@ -133,6 +134,7 @@ def run_demo(config: DemoConfig, console: Console | None = None) -> DemoResult:
                 threshold=config.threshold,
                 max_images=config.max_images,
                 pca_k=config.pca_k,
+                precision=config.precision,
             )
         )
         _reset_cached_settings()

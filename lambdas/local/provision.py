@@ -140,6 +140,7 @@ def lambda_environment(
     threshold: int,
     max_images: int,
     pca_k: int,
+    precision: str = "float32",
 ) -> dict[str, str]:
     """The env vars the Lambdas get on AWS (see docs/contracts.md), filled with the local resources."""
     return {
@@ -152,6 +153,7 @@ def lambda_environment(
         "JOB_PY_FILES": f"s3://{res.bucket}/{r.CODE_PREFIX}spark_jobs.zip",
         "LAKE_URI": lake_uri,
         "JOB_WEIGHTS": weights,
+        "JOB_PRECISION": precision,
         "PCA_K": str(pca_k),
         "JOB_LOG_URI": f"s3://{res.bucket}/{r.LOGS_PREFIX}",
         "BATCH_THRESHOLD": str(threshold),

@@ -54,6 +54,8 @@ def build_start_job_run_request(
             "--pca-k", str(settings.pca_k),
         ],
     }  # fmt: skip
+    if settings.job_precision != "float32":  # the default request stays the same
+        submit["entryPointArguments"] += ["--precision", settings.job_precision]
     params = spark_submit_parameters(settings)
     if params:
         submit["sparkSubmitParameters"] = params

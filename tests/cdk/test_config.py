@@ -38,6 +38,9 @@ def test_bad_values_are_refused_with_the_context_key() -> None:
         load_config({"flushRateHours": "six"}, env={})
     with pytest.raises(ConfigError, match="batchThreshold"):
         load_config({"batchThreshold": 0}, env={})
+    with pytest.raises(ConfigError, match="jobPrecision"):
+        load_config({"jobPrecision": "float16"}, env={})
+    assert load_config({"jobPrecision": "bfloat16"}, env={}).job_precision == "bfloat16"
 
 
 def test_powertools_layer_arn_is_the_official_arm64_python312_layer_with_a_context_version() -> None:

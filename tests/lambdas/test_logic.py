@@ -111,6 +111,13 @@ def test_start_job_run_request_and_client_tokens() -> None:
     }
     without = build_start_job_run_request(settings_from_env(ENV), batch_id="b1", attempt=1, manifest_uri="s3://m")
     assert "sparkSubmitParameters" not in without["jobDriver"]["sparkSubmit"]
+    # the opt-in bf16 precision is passed to the job; float32 (the default) adds nothing
+    bf16 = settings_from_env({**ENV, "JOB_PRECISION": "bfloat16"})
+    args = build_start_job_run_request(bf16, batch_id="b1", attempt=1, manifest_uri="s3://m")["jobDriver"][
+        "sparkSubmit"]["entryPointArguments"]
+    assert args[-2:] == ["--precision", "bfloat16"]
+    with pytest.raises(SettingsError, match="JOB_PRECISION"):
+        settings_from_env({**ENV, "JOB_PRECISION": "float16"})
     with pytest.raises(ValueError):
         client_token("b1", 0)
 

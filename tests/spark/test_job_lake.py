@@ -117,9 +117,10 @@ def test_pca_state_equals_batch_pca_on_all_stored_features(spark, two_batches) -
     centred = x - x.mean(axis=0)
     _, s, vt = np.linalg.svd(centred, full_matrices=False)
     w = s**2 / (x.shape[0] - 1)
-    for i in range(K):
-        if min(w[i] - w[i + 1], w[i - 1] - w[i] if i else np.inf) > 1e-6 * w[0]:  # distinct eigenvalue
-            assert abs(float(version.fit.components[i] @ vt[i])) == pytest.approx(1.0, abs=1e-6)
+    distinct = [i for i in range(K) if min(w[i] - w[i + 1], w[i - 1] - w[i] if i else np.inf) > 1e-6 * w[0]]
+    assert len(distinct) >= K // 2  # the sign check below really compares components
+    for i in distinct:
+        assert abs(float(version.fit.components[i] @ vt[i])) == pytest.approx(1.0, abs=1e-6)
     np.testing.assert_allclose(version.fit.explained_variance_ratio, w[:K] / np.trace(cov), rtol=1e-8)
     report = lake_io.read_report(lake, "b000002")
     assert report["explained_variance_ratio"] == pytest.approx(list(version.fit.explained_variance_ratio))

@@ -129,3 +129,28 @@ def test_weights_file_reproduces_the_network_it_was_saved_from(tmp_path) -> None
     x = np.random.default_rng(0).uniform(-100, 100, (2, 64, 64, 3)).astype(np.float32)
     np.testing.assert_array_equal(loaded.predict_on_batch(x), source.predict_on_batch(x))
     assert spec.model_id.startswith("resnet50-file") and spec.model_id.endswith("-64")
+
+
+@pytest.mark.slow
+def test_bfloat16_precision_is_its_own_feature_space_close_to_float32() -> None:
+    # GIVEN the same ResNet50 weights (random:1, 64x64) in float32 and in opt-in mixed bfloat16
+    import keras
+    import numpy as np
+
+    from spark_jobs.models import get_featurizer
+
+    fp32, bf16 = resolve_weights("random:1", 64), resolve_weights("random:1", 64, "bfloat16")
+    # THEN they are different feature spaces (model_id, cache key) ...
+    assert (fp32.model_id, bf16.model_id) == ("resnet50-random1-64", "resnet50-random1-64-bf16")
+    assert fp32 != bf16
+    # WHEN both featurize the same pixels
+    pixels = np.random.default_rng(0).integers(0, 256, (4, 64, 64, 3), dtype=np.uint8)
+    a, b = get_featurizer(fp32)(pixels), get_featurizer(bf16)(pixels)
+    # THEN bf16 gives float32 vectors close to the float32 ones (bf16 keeps 8 bits of mantissa)
+    assert b.dtype == np.float32 and b.shape == a.shape == (4, 2048)
+    cosine = (a * b).sum(axis=1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+    assert cosine.min() > 0.98
+    # AND building the bf16 network left the process-wide Keras policy at float32
+    assert keras.mixed_precision.global_policy().name == "float32"
+    with pytest.raises(ValueError, match="precision"):
+        resolve_weights("random", 64, "float16")

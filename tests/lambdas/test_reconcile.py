@@ -19,6 +19,23 @@ class SimulatedCrash(Exception):
     """Stands for the Lambda dying (timeout, OOM) at the injected point."""
 
 
+def crash_first_start_job_run() -> list[str]:
+    """Make the next StartJobRun call die before reaching the service; returns the crashed client tokens."""
+    from lambdas import aws
+
+    crashes: list[str] = []
+
+    def crash_once(params: dict[str, Any], **_: Any) -> None:
+        if not crashes:
+            crashes.append(params["clientToken"])
+            raise SimulatedCrash("Lambda died before StartJobRun returned")
+
+    aws.client("emr-serverless").meta.events.register_first(
+        "provide-client-params.emr-serverless.StartJobRun", crash_once
+    )
+    return crashes
+
+
 def set_batches(monkeypatch: pytest.MonkeyPatch, threshold: int, max_images: int) -> None:
     monkeypatch.setenv("BATCH_THRESHOLD", str(threshold))
     monkeypatch.setenv("BATCH_MAX_IMAGES", str(max_images))
@@ -31,18 +48,7 @@ def test_crash_between_claim_and_job_start_is_redriven_by_reconcile(
     # GIVEN threshold 5 and a crash injected in the first StartJobRun call (after the batch is claimed & sealed)
     set_batches(monkeypatch, 5, 20)
     watch = JobRunWatch().install()
-    crashes = []
-
-    def crash_once(params: dict[str, Any], **_: Any) -> None:
-        if not crashes:
-            crashes.append(params["clientToken"])
-            raise SimulatedCrash("Lambda died before StartJobRun returned")
-
-    from lambdas import aws
-
-    aws.client("emr-serverless").meta.events.register_first(
-        "provide-client-params.emr-serverless.StartJobRun", crash_once
-    )
+    crashes = crash_first_start_job_run()
     objects = upload([f"images/Training/Cherry/{i}.jpg" for i in range(5)])
 
     # WHEN the 5 notifications arrive (the 5th seals the batch, then the invocation crashes)
@@ -231,21 +237,11 @@ def test_a_start_stuck_longer_than_a_lambda_timeout_is_redriven_by_the_next_flus
     # GIVEN a batch whose starter died inside StartJobRun (STARTING, slot held, no job run)
     import datetime as dt
 
-    from lambdas import aws
     from lambdas.pipeline import STALE_START_SECONDS, get_pipeline
 
     set_batches(monkeypatch, 5, 20)
     watch = JobRunWatch().install()
-    crashes: list[str] = []
-
-    def crash_once(params: dict[str, Any], **_: Any) -> None:
-        if not crashes:
-            crashes.append(params["clientToken"])
-            raise SimulatedCrash("Lambda died before StartJobRun returned")
-
-    aws.client("emr-serverless").meta.events.register_first(
-        "provide-client-params.emr-serverless.StartJobRun", crash_once
-    )
+    crashes = crash_first_start_job_run()
     ingest.handler(sqs_event(events_dir, upload([f"images/Training/Fig/{i}.jpg" for i in range(5)])),
                    LocalLambdaContext("ingest"))
     [batch] = table().all_batches()

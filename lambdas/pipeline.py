@@ -404,7 +404,8 @@ class Pipeline:
             redriven = self._redrive_starting()
         if redriven:
             outcome.redriven.append(redriven)
-        outcome.recovered = self._recover_lost_terminal_event()
+        with self._counting_start_failures(outcome):  # its own next start may fail too
+            outcome.recovered = self._recover_lost_terminal_event()
         outcome.sealed += self.seal_pending(reason="threshold")
         self._start_next_quietly(outcome)
         return outcome

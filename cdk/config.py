@@ -23,7 +23,6 @@ POWERTOOLS_LAYER_ACCOUNT = "017000801446"
 DEFAULT_POWERTOOLS_LAYER_VERSION = 27
 
 ARCHITECTURES = ("ARM64", "X86_64")
-PRECISIONS = ("float32", "bfloat16")  # the Spark job's --precision (spark_jobs/models.py)
 
 
 class ConfigError(ValueError):
@@ -99,8 +98,8 @@ def load_config(context: Mapping[str, Any], env: Mapping[str, str] | None = None
         raise ConfigError(f"context 'emrArchitecture' must be one of {ARCHITECTURES}, got {architecture!r}")
     alarm_email = context.get("alarmEmail") or None
     precision = str(context.get("jobPrecision", "float32"))
-    if precision not in PRECISIONS:
-        raise ConfigError(f"context 'jobPrecision' must be one of {PRECISIONS}, got {precision!r}")
+    if precision not in resources.JOB_PRECISIONS:
+        raise ConfigError(f"context 'jobPrecision' must be one of {resources.JOB_PRECISIONS}, got {precision!r}")
     return DeployConfig(
         account=env.get("CDK_DEFAULT_ACCOUNT") or None,
         region=region,

@@ -257,7 +257,7 @@ class Pipeline:
         """
         slot = self.table.get_slot()
         if slot.get("holder"):
-            return self._redrive_starting() if self._held_longer_than(slot, STALE_START_SECONDS) else None
+            return self._redrive_starting(slot) if self._held_longer_than(slot, STALE_START_SECONDS) else None
         for candidate in self.table.batches_by_status(BatchStatus.SEALED, limit=5):
             batch = self.table.get_batch(candidate["batch_id"])
             if batch is None or batch["status"] != BatchStatus.SEALED:
@@ -417,8 +417,8 @@ class Pipeline:
         held = dt.datetime.fromisoformat(self.clock()) - dt.datetime.fromisoformat(since)
         return held.total_seconds() > seconds
 
-    def _redrive_starting(self) -> StartedJobRun | None:
-        holder = self.table.get_slot().get("holder")
+    def _redrive_starting(self, slot: dict[str, Any] | None = None) -> StartedJobRun | None:
+        holder = (slot if slot is not None else self.table.get_slot()).get("holder")
         batch = self.table.get_batch(holder) if holder else None
         if batch is None or batch["status"] != BatchStatus.STARTING:
             return None

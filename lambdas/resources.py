@@ -30,6 +30,9 @@ GSI1_SORT_KEY = "gsi1sk"
 EMR_EVENT_SOURCE = "aws.emr-serverless"
 EMR_JOB_STATE_DETAIL_TYPE = "EMR Serverless Job Run State Change"
 
+# --- Spark job ---------------------------------------------------------------------------------------
+JOB_PRECISIONS = ("float32", "bfloat16")  # the job's --precision (spark_jobs/models.py PRECISIONS)
+
 # --- Region -----------------------------------------------------------------------------------------
 REGION = "eu-west-3"  # Paris, for GDPR; the CDK app refuses any other
 

@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from lambdas.local.demo import DemoConfig, DemoResult
 
 from lambdas.cli.errors import CliError
-from lambdas.cli.types import existing_dir, positive_int, weights_source
+from lambdas.cli.types import add_precision_argument, existing_dir, positive_int, weights_source
 
 DEFAULT_IMAGES = Path("../shared/data/fruits-360-sample/Training")
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -44,8 +44,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="imagenet (falls back to random, loudly, when offline) | random[:SEED] | PATH | s3://…",
     )
     parser.add_argument("--pca-k", type=positive_int, default=150, help="PCA components kept (default 150)")
-    parser.add_argument("--precision", choices=("float32", "bfloat16"), default="float32",
-                        help="bfloat16: opt-in mixed precision, faster on CPUs with bf16 (model_id suffix -bf16)")
+    add_precision_argument(parser)
     parser.add_argument("--master", default="local[*]", help="Spark master for job runs (default local[*])")
     parser.add_argument("--no-report", action="store_true", help="skip report.png")
     parser.set_defaults(func=run)

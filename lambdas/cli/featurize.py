@@ -17,7 +17,14 @@ import tempfile
 from pathlib import Path
 
 from lambdas.cli.errors import CliError
-from lambdas.cli.types import existing_dir, existing_file, positive_int, valid_batch_id, weights_source
+from lambdas.cli.types import (
+    add_precision_argument,
+    existing_dir,
+    existing_file,
+    positive_int,
+    valid_batch_id,
+    weights_source,
+)
 from lambdas.resources import IMAGE_SUFFIXES
 
 
@@ -36,8 +43,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--weights", type=weights_source, default="imagenet",
                         help="imagenet (falls back to random:0 offline, loudly), random[:SEED], a file or s3://")
     parser.add_argument("--pca-k", type=positive_int, default=150, help="PCA components kept (default 150)")
-    parser.add_argument("--precision", choices=("float32", "bfloat16"), default="float32",
-                        help="bfloat16: opt-in mixed precision, faster on CPUs with bf16 (model_id suffix -bf16)")
+    add_precision_argument(parser)
     parser.add_argument("--limit", type=positive_int, help="featurize at most N images")
     parser.set_defaults(func=run)
 

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from lambdas.logic.batches import BATCH_ID_RE
+from lambdas.resources import JOB_PRECISIONS
 
 
 def positive_int(text: str) -> int:
@@ -24,6 +25,12 @@ def valid_batch_id(text: str) -> str:
     if not BATCH_ID_RE.match(text):
         raise argparse.ArgumentTypeError(f"batch id must match {BATCH_ID_RE.pattern}, got {text!r}")
     return text
+
+
+def add_precision_argument(parser: argparse.ArgumentParser) -> None:
+    """Add ``--precision float32|bfloat16`` (the Spark job's opt-in mixed precision; default float32)."""
+    parser.add_argument("--precision", choices=JOB_PRECISIONS, default=JOB_PRECISIONS[0],
+                        help="bfloat16: opt-in mixed precision, faster on CPUs with bf16 (model_id suffix -bf16)")
 
 
 def existing_dir(text: str) -> Path:

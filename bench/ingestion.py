@@ -1,9 +1,9 @@
 """Benchmark 3 — ingestion cost: AWS API calls per image / per batch and handler milliseconds per record.
 
 Everything runs in-process under ``moto.mock_aws``: the resources are created as the CDK app would
-(``lambdas.local.provision``), real Fruits-360 JPEGs are uploaded under ``images/``, the bucket notification
+(``fruits.local.provision``), real Fruits-360 JPEGs are uploaded under ``images/``, the bucket notification
 puts real S3 event notifications on the SQS queue, and the real ingest handler (``lambdas.handlers.ingest``)
-is invoked with real-shaped SQS events of up to ``ingest_batch_size`` records (``lambdas.local.lambda_runtime``).
+is invoked with real-shaped SQS events of up to ``ingest_batch_size`` records (``fruits.local.lambda_runtime``).
 API calls are counted with a botocore ``before-call.*.*`` hook on the handler's own clients (``lambdas.aws``),
 so the set-up calls (uploads, queue polling by the "event source mapping") are not counted.
 Milliseconds are moto's in-process latency, not AWS's: the call counts are the transferable figure.
@@ -77,10 +77,10 @@ def run(cfg: BenchConfig) -> dict[str, Any]:
 def _ingest(images: list[Path], threshold: int, batch_size: int) -> tuple[list[dict[str, Any]], CallCounter]:
     import boto3
 
+    from fruits.local.lambda_runtime import LocalLambdaContext, sqs_event
+    from fruits.local.provision import lambda_environment, provision
     from lambdas import aws
     from lambdas.config import get_settings
-    from lambdas.local.lambda_runtime import LocalLambdaContext, sqs_event
-    from lambdas.local.provision import lambda_environment, provision
 
     res = provision("fruits-bench")
     env = lambda_environment(res, lake_uri=f"s3://{res.bucket}/lake", weights="random:0", threshold=threshold,

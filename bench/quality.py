@@ -25,7 +25,7 @@ ANCHORS = {
 
 def probe(lake: Path) -> dict[str, Any]:
     """Run the linear probe of ``fruits evaluate`` on ``lake`` (single model_id) and return its result dict."""
-    from lambdas.cli.evaluate import evaluate_lake
+    from fruits.cli.evaluate import evaluate_lake
 
     return evaluate_lake(lake).to_dict()
 

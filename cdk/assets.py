@@ -1,7 +1,7 @@
 """Stage the code the stack ships, without Docker and without network.
 
-* the Lambda asset: the ``lambdas`` package only, minus what never runs in a Lambda (``cli/``,
-  ``local/``, caches); Powertools (+ pydantic) comes from the public layer, boto3 from the runtime;
+* the Lambda asset: the whole ``lambdas`` package (``.py`` files, no caches); operator tools live in the
+  ``fruits`` package and never ship; Powertools (+ pydantic) comes from the public layer, boto3 from the runtime;
 * the Spark job code: ``spark_jobs/main.py`` (the EMR Serverless ``entryPoint``) and ``spark_jobs.zip``
   (the package, for ``--py-files``), zipped deterministically so the asset hash only changes with the code.
 """
@@ -16,7 +16,6 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 LAMBDA_PACKAGE = "lambdas"
-LAMBDA_EXCLUDED_DIRS = ("cli", "local", "tests", "__pycache__")
 SPARK_PACKAGE = "spark_jobs"
 SPARK_ENTRY_POINT = "main.py"
 SPARK_ZIP = "spark_jobs.zip"
@@ -41,7 +40,7 @@ def _python_files(package_dir: Path, excluded_dirs: tuple[str, ...] = ("__pycach
 
 
 def stage_lambda_code(repo_root: Path = REPO_ROOT) -> Path:
-    """Copy the deployable part of ``lambdas/`` into a fresh folder; returns the folder (asset root).
+    """Copy the ``lambdas`` package (``.py`` files) into a fresh folder; returns the folder (asset root).
 
     Raises:
         FileNotFoundError: ``lambdas/handlers/`` is missing (the handlers are the asset's reason to exist).
@@ -50,7 +49,7 @@ def stage_lambda_code(repo_root: Path = REPO_ROOT) -> Path:
     if not (package / "handlers").is_dir():
         raise FileNotFoundError(f"{package / 'handlers'} not found: the Lambda handlers are part of the asset")
     staging = _staging_dir("fruits-lambda-asset-")
-    for path in _python_files(package, LAMBDA_EXCLUDED_DIRS):
+    for path in _python_files(package):
         target = staging / path.relative_to(repo_root)
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(path, target)

@@ -12,6 +12,9 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 SAMPLE_DIR = (REPO_ROOT / ".." / "shared" / "data" / "fruits-360-sample").resolve()
 EVENTS_DIR = Path(__file__).resolve().parent / "events"
 
+# moto fixtures (moto_aws, lambda_env, api_calls) for every folder that drives the service: lambdas/ and fruits/
+pytest_plugins = ["tests.helpers.aws_fixtures"]
+
 
 @pytest.fixture(scope="session")
 def sample_dir() -> Path:

@@ -1,5 +1,5 @@
-"""What the stack ships: the Lambda asset holds only the deployable `lambdas` code; the Spark code is the
-entry point + a deterministic zip of the package; the image pins what the tests run."""
+"""What the stack ships: the Lambda asset is the whole `lambdas` package (operator tools live in `fruits/`);
+the Spark code is the entry point + a deterministic zip of the package; the image pins what the tests run."""
 
 from __future__ import annotations
 
@@ -32,8 +32,8 @@ def repo(tmp_path: Path) -> Path:
             "lambdas/handlers/__init__.py": "",
             "lambdas/handlers/ingest.py": "def handler(e, c): ...\n",
             "lambdas/logic/batches.py": "",
-            "lambdas/cli/main.py": "import rich\n",
-            "lambdas/local/moto_server.py": "import moto\n",
+            "fruits/cli/main.py": "import rich\n",
+            "fruits/local/moto_server.py": "import moto\n",
             "lambdas/handlers/__pycache__/ingest.cpython-311.pyc": "junk",
             "lambdas/handlers/notes.txt": "not code",
             "spark_jobs/__init__.py": "",
@@ -44,7 +44,7 @@ def repo(tmp_path: Path) -> Path:
     )
 
 
-def test_lambda_asset_is_the_lambdas_package_without_cli_local_or_caches(repo: Path) -> None:
+def test_lambda_asset_is_the_whole_lambdas_package_without_caches_or_tools(repo: Path) -> None:
     staged = stage_lambda_code(repo)
     files = sorted(p.relative_to(staged).as_posix() for p in staged.rglob("*") if p.is_file())
     assert files == [

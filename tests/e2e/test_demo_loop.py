@@ -16,8 +16,8 @@ import pyarrow.dataset as ds
 import pytest
 from rich.console import Console
 
-from lambdas.local.demo import DemoConfig, run_demo
-from lambdas.local.images import list_images
+from fruits.local.demo import DemoConfig, run_demo
+from fruits.local.images import list_images
 
 pytestmark = pytest.mark.slow
 

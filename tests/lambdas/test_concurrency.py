@@ -11,8 +11,8 @@ from lambdas.config import get_settings
 from lambdas.dal import BatchStatus
 from lambdas.handlers import ingest, job_state
 from lambdas.handlers.observability import LocalLambdaContext
-from tests.lambdas.conftest import Obj, job_state_event, sqs_event
-from tests.lambdas.helpers import JobRunWatch, read_manifest, table
+from tests.helpers.aws_fixtures import Obj, job_state_event, sqs_event
+from tests.helpers.manifest import JobRunWatch, read_manifest, table
 
 N_IMAGES, THREADS, SQS_BATCH = 1_000, 8, 10
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from lambdas.logic.keys import ImageRef
-from tests.lambdas.helpers import table
+from tests.helpers.manifest import table
 
 NOW = "2026-11-22T03:00:00.000000Z"
 

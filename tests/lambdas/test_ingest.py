@@ -13,7 +13,7 @@ from lambdas.config import get_settings
 from lambdas.dal import ManifestTable
 from lambdas.handlers import ingest
 from lambdas.handlers.observability import LocalLambdaContext
-from tests.lambdas.conftest import BUCKET, TABLE, Obj, load_event, sqs_event, upload
+from tests.helpers.aws_fixtures import BUCKET, TABLE, Obj, load_event, sqs_event, upload
 
 CTX = LocalLambdaContext(function_name="fruits-ingest")
 

@@ -14,8 +14,8 @@ import pytest
 from lambdas.config import get_settings
 from lambdas.handlers import job_state
 from lambdas.handlers.observability import LocalLambdaContext
-from tests.lambdas.conftest import Obj, load_event
-from tests.lambdas.helpers import JobRunWatch, ingest_objects, send_job_state, table
+from tests.helpers.aws_fixtures import Obj, load_event
+from tests.helpers.manifest import JobRunWatch, ingest_objects, send_job_state, table
 
 
 @pytest.fixture

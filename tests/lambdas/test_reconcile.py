@@ -11,8 +11,8 @@ from lambdas.config import get_settings
 from lambdas.dal import ManifestTable
 from lambdas.handlers import flush, ingest, reconcile
 from lambdas.handlers.observability import LocalLambdaContext
-from tests.lambdas.conftest import load_event, sqs_event, upload
-from tests.lambdas.helpers import JobRunWatch, ingest_objects, read_manifest, send_job_state, table
+from tests.helpers.aws_fixtures import load_event, sqs_event, upload
+from tests.helpers.manifest import JobRunWatch, ingest_objects, read_manifest, send_job_state, table
 
 
 class SimulatedCrash(Exception):

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from lambdas.cli import featurize
-from lambdas.cli.errors import CliError
-from lambdas.cli.main import OneLineParser
+from fruits.cli import featurize
+from fruits.cli.errors import CliError
+from fruits.cli.main import OneLineParser
 from lambdas.logic.batches import BATCH_ID_RE
 
 from .conftest import copy_subset

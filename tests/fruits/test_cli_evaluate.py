@@ -7,16 +7,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lambdas.cli import evaluate
-from lambdas.cli import main as cli_main
-from lambdas.cli.errors import CliError
+from fruits.cli import evaluate
+from fruits.cli import main as cli_main
+from fruits.cli.errors import CliError
 from tests.bench.lake_fixtures import CLASSES, separable_rows, write_batch
 
 
 @pytest.fixture
 def only_evaluate(monkeypatch: pytest.MonkeyPatch) -> None:
     """Register only the evaluate command so the test does not depend on the other command groups."""
-    monkeypatch.setattr(cli_main, "COMMAND_MODULES", ("lambdas.cli.evaluate",))
+    monkeypatch.setattr(cli_main, "COMMAND_MODULES", ("fruits.cli.evaluate",))
 
 
 def test_probe_separates_clusters_and_reports_model_id(tmp_path: Path) -> None:

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from lambdas.cli.main import build_parser, main
+from fruits.cli.main import build_parser, main
 
 COMMANDS = ["demo", "featurize", "start-job", "status", "reconcile", "evaluate"]
 
@@ -50,7 +50,7 @@ def test_bad_arguments_give_one_line_and_exit_2(argv: list[str], capsys: pytest.
 
 def test_console_script_runs_without_traceback() -> None:
     completed = subprocess.run(
-        [sys.executable, "-m", "lambdas.cli.main", "demo", "--limit", "-3"], capture_output=True, text=True, check=False
+        [sys.executable, "-m", "fruits.cli.main", "demo", "--limit", "-3"], capture_output=True, text=True, check=False
     )
     assert completed.returncode == 2
     assert completed.stderr.strip().count("\n") == 0

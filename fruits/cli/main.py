@@ -12,13 +12,13 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-from lambdas.cli.errors import CliError
+from fruits.cli.errors import CliError
 
 COMMAND_MODULES: tuple[str, ...] = (
-    "lambdas.cli.demo",  # fruits demo
-    "lambdas.cli.featurize",  # fruits featurize
-    "lambdas.cli.jobs",  # fruits start-job | status | reconcile
-    "lambdas.cli.evaluate",  # fruits evaluate
+    "fruits.cli.demo",  # fruits demo
+    "fruits.cli.featurize",  # fruits featurize
+    "fruits.cli.jobs",  # fruits start-job | status | reconcile
+    "fruits.cli.evaluate",  # fruits evaluate
 )
 
 

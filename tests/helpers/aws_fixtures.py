@@ -1,4 +1,5 @@
-"""Fixtures for the ingestion Lambda tests: env settings, moto (S3, DynamoDB, EMR Serverless), event builders.
+"""Fixtures and event builders for the ingestion tests (a pytest plugin registered in ``tests/conftest.py``):
+env settings, moto (S3, DynamoDB, EMR Serverless), S3/SQS/EventBridge event builders.
 
 moto notes (quirks handled here, not hidden):
 
@@ -9,7 +10,7 @@ moto notes (quirks handled here, not hidden):
   concurrent (8 threads really interleave their calls). Measured without the lock: moto lost writes and the
   1,000-event test sealed 9 batches instead of 10.
 * that whole-table ``deepcopy`` makes every transaction O(table size): 1,000 recorded images took ~190 s.
-  ``moto_aws`` installs :func:`lambdas.dal.moto_compat.install_fast_transaction_rollback`: a snapshot of only
+  ``moto_aws`` installs :func:`fruits.local.moto_compat.install_fast_transaction_rollback`: a snapshot of only
   the items the transaction names (it cannot touch any other), restored when moto cancels the transaction.
 """
 
@@ -27,9 +28,9 @@ from urllib.parse import quote_plus
 import botocore.client
 import pytest
 
+from fruits.local.moto_compat import install_fast_transaction_rollback
 from lambdas import aws, resources
 from lambdas.config import get_settings
-from lambdas.dal.moto_compat import install_fast_transaction_rollback
 
 BUCKET = "fruits-data"
 TABLE = "fruits-manifest"

@@ -10,10 +10,10 @@ from rich.console import Console
 from rich.table import Table
 
 if TYPE_CHECKING:
-    from lambdas.local.demo import DemoConfig, DemoResult
+    from fruits.local.demo import DemoConfig, DemoResult
 
-from lambdas.cli.errors import CliError
-from lambdas.cli.types import add_precision_argument, existing_dir, positive_int, weights_source
+from fruits.cli.errors import CliError
+from fruits.cli.types import add_precision_argument, existing_dir, positive_int, weights_source
 
 DEFAULT_IMAGES = Path("../shared/data/fruits-360-sample/Training")
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -61,7 +61,7 @@ def default_images() -> Path:
 
 def run(args: argparse.Namespace) -> int:
     """Run the demo and print the summary table; exit 0 when every photo was processed."""
-    from lambdas.local.demo import DemoConfig, run_demo  # heavy imports only when the command runs
+    from fruits.local.demo import DemoConfig, run_demo  # heavy imports only when the command runs
 
     console = Console()
     config = DemoConfig(

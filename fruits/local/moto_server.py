@@ -4,7 +4,7 @@ Every boto3 client of this process (and of child processes such as the local Spa
 through the standard ``AWS_ENDPOINT_URL`` variable, so no code path branches on "local vs AWS".
 
 The server runs in this process, so its DynamoDB backend gets the same fix as the tests
-(:func:`lambdas.dal.moto_compat.install_fast_transaction_rollback`): without it every ``TransactWriteItems``
+(:func:`fruits.local.moto_compat.install_fast_transaction_rollback`): without it every ``TransactWriteItems``
 deep-copies the whole manifest table and the demo's ingestion is O(images²).
 """
 
@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from lambdas.dal.moto_compat import install_fast_transaction_rollback
+from fruits.local.moto_compat import install_fast_transaction_rollback
 from lambdas.resources import REGION
 
 FAKE_CREDENTIALS = {

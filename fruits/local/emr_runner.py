@@ -24,7 +24,7 @@ from urllib.parse import urlparse
 
 import boto3
 
-from lambdas.local.lambda_runtime import Handler, LocalLambdaContext
+from fruits.local.lambda_runtime import Handler, LocalLambdaContext
 from lambdas.resources import EMR_EVENT_SOURCE, EMR_JOB_STATE_DETAIL_TYPE, REGION
 
 # spark-submit settings that only make sense on EMR Serverless workers; the local run drops them.

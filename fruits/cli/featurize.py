@@ -16,8 +16,8 @@ import json
 import tempfile
 from pathlib import Path
 
-from lambdas.cli.errors import CliError
-from lambdas.cli.types import (
+from fruits.cli.errors import CliError
+from fruits.cli.types import (
     add_precision_argument,
     existing_dir,
     existing_file,

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from lambdas.local.demo import LAKE_MARKER, prepare_lake
-from lambdas.local.images import list_images, object_key, split_waves
+from fruits.local.demo import LAKE_MARKER, prepare_lake
+from fruits.local.images import list_images, object_key, split_waves
 
 
 def test_limit_spreads_over_every_class(sample_dir: Path) -> None:

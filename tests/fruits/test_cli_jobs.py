@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from lambdas.cli.main import main
+from fruits.cli.main import main
 from lambdas.config import get_settings
-from tests.lambdas.conftest import BUCKET, ROLE_ARN, Obj
-from tests.lambdas.helpers import JobRunWatch, ingest_objects, send_job_state, table
+from tests.helpers.aws_fixtures import BUCKET, ROLE_ARN, Obj
+from tests.helpers.manifest import JobRunWatch, ingest_objects, send_job_state, table
 
 
 @pytest.fixture

@@ -23,11 +23,11 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from lambdas.local.emr_runner import JobRunOutcome, LocalEmrRunner, temp_work_dir
-from lambdas.local.images import list_images, split_waves, upload
-from lambdas.local.lambda_runtime import LocalLambdaContext, drain_queue
-from lambdas.local.moto_server import moto_server
-from lambdas.local.provision import lambda_environment, provision
+from fruits.local.emr_runner import JobRunOutcome, LocalEmrRunner, temp_work_dir
+from fruits.local.images import list_images, split_waves, upload
+from fruits.local.lambda_runtime import LocalLambdaContext, drain_queue
+from fruits.local.moto_server import moto_server
+from fruits.local.provision import lambda_environment, provision
 from lambdas.resources import REGION
 
 LAKE_MARKER = ".fruits-demo-lake"
@@ -171,7 +171,7 @@ def run_demo(config: DemoConfig, console: Console | None = None) -> DemoResult:
             _reset_cached_settings()
     result.seconds_total = time.perf_counter() - started
     if config.report and result.featurized:
-        from lambdas.local.report import write_report_png
+        from fruits.local.report import write_report_png
 
         result.report_png = write_report_png(lake)
     return result

@@ -9,8 +9,8 @@ from typing import Any
 import boto3
 from moto import mock_aws
 
-from lambdas.local.emr_runner import LocalEmrRunner, argument, job_state_event
-from lambdas.local.lambda_runtime import drain_queue, sqs_event
+from fruits.local.emr_runner import LocalEmrRunner, argument, job_state_event
+from fruits.local.lambda_runtime import drain_queue, sqs_event
 
 
 def test_sqs_event_has_the_lambda_shape() -> None:
@@ -102,7 +102,7 @@ def test_moto_server_rolls_back_only_the_items_a_cancelled_transaction_names() -
     import moto.dynamodb.models as ddb_models
     from botocore.exceptions import ClientError
 
-    from lambdas.local.moto_server import moto_server
+    from fruits.local.moto_server import moto_server
 
     original = ddb_models.DynamoDBBackend.transact_write_items
     with moto_server() as endpoint:

@@ -23,8 +23,8 @@ from botocore.exceptions import BotoCoreError, ClientError
 from rich.console import Console
 from rich.table import Table
 
-from lambdas.cli.errors import CliError
-from lambdas.cli.types import valid_batch_id
+from fruits.cli.errors import CliError
+from fruits.cli.types import valid_batch_id
 
 REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
 

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from lambdas.cli.errors import CliError
-from lambdas.cli.types import existing_dir
+from fruits.cli.errors import CliError
+from fruits.cli.types import existing_dir
 
 TRAIN_MARKER = "/Training/"
 TEST_MARKER = "/Test/"

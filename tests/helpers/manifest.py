@@ -10,7 +10,7 @@ from typing import Any
 from lambdas import aws
 from lambdas.dal import ManifestTable
 from lambdas.dal.codec import from_item
-from tests.lambdas.conftest import BUCKET, TABLE
+from tests.helpers.aws_fixtures import BUCKET, TABLE
 
 
 def table() -> ManifestTable:
@@ -81,7 +81,7 @@ def ingest_objects(events_dir: Any, objects: list[Any]) -> None:
     """Deliver the objects' notifications to the ingest handler in SQS batches of 10 (all must succeed)."""
     from lambdas.handlers import ingest
     from lambdas.handlers.observability import LocalLambdaContext
-    from tests.lambdas.conftest import sqs_event
+    from tests.helpers.aws_fixtures import sqs_event
 
     for start in range(0, len(objects), 10):
         response = ingest.handler(sqs_event(events_dir, objects[start : start + 10]), LocalLambdaContext("ingest"))
@@ -93,7 +93,7 @@ def send_job_state(events_dir: Any, state: str, job_run_id: str, application_id:
     from lambdas.config import get_settings
     from lambdas.handlers import job_state
     from lambdas.handlers.observability import LocalLambdaContext
-    from tests.lambdas.conftest import job_state_event
+    from tests.helpers.aws_fixtures import job_state_event
 
     app_id = application_id or get_settings().emr_application_id
     return job_state.handler(job_state_event(events_dir, state, job_run_id, app_id), LocalLambdaContext("job-state"))

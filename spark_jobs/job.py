@@ -1,5 +1,9 @@
 """One batch, end to end: manifest -> images -> features -> exact PCA update -> lake partitions -> report.
 
+The executors decode, featurize and summarise the batch (:func:`spark_jobs.featurize_pass.featurize_batch`);
+the driver then holds the batch's feature vectors (Arrow, about 8 MB per 1,000 images), plans the PCA version,
+projects and writes.
+
 Order matters for safety: the new PCA version is planned in memory, the batch's ``features``/``rejects``
 partitions are written, then the version is committed (its JSON last) and finally the report. A job that dies
 anywhere before the commit leaves the previous PCA state untouched; re-running the batch id replaces its
@@ -9,22 +13,21 @@ partitions and its contribution to the state (see :mod:`spark_jobs.pca`).
 from __future__ import annotations
 
 import time
-from collections import Counter
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from pyspark import StorageLevel
-from pyspark.sql import SparkSession
+import numpy as np
+import pyarrow as pa
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from spark_jobs import lake as lake_io
-from spark_jobs.aggregate import batch_statistics
-from spark_jobs.images import load_images
+from spark_jobs.featurize_pass import BatchFeatures, featurize_batch
 from spark_jobs.manifest import read_manifest
-from spark_jobs.models import FEATURE_DIM, ModelSpec, featurize, resolve_weights
-from spark_jobs.pca import commit_version, plan_version
-from spark_jobs.projection import project
+from spark_jobs.models import ModelSpec, resolve_weights
+from spark_jobs.pca import PcaVersion, commit_version, plan_version
+from spark_jobs.projection import project_vectors
 
 ARROW_BATCH_CONF = "spark.sql.execution.arrow.maxRecordsPerBatch"
 # ingested_at as a standard Parquet TIMESTAMP(MICROS, UTC) instead of Spark's legacy INT96 default.
@@ -58,6 +61,23 @@ class _Timer:
             self.seconds[name] = round(time.perf_counter() - start, 3)
 
 
+def projected_rows(batch: BatchFeatures, planned: PcaVersion) -> pa.Table:
+    """The batch's feature rows with ``pca`` (k float32) and ``pca_version`` (int32) of ``planned`` added."""
+    table = batch.features
+    if table.num_rows:
+        x = np.stack(table.column("features").to_numpy(zero_copy_only=False))
+        pca = project_vectors(x, planned.mean, planned.fit.components)
+    else:
+        pca = np.zeros((0, planned.fit.k), dtype=np.float32)
+    pca_type = pa.list_(pa.field("element", pa.float32(), nullable=False))
+    table = table.append_column("pca", pa.array(list(pca), type=pca_type))
+    return table.append_column("pca_version", pa.array([planned.version] * table.num_rows, type=pa.int32()))
+
+
+def _spark_frame(spark: SparkSession, table: pa.Table) -> DataFrame:
+    return spark.createDataFrame(table.to_pandas())
+
+
 def run_batch(spark: SparkSession, config: JobConfig, spec: ModelSpec | None = None) -> dict[str, Any]:
     """Featurize the manifest's images and update the lake; returns the batch report (also written).
 
@@ -79,32 +99,23 @@ def run_batch(spark: SparkSession, config: JobConfig, spec: ModelSpec | None = N
     try:
         with timer.stage("read_manifest"):
             manifest = read_manifest(spark, config.manifest)
-            listed = manifest.count()
-        with timer.stage("read_decode"):
-            decoded = load_images(manifest, config.image_size).persist(StorageLevel.MEMORY_AND_DISK)
-            counts = decoded.where("reason IS NOT NULL").groupBy("reason").count().collect()
-            reasons = Counter({row["reason"]: row["count"] for row in counts})
-        with timer.stage("featurize"):
-            features = featurize(decoded.where("reason IS NULL"), spec, config.infer_batch_size, threads)
-            features = features.persist(StorageLevel.MEMORY_AND_DISK)
-            featurized = features.count()
-        with timer.stage("pca_statistics"):
-            stats = batch_statistics(features, FEATURE_DIM)
+        batch = featurize_batch(manifest, spec, image_size=config.image_size,
+                                infer_batch_size=config.infer_batch_size, threads=threads)
+        timer.seconds.update(batch.seconds)
+        featurized, reasons = batch.features.num_rows, batch.rejected_by_reason
         with timer.stage("pca_fit"):
-            planned = plan_version(config.lake, spec.model_id, config.batch_id, stats, config.pca_k)
+            planned = plan_version(config.lake, spec.model_id, config.batch_id, batch.stats, config.pca_k)
         with timer.stage("write_features"):
-            rows = project(features, planned).select(
+            rows = _spark_frame(spark, projected_rows(batch, planned)).select(
                 "image_uri", "label", "content_sha256", "width", "height", "features", "pca", "pca_version",
                 F.lit(spec.model_id).alias("model_id"), F.current_timestamp().alias("ingested_at"),
-            )
-            lake_io.write_partition(rows, config.lake, "features", config.batch_id, empty=featurized == 0)
+            ) if featurized else None
+            lake_io.write_partition(spark, rows, config.lake, "features", config.batch_id)
         with timer.stage("write_rejects"):
-            rejects = decoded.where("reason IS NOT NULL").select("image_uri", "reason")
-            lake_io.write_partition(rejects, config.lake, "rejects", config.batch_id, empty=not reasons)
+            rejects = _spark_frame(spark, batch.rejects) if reasons else None
+            lake_io.write_partition(spark, rejects, config.lake, "rejects", config.batch_id)
         with timer.stage("pca_commit"):
-            commit_version(config.lake, planned, stats)
-        decoded.unpersist()
-        features.unpersist()
+            commit_version(config.lake, planned, batch.stats)
     finally:
         for name, value in previous.items():
             spark.conf.set(name, value)
@@ -115,8 +126,8 @@ def run_batch(spark: SparkSession, config: JobConfig, spec: ModelSpec | None = N
         "weights": config.weights,
         "weights_fallback": spec.fallback_reason,
         "precision": spec.precision,
-        "counts": {"listed": listed, "featurized": featurized, "rejected": sum(reasons.values())},
-        "rejected_by_reason": dict(sorted(reasons.items())),
+        "counts": {"listed": batch.listed, "featurized": featurized, "rejected": sum(reasons.values())},
+        "rejected_by_reason": reasons,
         "seconds": timer.seconds,
         "images_per_second": round(featurized / max(timer.seconds["featurize"], 1e-9), 3),
         "pca_version": planned.version,

@@ -64,14 +64,14 @@ def _hadoop_delete(spark: SparkSession, uri: str) -> None:
         fs.delete(path, True)
 
 
-def write_partition(df: DataFrame, lake: str, table: str, batch_id: str, *, empty: bool) -> None:
+def write_partition(spark: SparkSession, df: DataFrame | None, lake: str, table: str, batch_id: str) -> None:
     """Replace the ``batch_id=<batch_id>`` partition of a lake table with ``df`` (other partitions untouched).
 
-    Uses Parquet with dynamic partition overwrite. Spark writes nothing for an empty DataFrame, so when
-    ``empty`` is true the old partition (from a previous run of the batch) is deleted instead.
+    Uses Parquet with dynamic partition overwrite. ``df`` None means the batch has no rows for this table: the
+    old partition (from a previous run of the batch) is deleted instead.
     """
-    if empty:
-        _hadoop_delete(spark=df.sparkSession, uri=storage.join(table_uri(lake, table), f"batch_id={batch_id}"))
+    if df is None:
+        _hadoop_delete(spark=spark, uri=storage.join(table_uri(lake, table), f"batch_id={batch_id}"))
         return
     (
         df.withColumn("batch_id", F.lit(batch_id))

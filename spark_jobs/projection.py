@@ -13,13 +13,25 @@ from pyspark.sql import types as T
 from spark_jobs.pca import PcaVersion
 
 
+def project_vectors(features: np.ndarray, mean: np.ndarray, components: np.ndarray) -> np.ndarray:
+    """``(features - mean) @ components.T`` in float64, returned as float32.
+
+    Args:
+        features: (n, d) any float dtype. mean: (d,) float64. components: (k, d) float64.
+
+    Returns:
+        (n, k) float32 PCA coordinates.
+    """
+    x = np.asarray(features, dtype=np.float64)
+    return ((x - mean) @ components.T).astype(np.float32)
+
+
 def _project_partition(broadcast, column: str):
     def run(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         mean, components = broadcast.value
         for frame in frames:
             if len(frame):
-                x = np.stack(frame[column].to_numpy()).astype(np.float64)
-                frame["pca"] = list(((x - mean) @ components.T).astype(np.float32))
+                frame["pca"] = list(project_vectors(np.stack(frame[column].to_numpy()), mean, components))
             else:
                 frame["pca"] = pd.Series([], dtype=object)
             yield frame

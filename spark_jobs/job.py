@@ -32,6 +32,8 @@ from spark_jobs.projection import project_vectors
 ARROW_BATCH_CONF = "spark.sql.execution.arrow.maxRecordsPerBatch"
 # ingested_at as a standard Parquet TIMESTAMP(MICROS, UTC) instead of Spark's legacy INT96 default.
 TIMESTAMP_CONF = "spark.sql.parquet.outputTimestampType"
+# pandas -> Spark through Arrow: the driver's feature vectors (numpy arrays) become array<float> columns.
+ARROW_CONF = "spark.sql.execution.arrow.pyspark.enabled"
 
 
 @dataclass(frozen=True)
@@ -93,9 +95,10 @@ def run_batch(spark: SparkSession, config: JobConfig, spec: ModelSpec | None = N
     with timer.stage("resolve_weights"):
         spec = spec or resolve_weights(config.weights, config.image_size, config.precision)
     threads = int(spark.conf.get("spark.task.cpus", "1"))  # cores Spark reserves for each task
-    previous = {name: spark.conf.get(name) for name in (ARROW_BATCH_CONF, TIMESTAMP_CONF)}
+    previous = {name: spark.conf.get(name, None) for name in (ARROW_BATCH_CONF, TIMESTAMP_CONF, ARROW_CONF)}
     spark.conf.set(ARROW_BATCH_CONF, str(config.infer_batch_size))  # bounds pixels held per Arrow frame
     spark.conf.set(TIMESTAMP_CONF, "TIMESTAMP_MICROS")
+    spark.conf.set(ARROW_CONF, "true")
     try:
         with timer.stage("read_manifest"):
             manifest = read_manifest(spark, config.manifest)
@@ -118,7 +121,10 @@ def run_batch(spark: SparkSession, config: JobConfig, spec: ModelSpec | None = N
             commit_version(config.lake, planned, batch.stats)
     finally:
         for name, value in previous.items():
-            spark.conf.set(name, value)
+            if value is None:
+                spark.conf.unset(name)
+            else:
+                spark.conf.set(name, value)
     ratio = planned.fit.explained_variance_ratio
     report: dict[str, Any] = {
         "batch_id": config.batch_id,

@@ -12,6 +12,17 @@ sample variances", Stanford CS report STAN-CS-79-773, eq. 2.1 (matrix form):
 
 The update is associative and commutative up to float64 rounding, so any split of the data into batches or
 partitions (combined sequentially or as a tree) gives the same state as one pass over all the vectors.
+
+Its inverse, :func:`downdate`, removes a subset B from the union (erasure of images, or the old content of an
+overwritten image): solve the same equations for A,
+
+    n_A    = n - n_B
+    mean_A = (n * mean - n_B * mean_B) / n_A
+    delta  = mean_B - mean_A
+    M2_A   = M2 - M2_B - outer(delta, delta) * n_A * n_B / n
+
+Exact in real arithmetic; in float64 the relative error of ``M2_A`` grows with ``||M2|| / ||M2_A||`` (removing
+most of the data cancels digits), so callers that remove a large share should rebuild from stored parts instead.
 """
 
 from __future__ import annotations
@@ -89,6 +100,30 @@ def merge(a: SufficientStats, b: SufficientStats) -> SufficientStats:
     mean = a.mean + delta * (b.n / n)
     m2 = a.m2 + b.m2 + np.outer(delta, delta) * (a.n * b.n / n)
     return SufficientStats(n, mean, m2)
+
+
+def downdate(total: SufficientStats, part: SufficientStats) -> SufficientStats:
+    """Statistics of ``total`` without the vectors of ``part`` (inverse of :func:`merge`, see module doc).
+
+    ``part`` must describe a subset of the vectors summarised by ``total`` (e.g. the rows of erased images,
+    computed from their stored feature vectors); the result is exact up to float64 cancellation.
+
+    Raises:
+        ValueError: dimensions differ, or ``part.n > total.n``.
+    """
+    if total.dim != part.dim:
+        raise ValueError(f"dimension mismatch: {total.dim} vs {part.dim}")
+    if part.n > total.n:
+        raise ValueError(f"cannot remove {part.n} vectors from a state of {total.n}")
+    if part.n == 0:
+        return total
+    n_a = total.n - part.n
+    if n_a == 0:
+        return SufficientStats.empty(total.dim)
+    mean_a = (total.mean * total.n - part.mean * part.n) / n_a
+    delta = part.mean - mean_a
+    m2 = total.m2 - part.m2 - np.outer(delta, delta) * (n_a * part.n / total.n)
+    return SufficientStats(n_a, mean_a, (m2 + m2.T) / 2)  # keep it exactly symmetric
 
 
 def merge_all(parts: Iterable[SufficientStats], dim: int) -> SufficientStats:

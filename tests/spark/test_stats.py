@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from spark_jobs.stats import SufficientStats, merge, merge_all
+from spark_jobs.stats import SufficientStats, downdate, merge, merge_all
 
 
 def assert_same_state(a: SufficientStats, b: SufficientStats, rtol: float = 1e-9) -> None:
@@ -77,3 +77,44 @@ def test_dimension_mismatch_and_tiny_covariance_raise() -> None:
         merge(SufficientStats.from_array(np.ones((2, 3))), SufficientStats.from_array(np.ones((2, 4))))
     with pytest.raises(ValueError, match="at least 2"):
         SufficientStats.from_array(np.ones((1, 3))).covariance()
+
+
+@settings(max_examples=60, deadline=None)
+@given(data_and_splits())
+def test_downdate_inverts_merge(case) -> None:
+    # GIVEN vectors split into a kept part A and a removed part B (B any subset, possibly empty)
+    x, cuts = case
+    cut = cuts[0] if cuts else x.shape[0] // 2
+    kept, removed = x[cut:], x[:cut]
+    total = SufficientStats.from_array(x)
+    # WHEN B's statistics are removed from the statistics of A ∪ B
+    result = downdate(total, SufficientStats.from_array(removed))
+    # THEN the state equals the one computed directly from A
+    expected = SufficientStats.from_array(kept)
+    assert result.n == expected.n
+    if expected.n:
+        scale = max(1.0, float(np.abs(x).max()))
+        np.testing.assert_allclose(result.mean, expected.mean, rtol=1e-9, atol=1e-9 * scale)
+        np.testing.assert_allclose(result.m2, expected.m2, rtol=1e-6, atol=1e-7 * scale**2 * x.shape[0])
+
+
+def test_downdate_of_five_in_fifty_matches_batch_pca_to_1e6() -> None:
+    # GIVEN 50 feature-like vectors (2048-d, non-negative like ResNet50's pooled output) merged batch by batch
+    rng = np.random.default_rng(3)
+    x = np.maximum(rng.standard_normal((50, 2048)) + 0.5, 0.0).astype(np.float32).astype(np.float64)
+    total = merge_all((SufficientStats.from_array(x[i : i + 10]) for i in range(0, 50, 10)), 2048)
+    erased = [3, 17, 18, 31, 49]
+    # WHEN the 5 erased vectors are downdated
+    result = downdate(total, SufficientStats.from_array(x[erased]))
+    # THEN the covariance equals the batch covariance of the 45 kept vectors to 1e-6 (relative)
+    kept = SufficientStats.from_array(np.delete(x, erased, axis=0))
+    assert result.n == 45
+    rel = np.linalg.norm(result.covariance() - kept.covariance()) / np.linalg.norm(kept.covariance())
+    assert rel < 1e-6
+
+
+def test_downdate_rejects_more_than_the_total() -> None:
+    a = SufficientStats.from_array(np.ones((2, 3)))
+    with pytest.raises(ValueError, match="cannot remove 3"):
+        downdate(a, SufficientStats.from_array(np.ones((3, 3))))
+    assert downdate(a, a).n == 0

@@ -31,11 +31,10 @@ FLAT_TOLERANCE = 1.15
 
 
 def read_feature_matrix(lake: Path) -> np.ndarray:
-    """The stored 2048-d ``features`` of a lake as float32 (n, d), read with pyarrow."""
-    import pyarrow.dataset as ds
+    """The stored 2048-d ``features`` of a lake as float32 (n, d), read with a PyIceberg scan."""
+    from spark_jobs import tables
 
-    column = ds.dataset(str(lake / "features"), format="parquet", partitioning="hive").to_table(
-        columns=["features"])["features"]
+    column = tables.scan(tables.Lake.at(str(lake)), tables.FEATURES, columns=("features",))["features"]
     return np.asarray(column.to_pylist(), dtype=np.float32)
 
 

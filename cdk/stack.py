@@ -53,6 +53,7 @@ class FruitsStack(Stack):
             max_disk=config.emr_max_disk,
             idle_stop_minutes=config.emr_idle_stop_minutes,
         )
+        lake_database = f"{config.stack_name.lower()}_lake"
         self.ingestion = Ingestion(
             self,
             "Ingestion",
@@ -69,6 +70,7 @@ class FruitsStack(Stack):
                 py_files_uri=self.processing.py_files_uri,
                 weights=self.processing.weights,
                 precision=config.job_precision,
+                catalog=f"glue:{lake_database}",
                 spark_submit_parameters=self.processing.spark_submit_parameters,
                 pca_k=config.pca_k,
                 job_timeout_minutes=config.job_timeout_minutes,
@@ -89,7 +91,10 @@ class FruitsStack(Stack):
             service=SERVICE_NAME,
             alarm_email=config.alarm_email,
         )
-        self.query = Query(self, "Query", bucket=self.storage.bucket, database_name=f"{config.stack_name.lower()}_lake")
+        self.query = Query(
+            self, "Query", bucket=self.storage.bucket, database_name=lake_database,
+            writer_role=self.processing.execution_role,
+        )
 
         acknowledge_library_singletons(self, data_bucket_arn=self.storage.bucket.bucket_arn)
 
@@ -110,4 +115,6 @@ class FruitsStack(Stack):
             description="Invoke to seal and process whatever is pending now",
         )
         CfnOutput(self, "JobLogUri", value=f"s3://{self.storage.bucket.bucket_name}/{r.LOGS_PREFIX}")
-        CfnOutput(self, "FeaturesTableName", value=self.query.table_name, description="Athena table (Glue)")
+        CfnOutput(self, "FeaturesTableName", value=self.query.table_name, description="Athena table (Iceberg, Glue)")
+        CfnOutput(self, "LakeReadersPolicyArn", value=self.query.readers_policy.managed_policy_arn,
+                  description="Attach to Athena users: read the lake's Iceberg tables")

@@ -35,6 +35,9 @@ class Settings(BaseModel):
     lake_uri: str = ""  # default s3://$DATA_BUCKET/lake (filled by the validator)
     job_weights: str = "imagenet"
     job_precision: Literal["float32", "bfloat16"] = "float32"  # bfloat16: opt-in, model_id suffix -bf16
+    # Iceberg catalog of the lake's tables, passed as --catalog: glue[:DATABASE] on AWS, sql:PATH locally;
+    # empty: the job's default (a SQLite catalog next to a local lake)
+    job_catalog: str = Field(default="", pattern=r"^(|sql:.+|glue(:[A-Za-z0-9_]+)?)$")
     pca_k: int = Field(default=150, ge=1, le=2048)
     job_log_uri: str = ""  # default s3://$DATA_BUCKET/logs/
     job_timeout_minutes: int = Field(default=120, ge=5, le=1440)  # EMR Serverless minimum is 5 minutes

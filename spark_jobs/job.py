@@ -1,17 +1,24 @@
-"""One batch, end to end: manifest -> images -> features -> exact PCA update -> lake partitions -> report.
+"""One batch run, end to end: manifest -> images -> features -> exact PCA update -> Iceberg commits -> report.
 
 The executors decode, featurize and summarise the batch (:func:`spark_jobs.featurize_pass.featurize_batch`);
-the driver then holds the batch's feature vectors (Arrow, about 8 MB per 1,000 images), plans the PCA version,
-projects and writes.
+the driver then holds the batch's feature vectors (Arrow: 1,000 images x 2,048 float32 = 8.2 MB, plus k PCA
+floats and metadata per row; a batch is at most ``BATCH_MAX_IMAGES``), plans the PCA version, projects, and
+commits with PyIceberg (:mod:`spark_jobs.tables`). Spark writes nothing to the lake.
 
-Order matters for safety: the new PCA version is planned in memory, the batch's ``features``/``rejects``
-partitions are written, then the version is committed (its JSON last) and finally the report. A job that dies
-anywhere before the commit leaves the previous PCA state untouched; re-running the batch id replaces its
-partitions and its contribution to the state (see :mod:`spark_jobs.pca`).
+Commit order (each step idempotent; a job killed between any two steps and re-run ends with exactly one copy of
+the batch's rows and a PCA state equal to a batch PCA over the ``features`` rows of the model):
+
+1. ``rejects``: the rows of (batch, model) replaced in one Iceberg transaction;
+2. the PCA version: statistics, state and finally its JSON marker, never overwritten (:mod:`spark_jobs.pca`;
+   re-running a batch id replaces its contribution exactly);
+3. ``features``: the rows of (batch, model) replaced in one Iceberg transaction, each row carrying the PCA
+   version it was projected on, also named in the snapshot summary (``fruits.pca_version``);
+4. ``batches``: the batch run's row, then the JSON report ``batches/<batch_id>.json``.
 """
-
 from __future__ import annotations
 
+import datetime as dt
+import json
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -19,10 +26,10 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql import functions as F
+from pyspark.sql import SparkSession
 
 from spark_jobs import lake as lake_io
+from spark_jobs import tables
 from spark_jobs.featurize_pass import BatchFeatures, featurize_batch
 from spark_jobs.manifest import read_manifest
 from spark_jobs.models import ModelSpec, resolve_weights
@@ -30,10 +37,6 @@ from spark_jobs.pca import PcaVersion, commit_version, plan_version
 from spark_jobs.projection import project_vectors
 
 ARROW_BATCH_CONF = "spark.sql.execution.arrow.maxRecordsPerBatch"
-# ingested_at as a standard Parquet TIMESTAMP(MICROS, UTC) instead of Spark's legacy INT96 default.
-TIMESTAMP_CONF = "spark.sql.parquet.outputTimestampType"
-# pandas -> Spark through Arrow: the driver's feature vectors (numpy arrays) become array<float> columns.
-ARROW_CONF = "spark.sql.execution.arrow.pyspark.enabled"
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,7 @@ class JobConfig:
     image_size: int = 224
     infer_batch_size: int = 32
     precision: str = "float32"
+    catalog: str | None = None  # sql:PATH | glue[:DATABASE]; None: the SQLite file next to a local lake
 
 
 class _Timer:
@@ -63,25 +67,51 @@ class _Timer:
             self.seconds[name] = round(time.perf_counter() - start, 3)
 
 
-def projected_rows(batch: BatchFeatures, planned: PcaVersion) -> pa.Table:
-    """The batch's feature rows with ``pca`` (k float32) and ``pca_version`` (int32) of ``planned`` added."""
+def feature_rows(batch: BatchFeatures, planned: PcaVersion, *, batch_id: str, committed_at: dt.datetime) -> pa.Table:
+    """The ``features`` rows of a batch run: the executors' rows + ``pca`` (k float32, projected on ``planned``),
+    ``pca_version``, ``model_id``, ``ingested_at`` (= ``committed_at``, UTC) and ``batch_id``."""
     table = batch.features
-    if table.num_rows:
+    n = table.num_rows
+    if n:
         x = np.stack(table.column("features").to_numpy(zero_copy_only=False))
         pca = project_vectors(x, planned.mean, planned.fit.components)
     else:
         pca = np.zeros((0, planned.fit.k), dtype=np.float32)
-    pca_type = pa.list_(pa.field("element", pa.float32(), nullable=False))
-    table = table.append_column("pca", pa.array(list(pca), type=pca_type))
-    return table.append_column("pca_version", pa.array([planned.version] * table.num_rows, type=pa.int32()))
+    return (
+        table.append_column("pca", pa.array(list(pca), type=pa.list_(pa.float32())))
+        .append_column("pca_version", pa.array([planned.version] * n, type=pa.int32()))
+        .append_column("model_id", pa.array([planned.model_id] * n, type=pa.string()))
+        .append_column("ingested_at", pa.array([committed_at] * n, type=pa.timestamp("us", tz="UTC")))
+        .append_column("batch_id", pa.array([batch_id] * n, type=pa.string()))
+    )
 
 
-def _spark_frame(spark: SparkSession, table: pa.Table) -> DataFrame:
-    return spark.createDataFrame(table.to_pandas())
+def reject_rows(batch: BatchFeatures, *, batch_id: str, model_id: str) -> pa.Table:
+    """The ``rejects`` rows of a batch run (``image_uri``, ``reason``, ``batch_id``, ``model_id``)."""
+    n = batch.rejects.num_rows
+    return batch.rejects.append_column("batch_id", pa.array([batch_id] * n, type=pa.string())).append_column(
+        "model_id", pa.array([model_id] * n, type=pa.string())
+    )
+
+
+def batch_row(report: dict[str, Any], committed_at: dt.datetime) -> pa.Table:
+    """The ``batches`` row of a batch run, from its report (the whole report kept as JSON in ``report``)."""
+    counts = report["counts"]
+    return pa.Table.from_pylist(
+        [{
+            "batch_id": report["batch_id"], "model_id": report["model_id"], "committed_at": committed_at,
+            "listed": counts["listed"], "featurized": counts["featurized"], "rejected": counts["rejected"],
+            "pca_version": report["pca_version"], "n_total": report["n_total"],
+            "explained_variance_ratio": report["explained_variance_ratio"],
+            "explained_variance_k": report["explained_variance_k"],
+            "images_per_second": report["images_per_second"], "report": json.dumps(report),
+        }],
+        schema=tables.BATCHES_SCHEMA.as_arrow(),
+    )
 
 
 def run_batch(spark: SparkSession, config: JobConfig, spec: ModelSpec | None = None) -> dict[str, Any]:
-    """Featurize the manifest's images and update the lake; returns the batch report (also written).
+    """Featurize the manifest's images and commit the batch run to the lake; returns the batch report.
 
     Args:
         spec: an already resolved model (default: ``resolve_weights(config.weights, config.image_size,
@@ -89,42 +119,40 @@ def run_batch(spark: SparkSession, config: JobConfig, spec: ModelSpec | None = N
 
     Raises:
         spark_jobs.manifest.ManifestError, FileNotFoundError (manifest), storage.ObjectExistsError (a
-        concurrent job committed the same PCA version), Spark/TensorFlow errors. Bad images never raise.
+        concurrent job committed the same PCA version), pyiceberg CommitFailedException (a concurrent table
+        commit), tables.CatalogSpecError (bad catalog setting), Spark/TensorFlow errors. Bad images never raise.
     """
     timer = _Timer()
+    lake = tables.Lake.at(config.lake, config.catalog)
     with timer.stage("resolve_weights"):
         spec = spec or resolve_weights(config.weights, config.image_size, config.precision)
     threads = int(spark.conf.get("spark.task.cpus", "1"))  # cores Spark reserves for each task
-    previous = {name: spark.conf.get(name, None) for name in (ARROW_BATCH_CONF, TIMESTAMP_CONF, ARROW_CONF)}
+    previous = spark.conf.get(ARROW_BATCH_CONF, None)
     spark.conf.set(ARROW_BATCH_CONF, str(config.infer_batch_size))  # bounds pixels held per Arrow frame
-    spark.conf.set(TIMESTAMP_CONF, "TIMESTAMP_MICROS")
-    spark.conf.set(ARROW_CONF, "true")
     try:
         with timer.stage("read_manifest"):
             manifest = read_manifest(spark, config.manifest)
         batch = featurize_batch(manifest, spec, image_size=config.image_size,
                                 infer_batch_size=config.infer_batch_size, threads=threads)
-        timer.seconds.update(batch.seconds)
-        featurized, reasons = batch.features.num_rows, batch.rejected_by_reason
-        with timer.stage("pca_fit"):
-            planned = plan_version(config.lake, spec.model_id, config.batch_id, batch.stats, config.pca_k)
-        with timer.stage("write_features"):
-            rows = _spark_frame(spark, projected_rows(batch, planned)).select(
-                "image_uri", "label", "content_sha256", "width", "height", "features", "pca", "pca_version",
-                F.lit(spec.model_id).alias("model_id"), F.current_timestamp().alias("ingested_at"),
-            ) if featurized else None
-            lake_io.write_partition(spark, rows, config.lake, "features", config.batch_id)
-        with timer.stage("write_rejects"):
-            rejects = _spark_frame(spark, batch.rejects) if reasons else None
-            lake_io.write_partition(spark, rejects, config.lake, "rejects", config.batch_id)
-        with timer.stage("pca_commit"):
-            commit_version(config.lake, planned, batch.stats)
     finally:
-        for name, value in previous.items():
-            if value is None:
-                spark.conf.unset(name)
-            else:
-                spark.conf.set(name, value)
+        if previous is None:
+            spark.conf.unset(ARROW_BATCH_CONF)
+        else:
+            spark.conf.set(ARROW_BATCH_CONF, previous)
+    timer.seconds.update(batch.seconds)
+    featurized, reasons = batch.features.num_rows, batch.rejected_by_reason
+    ids = {"batch_id": config.batch_id, "model_id": spec.model_id}
+    with timer.stage("pca_fit"):
+        planned = plan_version(config.lake, spec.model_id, config.batch_id, batch.stats, config.pca_k)
+    committed_at = dt.datetime.now(dt.UTC)
+    with timer.stage("write_rejects"):
+        tables.replace_batch_rows(lake, tables.REJECTS, reject_rows(batch, **ids), **ids)
+    with timer.stage("pca_commit"):
+        commit_version(config.lake, planned, batch.stats)
+    with timer.stage("write_features"):
+        rows = feature_rows(batch, planned, batch_id=config.batch_id, committed_at=committed_at)
+        tables.replace_batch_rows(lake, tables.FEATURES, rows, **ids,
+                                  summary={"fruits.pca_version": str(planned.version)})
     ratio = planned.fit.explained_variance_ratio
     report: dict[str, Any] = {
         "batch_id": config.batch_id,
@@ -132,6 +160,7 @@ def run_batch(spark: SparkSession, config: JobConfig, spec: ModelSpec | None = N
         "weights": config.weights,
         "weights_fallback": spec.fallback_reason,
         "precision": spec.precision,
+        "catalog": lake.catalog,
         "counts": {"listed": batch.listed, "featurized": featurized, "rejected": sum(reasons.values())},
         "rejected_by_reason": reasons,
         "seconds": timer.seconds,
@@ -142,6 +171,8 @@ def run_batch(spark: SparkSession, config: JobConfig, spec: ModelSpec | None = N
         "n_total": planned.state.n,
         "explained_variance_ratio": [float(v) for v in ratio],
         "explained_variance_k": float(ratio.sum()),
+        "committed_at": committed_at.isoformat(timespec="seconds"),
     }
+    tables.replace_batch_rows(lake, tables.BATCHES, batch_row(report, committed_at), **ids)
     lake_io.write_report(config.lake, report)
     return report

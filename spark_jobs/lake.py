@@ -1,11 +1,13 @@
-"""Lake layout (docs/contracts.md "Lake layout"), partition writes, batch reports and the projected reader.
+"""Lake layout (docs/contracts.md "Lake layout"): readers of the Iceberg tables, batch reports, projected reader.
 
 ::
 
-    <lake>/features/batch_id=<id>/*.parquet   one row per featurized image (FEATURES_LAKE_SCHEMA)
-    <lake>/rejects/batch_id=<id>/*.parquet    image_uri, reason
-    <lake>/batches/<id>.json                  batch report
-    <lake>/pca/<model_id>/...                 PCA state and versions (spark_jobs.pca)
+    <lake>/features/ rejects/ batches/         Iceberg tables (data/ + metadata/), see spark_jobs.tables
+    <lake>/catalog.db                          the embedded default catalog (SQLite); Glue on AWS
+    <lake>/batches/<id>.json                   batch report (also a row of the batches table)
+    <lake>/pca/<model_id>/...                  PCA state and versions (spark_jobs.pca)
+
+The Spark readers here turn an Iceberg scan (PyIceberg, Arrow) into a DataFrame: no Iceberg jar is needed.
 """
 
 from __future__ import annotations
@@ -13,13 +15,14 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import numpy as np
+import pyarrow as pa
 from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from spark_jobs import storage
+from spark_jobs import storage, tables
 from spark_jobs.pca import load_version
-from spark_jobs.projection import project
+from spark_jobs.projection import project_vectors
 
 FEATURES_LAKE_SCHEMA = T.StructType(
     [
@@ -31,55 +34,24 @@ FEATURES_LAKE_SCHEMA = T.StructType(
         T.StructField("features", T.ArrayType(T.FloatType(), False), True),
         T.StructField("pca", T.ArrayType(T.FloatType(), False), True),
         T.StructField("pca_version", T.IntegerType(), True),
-        T.StructField("model_id", T.StringType(), True),
+        T.StructField("model_id", T.StringType(), False),
         T.StructField("ingested_at", T.TimestampType(), True),
-        T.StructField("batch_id", T.StringType(), True),
+        T.StructField("batch_id", T.StringType(), False),
     ]
 )
 REJECTS_LAKE_SCHEMA = T.StructType(
     [
         T.StructField("image_uri", T.StringType(), False),
         T.StructField("reason", T.StringType(), True),
-        T.StructField("batch_id", T.StringType(), True),
+        T.StructField("batch_id", T.StringType(), False),
+        T.StructField("model_id", T.StringType(), False),
     ]
 )
-
-
-def table_uri(lake: str, table: str) -> str:
-    """``<lake>/<table>`` (``features`` or ``rejects``)."""
-    return storage.join(lake, table)
 
 
 def report_uri(lake: str, batch_id: str) -> str:
     """``<lake>/batches/<batch_id>.json``."""
     return storage.join(lake, "batches", f"{batch_id}.json")
-
-
-def _hadoop_delete(spark: SparkSession, uri: str) -> None:
-    """Recursively delete a path through Hadoop's FileSystem (works for file:, s3: on EMR, s3a:)."""
-    jvm = spark.sparkContext._jvm
-    path = jvm.org.apache.hadoop.fs.Path(uri)
-    fs = path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
-    if fs.exists(path):
-        fs.delete(path, True)
-
-
-def write_partition(spark: SparkSession, df: DataFrame | None, lake: str, table: str, batch_id: str) -> None:
-    """Replace the ``batch_id=<batch_id>`` partition of a lake table with ``df`` (other partitions untouched).
-
-    Uses Parquet with dynamic partition overwrite. ``df`` None means the batch has no rows for this table: the
-    old partition (from a previous run of the batch) is deleted instead.
-    """
-    if df is None:
-        _hadoop_delete(spark=spark, uri=storage.join(table_uri(lake, table), f"batch_id={batch_id}"))
-        return
-    (
-        df.withColumn("batch_id", F.lit(batch_id))
-        .write.mode("overwrite")
-        .option("partitionOverwriteMode", "dynamic")
-        .partitionBy("batch_id")
-        .parquet(table_uri(lake, table))
-    )
 
 
 def write_report(lake: str, report: dict[str, Any]) -> None:
@@ -92,49 +64,74 @@ def read_report(lake: str, batch_id: str) -> dict[str, Any]:
     return json.loads(storage.read_bytes(report_uri(lake, batch_id)))
 
 
-def read_features(spark: SparkSession, lake: str, batch_ids: list[str] | None = None) -> DataFrame:
-    """The ``features`` table as stored (``pca`` from the version current when each batch ran)."""
-    df = spark.read.schema(FEATURES_LAKE_SCHEMA).parquet(table_uri(lake, "features"))
-    return df.where(F.col("batch_id").isin(list(batch_ids))) if batch_ids is not None else df
+def _frame(spark: SparkSession, rows: pa.Table, schema: T.StructType) -> DataFrame:
+    previous = spark.conf.get("spark.sql.execution.arrow.pyspark.enabled", None)
+    spark.conf.set("spark.sql.execution.arrow.pyspark.enabled", "true")  # numpy arrays -> array<float>
+    try:
+        return spark.createDataFrame(rows.select(schema.fieldNames()).to_pandas(), schema)
+    finally:
+        if previous is None:
+            spark.conf.unset("spark.sql.execution.arrow.pyspark.enabled")
+        else:
+            spark.conf.set("spark.sql.execution.arrow.pyspark.enabled", previous)
 
 
-def read_rejects(spark: SparkSession, lake: str, batch_ids: list[str] | None = None) -> DataFrame:
-    """The ``rejects`` table (``image_uri``, ``reason``, ``batch_id``)."""
-    df = spark.read.schema(REJECTS_LAKE_SCHEMA).parquet(table_uri(lake, "rejects"))
-    return df.where(F.col("batch_id").isin(list(batch_ids))) if batch_ids is not None else df
+def read_features(
+    spark: SparkSession, lake: str, batch_ids: list[str] | None = None, *, catalog: str | None = None,
+    model_id: str | None = None,
+) -> DataFrame:
+    """The current ``features`` rows (``pca`` from the version current when each batch ran) as a DataFrame."""
+    rows = tables.scan(tables.Lake.at(lake, catalog), tables.FEATURES, model_id=model_id, batch_ids=batch_ids)
+    return _frame(spark, rows, FEATURES_LAKE_SCHEMA)
+
+
+def read_rejects(
+    spark: SparkSession, lake: str, batch_ids: list[str] | None = None, *, catalog: str | None = None
+) -> DataFrame:
+    """The current ``rejects`` rows (``image_uri``, ``reason``, ``batch_id``, ``model_id``) as a DataFrame."""
+    rows = tables.scan(tables.Lake.at(lake, catalog), tables.REJECTS, batch_ids=batch_ids)
+    return _frame(spark, rows, REJECTS_LAKE_SCHEMA)
+
+
+def projected_table(
+    lake: str, model_id: str, batch_ids: list[str] | None = None, *, catalog: str | None = None
+) -> pa.Table:
+    """One model's ``features`` rows with ``pca``/``pca_version`` recomputed on its latest PCA version (Arrow).
+
+    Older rows carry the coordinates of the version current when their batch ran; this re-projects the
+    stored raw ``features`` (2048 float32) exactly as the job does (:func:`spark_jobs.projection.project_vectors`).
+
+    Raises:
+        LookupError: the model has rows but no committed PCA version.
+    """
+    rows = tables.scan(tables.Lake.at(lake, catalog), tables.FEATURES, model_id=model_id, batch_ids=batch_ids)
+    if rows.num_rows == 0:
+        return rows
+    version = load_version(lake, model_id)
+    if version is None:
+        raise LookupError(f"no PCA version for model_id {model_id!r} under {lake}")
+    x = np.stack(rows.column("features").to_numpy(zero_copy_only=False))
+    pca = project_vectors(x, version.mean, version.fit.components)
+    index, field = rows.schema.get_field_index, rows.schema.field
+    rows = rows.set_column(index("pca"), field("pca"), pa.array(list(pca), type=field("pca").type))
+    versions = pa.array([version.version] * rows.num_rows, type=pa.int32())
+    return rows.set_column(index("pca_version"), field("pca_version"), versions)
 
 
 def read_projected(
-    spark: SparkSession, lake: str, batch_ids: list[str] | None = None, model_id: str | None = None
+    spark: SparkSession, lake: str, batch_ids: list[str] | None = None, model_id: str | None = None, *,
+    catalog: str | None = None,
 ) -> DataFrame:
-    """Rows of any set of batches with ``pca``/``pca_version`` recomputed on the latest PCA version.
-
-    Older rows carry the coordinates of the version current when their batch ran; this re-projects the
-    stored raw ``features`` (2048 float32) of each ``model_id`` onto that model_id's latest version.
+    """Rows of any set of batches with ``pca``/``pca_version`` on each model's latest PCA version (DataFrame).
 
     Args:
-        batch_ids: batches to read (default all).
-        model_id: keep only this feature space (default: every model_id present, each on its own latest version).
+        batch_ids: batches to read (default all). model_id: one feature space (default: every model present,
+            each on its own latest version).
 
     Raises:
         LookupError: a model_id present in the rows has no committed PCA version.
     """
-    df = read_features(spark, lake, batch_ids)
-    if model_id is not None:
-        model_ids = [model_id]
-        df = df.where(F.col("model_id") == model_id)
-    else:
-        model_ids = sorted(row.model_id for row in df.select("model_id").distinct().collect())
-    columns = [f.name for f in FEATURES_LAKE_SCHEMA.fields]
-    parts: list[DataFrame] = []
-    for mid in model_ids:
-        version = load_version(lake, mid)
-        if version is None:
-            raise LookupError(f"no PCA version for model_id {mid!r} under {lake}")
-        parts.append(project(df.where(F.col("model_id") == mid), version).select(*columns))
-    if not parts:
-        return df.select(*columns)
-    out = parts[0]
-    for part in parts[1:]:
-        out = out.unionByName(part)
-    return out
+    model_ids = [model_id] if model_id is not None else tables.model_ids(tables.Lake.at(lake, catalog))
+    parts = [projected_table(lake, mid, batch_ids, catalog=catalog) for mid in model_ids]
+    rows = pa.concat_tables(parts) if parts else tables.FEATURES_SCHEMA.as_arrow().empty_table()
+    return _frame(spark, rows, FEATURES_LAKE_SCHEMA)

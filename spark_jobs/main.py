@@ -2,7 +2,7 @@
 
     spark-submit spark_jobs/main.py --manifest URI --lake URI --batch-id ID \
         [--weights imagenet|random[:SEED]|PATH|s3://...] [--pca-k 150] [--image-size 224] [--infer-batch-size 32]
-        [--precision float32|bfloat16]
+        [--precision float32|bfloat16] [--catalog sql:PATH|glue[:DATABASE]]
 
 Exit code 0 on success, 2 on bad arguments, 1 on any failure (traceback on stderr). The SparkSession is
 obtained with ``getOrCreate()`` and never stopped (the local runner and tests reuse it).
@@ -20,9 +20,11 @@ from pyspark.sql import SparkSession
 
 try:  # on EMR the entry point runs as a script with the package shipped via --py-files
     from spark_jobs.job import JobConfig, run_batch
+    from spark_jobs.tables import CatalogSpecError, parse_catalog
 except ImportError:  # pragma: no cover
     sys.path.insert(0, __file__.rsplit("/", 2)[0])
     from spark_jobs.job import JobConfig, run_batch
+    from spark_jobs.tables import CatalogSpecError, parse_catalog
 
 BATCH_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
@@ -39,6 +41,13 @@ def _positive(text: str) -> int:
     return int(text)
 
 
+def _catalog(text: str) -> str:
+    try:
+        return parse_catalog(text).describe()
+    except CatalogSpecError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
 def parse_args(argv: list[str] | None) -> JobConfig:
     """``entryPointArguments`` -> :class:`JobConfig`. Raises SystemExit(2) on bad arguments."""
     parser = argparse.ArgumentParser(prog="spark_jobs.main", description=__doc__.splitlines()[0])
@@ -51,9 +60,11 @@ def parse_args(argv: list[str] | None) -> JobConfig:
     parser.add_argument("--infer-batch-size", type=_positive, default=32)
     parser.add_argument("--precision", choices=("float32", "bfloat16"), default="float32",
                         help="bfloat16: opt-in mixed precision (model_id suffix -bf16)")
+    parser.add_argument("--catalog", type=_catalog, default=None,
+                        help="Iceberg catalog: sql:PATH (SQLite) | glue[:DATABASE]; default sql:<lake>/catalog.db")
     ns = parser.parse_args(argv)
     return JobConfig(ns.manifest, ns.lake, ns.batch_id, ns.weights, ns.pca_k, ns.image_size, ns.infer_batch_size,
-                     ns.precision)
+                     ns.precision, ns.catalog)
 
 
 def main(argv: list[str] | None = None) -> int:

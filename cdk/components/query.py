@@ -1,85 +1,85 @@
-"""Query: a Glue Data Catalog database and table over ``lake/features/`` so Athena can read the features.
+"""Query: the Glue Data Catalog database that holds the lake's Iceberg tables, and who may use it.
 
-Partitions are found by partition projection (``batch_id`` injected from the query's WHERE clause), so no
-crawler and no ``MSCK REPAIR`` are needed when the job appends a partition.
+The tables themselves (``features``, ``rejects``, ``batches``; schemas in ``spark_jobs/tables.py``) are created by
+the first job run through PyIceberg's Glue catalog, with their data and metadata under ``lake/<table>/``: Athena
+reads them as Iceberg tables (every query sees the latest commit; no partitions to register, no projection).
+The EMR job execution role may create and commit tables in this database only; Athena users get read access
+through the managed policy :attr:`Query.readers_policy`.
 """
 
 from __future__ import annotations
 
 from aws_cdk import Stack
 from aws_cdk import aws_glue as glue
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
+from cdk.nag import acknowledge_object_prefixes
 from lambdas import resources as r
 
-# Parquet schema of lake/features/ (contracts.md, "Lake layout"), as Hive/Glue types.
-FEATURE_COLUMNS: tuple[tuple[str, str], ...] = (
-    ("image_uri", "string"),
-    ("label", "string"),
-    ("content_sha256", "string"),
-    ("width", "int"),
-    ("height", "int"),
-    ("features", "array<float>"),
-    ("pca", "array<float>"),
-    ("pca_version", "int"),
-    ("model_id", "string"),
-    ("ingested_at", "timestamp"),
-)
-PARTITION_COLUMNS: tuple[tuple[str, str], ...] = (("batch_id", "string"),)
 FEATURES_TABLE = "features"
+LAKE_TABLES = ("features", "rejects", "batches")
+# Glue calls of PyIceberg's GlueCatalog (pyiceberg/catalog/glue.py): load, create and commit tables.
+GLUE_READ_ACTIONS = ("glue:GetDatabase", "glue:GetDatabases", "glue:GetTable", "glue:GetTables")
+GLUE_WRITE_ACTIONS = ("glue:CreateTable", "glue:UpdateTable")
 
 
 class Query(Construct):
-    """Glue database + ``features`` table (Parquet, partition projection on ``batch_id``).
+    """Glue database for the Iceberg tables + least-privilege grants for the job and for Athena readers.
 
     Attributes:
-        database_name: the Glue database.
+        database_name: the Glue database (``fruits_lake``).
         table_name: the features table.
-        features_location: ``s3://<bucket>/lake/features/``.
+        lake_location: ``s3://<bucket>/lake/``.
+        readers_policy: managed policy to attach to Athena users (Glue read + S3 read of ``lake/``).
     """
 
-    def __init__(self, scope: Construct, construct_id: str, *, bucket: s3.IBucket, database_name: str) -> None:
+    def __init__(
+        self, scope: Construct, construct_id: str, *, bucket: s3.IBucket, database_name: str, writer_role: iam.IRole
+    ) -> None:
         super().__init__(scope, construct_id)
         stack = Stack.of(self)
         self.database_name = database_name
         self.table_name = FEATURES_TABLE
-        self.features_location = f"s3://{bucket.bucket_name}/{r.LAKE_PREFIX}features/"
-        database = glue.CfnDatabase(
+        self.lake_location = f"s3://{bucket.bucket_name}/{r.LAKE_PREFIX}"
+        glue.CfnDatabase(
             self,
             "Database",
             catalog_id=stack.account,
             database_input=glue.CfnDatabase.DatabaseInputProperty(
-                name=database_name, description="Fruits! feature lake (Parquet under lake/)"
+                name=database_name,
+                description="Fruits! feature lake: Iceberg tables features, rejects, batches (data under lake/)",
+                location_uri=self.lake_location,
             ),
         )
-        self.table = glue.CfnTable(
+        arn = f"arn:{stack.partition}:glue:{stack.region}:{stack.account}"
+        catalog_resources = [f"{arn}:catalog", f"{arn}:database/{database_name}"]
+        table_resources = [f"{arn}:table/{database_name}/{name}" for name in LAKE_TABLES]
+        writer_role.add_to_principal_policy(
+            iam.PolicyStatement(
+                actions=[*GLUE_READ_ACTIONS, *GLUE_WRITE_ACTIONS],
+                resources=[*catalog_resources, *table_resources],
+            )
+        )
+        self.readers_policy = iam.ManagedPolicy(
             self,
-            "FeaturesTable",
-            catalog_id=stack.account,
-            database_name=database_name,
-            table_input=glue.CfnTable.TableInputProperty(
-                name=FEATURES_TABLE,
-                description="ResNet50 feature vectors + PCA projections, one partition per batch",
-                table_type="EXTERNAL_TABLE",
-                parameters={
-                    "classification": "parquet",
-                    "EXTERNAL": "TRUE",
-                    "projection.enabled": "true",
-                    "projection.batch_id.type": "injected",
-                    "storage.location.template": f"{self.features_location}batch_id=${{batch_id}}/",
-                },
-                partition_keys=[glue.CfnTable.ColumnProperty(name=n, type=t) for n, t in PARTITION_COLUMNS],
-                storage_descriptor=glue.CfnTable.StorageDescriptorProperty(
-                    location=self.features_location,
-                    input_format="org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat",
-                    output_format="org.apache.hadoop.hive.ql.io.parquet.MapredParquetOutputFormat",
-                    serde_info=glue.CfnTable.SerdeInfoProperty(
-                        serialization_library="org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe",
-                        parameters={"serialization.format": "1"},
-                    ),
-                    columns=[glue.CfnTable.ColumnProperty(name=n, type=t) for n, t in FEATURE_COLUMNS],
+            "LakeReaders",
+            description="Read the Fruits! lake's Iceberg tables (Glue catalog + S3 lake/) from Athena",
+            statements=[
+                iam.PolicyStatement(
+                    actions=[*GLUE_READ_ACTIONS, "glue:GetPartitions"],
+                    resources=[*catalog_resources, *table_resources],
                 ),
-            ),
+                iam.PolicyStatement(actions=["s3:GetObject"], resources=[bucket.arn_for_objects(f"{r.LAKE_PREFIX}*")]),
+                iam.PolicyStatement(
+                    actions=["s3:ListBucket"],
+                    resources=[bucket.bucket_arn],
+                    conditions={"StringLike": {"s3:prefix": [f"{r.LAKE_PREFIX}*"]}},
+                ),
+            ],
         )
-        self.table.node.add_dependency(database)
+        acknowledge_object_prefixes(
+            self.readers_policy, bucket.bucket_arn, [r.LAKE_PREFIX],
+            "Iceberg data and metadata files have generated names; Athena readers get read-only access to lake/",
+        )

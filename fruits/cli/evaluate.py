@@ -83,35 +83,30 @@ def _latest_pca(lake: Path, model_id: str):
     return load_version(str(lake), model_id)
 
 
-def read_probe_table(lake: Path, model_id: str | None = None) -> ProbeTable:
-    """PCA coordinates of one model_id, all on the same PCA version (pyarrow, no Spark).
+def read_probe_table(lake: Path, model_id: str | None = None, catalog: str | None = None) -> ProbeTable:
+    """PCA coordinates of one model_id, all on the same PCA version (PyIceberg scan, no Spark).
 
     Rows keep their stored ``pca`` when it was computed with the latest committed PCA version of the model_id
     (``<lake>/pca/<model_id>/``); older rows are re-projected from their stored ``features`` exactly as
     ``spark_jobs.lake.read_projected`` does: ``pca = components @ (features - mean)``.
 
     Args:
-        lake: local lake root (contains ``features/batch_id=…/*.parquet``).
+        lake: local lake root (its ``features`` Iceberg table).
         model_id: keep only rows of this model_id; None means "the only model_id in the lake".
+        catalog: the lake's catalog setting (default: the SQLite catalog ``<lake>/catalog.db``).
 
     Raises:
         CliError: no features, unknown model_id, several model_ids without ``--model-id``, rows on several PCA
             versions with no committed version to re-project on, or ragged PCA vectors.
     """
-    import pyarrow.compute as pc
-    import pyarrow.dataset as ds
+    from spark_jobs import tables
 
-    features_dir = lake / "features"
-    if not features_dir.is_dir():
-        raise CliError(f"no features/ under {lake} (is it a lake root?)")
-    dataset = ds.dataset(str(features_dir), format="parquet", partitioning="hive", exclude_invalid_files=True)
-    columns = [c for c in ("image_uri", "label", "pca", "model_id", "pca_version") if c in dataset.schema.names]
-    missing = {"image_uri", "pca", "model_id"} - set(columns)
-    if missing:
-        raise CliError(f"features in {features_dir} lack column(s): {', '.join(sorted(missing))}")
-    model_ids = sorted(str(m) for m in pc.unique(dataset.to_table(columns=["model_id"])["model_id"]).to_pylist())
+    lake_ref = tables.Lake.at(str(lake), catalog)
+    if not lake_ref.exists(tables.FEATURES):
+        raise CliError(f"no features table in the lake at {lake} (catalog {lake_ref.catalog}): run a batch first")
+    model_ids = tables.model_ids(lake_ref)
     if not model_ids:
-        raise CliError(f"no feature rows under {features_dir}")
+        raise CliError(f"no feature rows in the lake at {lake}")
     if model_id is None:
         if len(model_ids) > 1:
             raise CliError(f"the lake mixes {len(model_ids)} model_ids ({', '.join(model_ids)}); "
@@ -119,13 +114,14 @@ def read_probe_table(lake: Path, model_id: str | None = None) -> ProbeTable:
         model_id = model_ids[0]
     elif model_id not in model_ids:
         raise CliError(f"model_id {model_id!r} not in the lake (found: {', '.join(model_ids)})")
-    table = dataset.to_table(columns=columns, filter=pc.field("model_id") == model_id)
-    stored_versions = sorted({int(v) for v in table["pca_version"].to_pylist()}) if "pca_version" in columns else []
+    columns = ("image_uri", "label", "pca", "model_id", "pca_version")
+    table = tables.scan(lake_ref, tables.FEATURES, model_id=model_id, columns=(*columns, "features"))
+    stored_versions = sorted({int(v) for v in table["pca_version"].to_pylist()})
     vectors = table["pca"].to_pylist()
     latest = _latest_pca(lake, model_id) if stored_versions else None
     if latest is not None and stored_versions != [latest.version]:
         stale = np.array([int(v) != latest.version for v in table["pca_version"].to_pylist()])
-        raw = dataset.to_table(columns=["features"], filter=pc.field("model_id") == model_id)["features"]
+        raw = table["features"]
         x = np.asarray(raw.take(np.flatnonzero(stale)).to_pylist(), dtype=np.float64)
         projected = (x - latest.mean) @ latest.fit.components.T
         for row, vector in zip(np.flatnonzero(stale), projected, strict=True):
@@ -190,9 +186,9 @@ def linear_probe(table: ProbeTable) -> ProbeResult:
     )
 
 
-def evaluate_lake(lake: Path, model_id: str | None = None) -> ProbeResult:
+def evaluate_lake(lake: Path, model_id: str | None = None, catalog: str | None = None) -> ProbeResult:
     """Read the lake's PCA coordinates of one model_id and run the linear probe (see :func:`linear_probe`)."""
-    return linear_probe(read_probe_table(lake, model_id))
+    return linear_probe(read_probe_table(lake, model_id, catalog))
 
 
 def print_report(result: ProbeResult) -> None:
@@ -218,7 +214,7 @@ def print_report(result: ProbeResult) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """``fruits evaluate`` handler: probe the lake, print the report; returns 0 (errors raise CliError)."""
-    print_report(evaluate_lake(args.lake, args.model_id))
+    print_report(evaluate_lake(args.lake, args.model_id, args.catalog))
     return 0
 
 
@@ -229,6 +225,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="linear probe (logistic regression) of the lake's PCA features: Training rows vs Test rows",
         description=__doc__.split("\n\n", 1)[1] if __doc__ else None,
     )
-    parser.add_argument("--lake", required=True, type=existing_dir, help="local lake root (holds features/)")
+    parser.add_argument("--lake", required=True, type=existing_dir, help="local lake root (its Iceberg tables)")
+    parser.add_argument("--catalog", default=None, help="catalog setting (default: sql:<lake>/catalog.db)")
     parser.add_argument("--model-id", default=None, help="model_id to evaluate (required if the lake holds several)")
     parser.set_defaults(func=run)

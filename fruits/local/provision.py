@@ -141,6 +141,7 @@ def lambda_environment(
     max_images: int,
     pca_k: int,
     precision: str = "float32",
+    catalog: str = "",
 ) -> dict[str, str]:
     """The env vars the Lambdas get on AWS (see docs/contracts.md), filled with the local resources."""
     return {
@@ -154,6 +155,7 @@ def lambda_environment(
         "LAKE_URI": lake_uri,
         "JOB_WEIGHTS": weights,
         "JOB_PRECISION": precision,
+        "JOB_CATALOG": catalog,
         "PCA_K": str(pca_k),
         "JOB_LOG_URI": f"s3://{res.bucket}/{r.LOGS_PREFIX}",
         "BATCH_THRESHOLD": str(threshold),

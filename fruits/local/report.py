@@ -9,8 +9,8 @@ import matplotlib
 matplotlib.use("Agg")  # headless: no display on servers or CI
 import matplotlib.pyplot as plt
 import numpy as np
-import pyarrow.dataset as ds
 
+from spark_jobs import tables
 from spark_jobs.pca import load_version
 
 
@@ -24,12 +24,10 @@ def write_report_png(lake: Path, max_points: int = 5000) -> Path:
 
     Raises ``FileNotFoundError`` if the lake has no features or no PCA version for that ``model_id``.
     """
-    features_dir = lake / "features"
-    if not features_dir.is_dir():
-        raise FileNotFoundError(f"no features in {lake}")
-    table = ds.dataset(features_dir, format="parquet", partitioning="hive").to_table(
-        columns=["features", "label", "model_id"]
-    )
+    lake_ref = tables.Lake.at(str(lake))
+    if not lake_ref.exists(tables.FEATURES):
+        raise FileNotFoundError(f"no features table in {lake}")
+    table = tables.scan(lake_ref, tables.FEATURES, columns=("features", "label", "model_id"))
     models = table.column("model_id").to_pylist()
     model_id = max(set(models), key=models.count)
     version = load_version(str(lake), model_id)

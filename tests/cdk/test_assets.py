@@ -92,6 +92,7 @@ def test_image_requirements_pin_the_versions_the_tests_run() -> None:
     assert pins["tensorflow"] == pins["tensorflow-cpu"] == "2.21.0"
     for name in ("numpy", "pandas", "pyarrow", "pillow"):
         assert pins[name] == version(name), name
+    assert pins["pyiceberg[glue,pyarrow,pyiceberg-core]"] == version("pyiceberg")
     assert "pyspark" not in pins  # the base image's Spark is used
 
 

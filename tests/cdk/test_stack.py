@@ -3,6 +3,7 @@ Lambdas and their triggers, least-privilege IAM, Glue table, outputs."""
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -364,30 +365,30 @@ def test_alarms_cover_dlq_lambda_errors_and_pipeline_failures(synthesized: Synth
     )
 
 
-def test_glue_table_columns_match_the_parquet_schema(synthesized: Synthesized) -> None:
-    from spark_jobs.lake import FEATURES_LAKE_SCHEMA
-
-    (table,) = synthesized.of_type("AWS::Glue::Table").values()
-    table_input = table["Properties"]["TableInput"]
-    columns = [(c["Name"], c["Type"]) for c in table_input["StorageDescriptor"]["Columns"]]
-    partitions = [(c["Name"], c["Type"]) for c in table_input["PartitionKeys"]]
-    # the Spark job's schema (batch_id is the partition column)
-    spark = [(f.name, f.dataType.simpleString()) for f in FEATURES_LAKE_SCHEMA.fields]
-    assert columns + partitions == [c for c in spark if c[0] != "batch_id"] + [("batch_id", "string")]
-    # the names listed in docs/contracts.md ("Lake layout", features/)
-    text = CONTRACTS.read_text()
-    listed = re.search(r"`features/batch_id=<id>/\*\.parquet` — `(.*?)` \(\+ `batch_id` partition\)", text, re.S)
-    assert listed, "features/ line not found in contracts.md"
-    names = [n.split("(")[0].strip() for n in re.sub(r"\([^)]*\)", "", listed.group(1)).split(",")]
-    assert [c[0] for c in columns] == names
-    params = table_input["Parameters"]
-    assert params["projection.enabled"] == "true"
-    assert params["projection.batch_id.type"] == "injected"
-    assert "/lake/features/batch_id=${batch_id}/" in str(params["storage.location.template"])
-    assert "Parquet" in table_input["StorageDescriptor"]["SerdeInfo"]["SerializationLibrary"]
+def test_glue_database_holds_the_iceberg_tables_with_least_privilege_grants(synthesized: Synthesized) -> None:
+    # GIVEN the synthesized stack
+    # THEN the Glue database exists with its location under lake/, and no projected Parquet table is left
+    (database,) = synthesized.of_type("AWS::Glue::Database").values()
+    assert database["Properties"]["DatabaseInput"]["Name"] == "fruits_lake"
+    assert "/lake/" in json.dumps(database["Properties"]["DatabaseInput"]["LocationUri"])
+    assert synthesized.of_type("AWS::Glue::Table") == {}
+    # AND the Lambdas pass the Glue catalog of that database to the job
+    for function in _functions(synthesized).values():
+        assert function["Properties"]["Environment"]["Variables"]["JOB_CATALOG"] == "glue:fruits_lake"
+    # AND the job role may create/commit only the three lake tables; readers get a read-only managed policy
+    policies = json.dumps(list(synthesized.of_type("AWS::IAM::Policy").values()))
+    assert "glue:CreateTable" in policies and "glue:UpdateTable" in policies
+    assert "glue:DeleteTable" not in policies and "glue:CreateDatabase" not in policies
+    for table in ("features", "rejects", "batches"):
+        assert f"table/fruits_lake/{table}" in policies
+    (readers,) = synthesized.of_type("AWS::IAM::ManagedPolicy").values()
+    statements = json.dumps(readers["Properties"]["PolicyDocument"])
+    assert "glue:GetTable" in statements and "s3:GetObject" in statements
+    assert "glue:UpdateTable" not in statements and "s3:PutObject" not in statements
 
 
 def test_outputs_name_the_bucket_upload_prefix_application_and_table(synthesized: Synthesized) -> None:
     outputs = synthesized.template.to_json()["Outputs"]
-    assert {"BucketName", "UploadPrefix", "ApplicationId", "ManifestTableName", "FeaturesTableName"} <= set(outputs)
+    assert {"BucketName", "UploadPrefix", "ApplicationId", "ManifestTableName", "FeaturesTableName",
+            "LakeReadersPolicyArn"} <= set(outputs)
     assert r.IMAGES_PREFIX in str(outputs["UploadPrefix"]["Value"])

@@ -12,7 +12,8 @@ import json
 import shutil
 from pathlib import Path
 
-import pyarrow.dataset as ds
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from rich.console import Console
 
@@ -44,12 +45,20 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory, sample_dir: Path):
     return config, result
 
 
+def plain_scan(lake: Path, table: str) -> pa.Table:
+    """A plain PyIceberg scan of a lake table (no project code): the SQLite catalog "fruits" the demo writes."""
+    from pyiceberg.catalog.sql import SqlCatalog
+
+    catalog = SqlCatalog("fruits", uri=f"sqlite:///{lake / 'catalog.db'}")
+    return catalog.load_table(("fruits_lake", table)).scan().to_arrow()
+
+
 def test_every_photo_lands_exactly_once(demo_run) -> None:
     config, result = demo_run
     # THEN the upload, the manifest and the lake agree: 61 uploaded, 60 featurized once, 1 rejected
     assert result.uploaded == N_PHOTOS + 1
     assert result.recorded == N_PHOTOS + 1
-    features = ds.dataset(config.lake / "features", format="parquet", partitioning="hive").to_table()
+    features = plain_scan(config.lake, "features")
     uris = features.column("image_uri").to_pylist()
     assert len(uris) == N_PHOTOS
     assert len(set(uris)) == N_PHOTOS
@@ -62,7 +71,7 @@ def test_every_photo_lands_exactly_once(demo_run) -> None:
 
 def test_corrupt_file_is_rejected_with_reason(demo_run) -> None:
     config, result = demo_run
-    rejects = ds.dataset(config.lake / "rejects", format="parquet", partitioning="hive").to_table().to_pylist()
+    rejects = plain_scan(config.lake, "rejects").to_pylist()
     assert len(rejects) == 1
     assert rejects[0]["image_uri"].endswith("/Banana/corrupt_upload.jpg")
     assert rejects[0]["reason"] == "not_an_image"
@@ -81,6 +90,20 @@ def test_batches_follow_the_threshold_and_the_flush(demo_run) -> None:
     assert all(run.state == "SUCCESS" for run in result.job_runs)
     # PCA versions increase by one per successful batch
     assert [r["pca_version"] for r in reports] == list(range(1, len(reports) + 1))
+    # AND the batches table has one row per batch run, and each batch's features are in at most 2 data files
+    batches = plain_scan(config.lake, "batches")
+    assert sorted(batches.column("batch_id").to_pylist()) == [r["batch_id"] for r in reports]
+    from pyiceberg.catalog.sql import SqlCatalog
+
+    catalog = SqlCatalog("fruits", uri=f"sqlite:///{config.lake / 'catalog.db'}")
+    files = catalog.load_table(("fruits_lake", "features")).inspect.data_files()
+    per_batch = {}
+    for path in files.column("file_path").to_pylist():
+        ids = set(pq.ParquetFile(path.removeprefix("file://")).read(columns=["batch_id"]).column(0).to_pylist())
+        for batch_id in ids:
+            per_batch[batch_id] = per_batch.get(batch_id, 0) + 1
+    assert set(per_batch) == {r["batch_id"] for r in reports if r["counts"]["featurized"]}
+    assert max(per_batch.values()) <= 2
 
 
 def test_manifest_ends_with_nothing_pending(demo_run) -> None:

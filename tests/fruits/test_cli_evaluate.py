@@ -152,7 +152,7 @@ def test_cli_bad_arguments_are_one_line(argv: list[str], expected_code: int, mes
 @pytest.mark.parametrize(
     ("setup", "message"),
     [
-        ("empty", "no features/"),
+        ("empty", "no features table"),
         ("no_test", "found 36 Training and 0 Test rows"),
         ("one_class", "at least 2 classes"),
     ],

@@ -79,24 +79,31 @@ def test_lake_holds_each_image_once_with_the_contract_columns(spark, two_batches
 
 
 def test_parquet_files_on_disk_have_the_contract_types(two_batches) -> None:
-    # GIVEN the Parquet files as written (read with pyarrow, no schema imposed by the reader)
+    # GIVEN the features table's Parquet data files as written (read with pyarrow, no schema imposed by the reader)
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    from spark_jobs import tables
+
     lake = Path(two_batches["lake"])
-    [features_file, *_] = sorted((lake / "features" / "batch_id=b000001").glob("*.parquet"))
+    data_files = tables.Lake.at(str(lake)).table(tables.FEATURES).inspect.data_files().column("file_path")
+    paths = [Path(uri.removeprefix("file://")) for uri in data_files.to_pylist()]
+    assert paths and all(path.is_relative_to(lake / "features" / "data") for path in paths)
     # WHEN their schema is read  THEN columns and types are those of the contract (docs/contracts.md)
-    schema = pq.read_schema(features_file)
+    schema = pq.read_schema(paths[0])
     expected = {
         "image_uri": pa.string(), "label": pa.string(), "content_sha256": pa.string(),
         "width": pa.int32(), "height": pa.int32(), "features": pa.list_(pa.float32()),
         "pca": pa.list_(pa.float32()), "pca_version": pa.int32(), "model_id": pa.string(),
-        "ingested_at": pa.timestamp("us", tz="UTC"),
+        "ingested_at": pa.timestamp("us", tz="UTC"), "batch_id": pa.string(),
     }
-    assert schema.names == list(expected)  # batch_id is the partition folder, not a column
+    assert schema.names == list(expected)  # Iceberg keeps partition source columns in the data files
+    # PyIceberg writes Arrow's large_string / large_list: the same Parquet logical types (UTF8 BYTE_ARRAY, LIST)
+    large = {pa.large_string(): pa.string()}
     for name, type_ in expected.items():
         actual = schema.field(name).type
-        if pa.types.is_list(actual):  # element field name/nullability vary by writer: compare element types
+        actual = large.get(actual, actual)
+        if pa.types.is_list(actual) or pa.types.is_large_list(actual):  # element nullability varies: compare types
             assert pa.types.is_list(type_) and actual.value_type == type_.value_type, name
         else:
             assert actual == type_, name

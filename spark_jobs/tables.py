@@ -1,0 +1,289 @@
+"""The lake's Apache Iceberg tables (format v2) through PyIceberg: catalog, schemas, batch commits and scans.
+
+Tables live in the namespace :data:`NAMESPACE` (the Glue database ``fruits_lake`` on AWS) with their data and
+metadata under ``<lake>/<table>/``:
+
+=========  ==============================================================  ==============================
+table      one row per                                                     partition spec
+=========  ==============================================================  ==============================
+features   featurized image of a batch run for a model (2,048 float32)     identity(model_id), month(ingested_at)
+rejects    image of a batch run that could not be used, with its reason    identity(model_id)
+batches    batch run (counts, seconds per stage, PCA version, variance)    identity(model_id)
+=========  ==============================================================  ==============================
+
+Catalog setting (job argument ``--catalog``, Lambda setting ``JOB_CATALOG``), one string:
+
+* ``sql:PATH`` — PyIceberg's SQL catalog in a SQLite file (the embedded default: ``<lake>/catalog.db``);
+* ``glue`` or ``glue:DATABASE`` — the AWS Glue Data Catalog (database default ``fruits_lake``).
+
+Every write of a batch run is one Iceberg transaction per table that replaces exactly the rows of
+``(batch_id, model_id)`` (delete + append, committed together), so a re-run never duplicates and other models
+and batches are never touched. Sources: Apache Iceberg table spec v2 (https://iceberg.apache.org/spec/),
+PyIceberg API docs (https://py.iceberg.apache.org/api/).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import pyarrow as pa
+from pyiceberg.catalog import Catalog
+from pyiceberg.exceptions import NamespaceAlreadyExistsError, NoSuchTableError, TableAlreadyExistsError
+from pyiceberg.expressions import AlwaysFalse, AlwaysTrue, And, BooleanExpression, EqualTo, In
+from pyiceberg.partitioning import PartitionField, PartitionSpec
+from pyiceberg.schema import Schema
+from pyiceberg.table import Table
+from pyiceberg.transforms import IdentityTransform, MonthTransform
+from pyiceberg.types import (
+    DoubleType,
+    FloatType,
+    IntegerType,
+    ListType,
+    LongType,
+    NestedField,
+    StringType,
+    TimestamptzType,
+)
+
+from spark_jobs import storage
+
+NAMESPACE = "fruits_lake"
+CATALOG_NAME = "fruits"
+FEATURES, REJECTS, BATCHES = "features", "rejects", "batches"
+TABLES = (FEATURES, REJECTS, BATCHES)
+# Iceberg's default target data file size (write.target-file-size-bytes = 512 MB, Iceberg table properties doc);
+# a batch run is far below it, so each run writes one data file per partition it touches.
+FORMAT_VERSION = "2"
+
+
+def _float_list(field_id: int, element_id: int, name: str, doc: str, required: bool = False) -> NestedField:
+    return NestedField(field_id, name, ListType(element_id, FloatType(), element_required=True), required, doc)
+
+
+FEATURES_SCHEMA = Schema(
+    NestedField(1, "image_uri", StringType(), required=True, doc="s3:// URI (or local path) of the photo"),
+    NestedField(2, "label", StringType(), required=False, doc="folder that directly contains the photo; null if none"),
+    NestedField(3, "content_sha256", StringType(), required=False, doc="hex sha256 of the bytes featurized"),
+    NestedField(4, "width", IntegerType(), required=False, doc="original width in pixels (after EXIF rotation)"),
+    NestedField(5, "height", IntegerType(), required=False, doc="original height in pixels"),
+    _float_list(6, 12, "features", "ResNet50 feature vector, 2048 float32"),
+    _float_list(7, 13, "pca", "PCA coordinates (k float32) on PCA version pca_version"),
+    NestedField(8, "pca_version", IntegerType(), required=False, doc="PCA version of model_id used for pca"),
+    NestedField(9, "model_id", StringType(), required=True, doc="feature space: network + weights + size (+ -bf16)"),
+    NestedField(10, "ingested_at", TimestamptzType(), required=False, doc="commit time of the batch run (UTC)"),
+    NestedField(11, "batch_id", StringType(), required=True, doc="batch the image was featurized in"),
+)
+REJECTS_SCHEMA = Schema(
+    NestedField(1, "image_uri", StringType(), required=True),
+    NestedField(2, "reason", StringType(), required=False, doc="not_an_image, truncated, too_large, empty, …"),
+    NestedField(3, "batch_id", StringType(), required=True),
+    NestedField(4, "model_id", StringType(), required=True),
+)
+BATCHES_SCHEMA = Schema(
+    NestedField(1, "batch_id", StringType(), required=True),
+    NestedField(2, "model_id", StringType(), required=True),
+    NestedField(3, "committed_at", TimestamptzType(), required=False),
+    NestedField(4, "listed", IntegerType(), required=False),
+    NestedField(5, "featurized", IntegerType(), required=False),
+    NestedField(6, "rejected", IntegerType(), required=False),
+    NestedField(7, "pca_version", IntegerType(), required=False),
+    NestedField(8, "n_total", LongType(), required=False, doc="feature vectors in the PCA state of model_id"),
+    NestedField(9, "explained_variance_ratio", ListType(13, DoubleType(), element_required=True), required=False),
+    NestedField(10, "explained_variance_k", DoubleType(), required=False),
+    NestedField(11, "images_per_second", DoubleType(), required=False, doc="featurize stage rate"),
+    NestedField(12, "report", StringType(), required=False, doc="the whole batch report, JSON"),
+)
+SCHEMAS: dict[str, Schema] = {FEATURES: FEATURES_SCHEMA, REJECTS: REJECTS_SCHEMA, BATCHES: BATCHES_SCHEMA}
+
+
+def _by_model(schema: Schema) -> PartitionField:
+    return PartitionField(schema.find_field("model_id").field_id, 1000, IdentityTransform(), "model_id")
+
+
+SPECS: dict[str, PartitionSpec] = {
+    FEATURES: PartitionSpec(
+        _by_model(FEATURES_SCHEMA),
+        PartitionField(FEATURES_SCHEMA.find_field("ingested_at").field_id, 1001, MonthTransform(), "ingested_month"),
+    ),
+    REJECTS: PartitionSpec(_by_model(REJECTS_SCHEMA)),
+    BATCHES: PartitionSpec(_by_model(BATCHES_SCHEMA)),
+}
+
+
+class CatalogSpecError(ValueError):
+    """The catalog setting is not ``sql:PATH``, ``glue`` or ``glue:DATABASE``."""
+
+
+@dataclass(frozen=True)
+class CatalogRef:
+    """A parsed catalog setting: ``kind`` ``sql`` (SQLite file ``path``) or ``glue`` (database ``namespace``)."""
+
+    kind: str
+    path: str | None = None
+    namespace: str = NAMESPACE
+
+    def describe(self) -> str:
+        """The setting string this ref was parsed from (canonical form)."""
+        return f"sql:{self.path}" if self.kind == "sql" else f"glue:{self.namespace}"
+
+
+def default_catalog(lake: str) -> str:
+    """The embedded default for a lake: a SQLite catalog file ``<lake>/catalog.db`` (local lakes only).
+
+    Raises:
+        CatalogSpecError: the lake is on S3 (name the catalog: ``glue``).
+    """
+    if storage.is_s3(lake):
+        raise CatalogSpecError(f"lake {lake} is on S3: name its catalog (--catalog glue)")
+    return f"sql:{storage.local_path(lake).resolve() / 'catalog.db'}"
+
+
+def parse_catalog(spec: str) -> CatalogRef:
+    """``sql:PATH`` | ``glue`` | ``glue:DATABASE`` -> :class:`CatalogRef`. Raises :class:`CatalogSpecError`."""
+    kind, _, arg = spec.partition(":")
+    if kind == "sql" and arg:
+        return CatalogRef("sql", path=arg)
+    if kind == "glue":
+        return CatalogRef("glue", namespace=arg or NAMESPACE)
+    raise CatalogSpecError(f"bad catalog {spec!r}: expected sql:PATH, glue or glue:DATABASE")
+
+
+@functools.cache
+def _load(ref: CatalogRef) -> Catalog:
+    if ref.kind == "sql":
+        from pyiceberg.catalog.sql import SqlCatalog
+
+        path = storage.local_path(ref.path or "catalog.db").resolve()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return SqlCatalog(CATALOG_NAME, uri=f"sqlite:///{path}")
+    from pyiceberg.catalog.glue import GlueCatalog
+
+    return GlueCatalog(CATALOG_NAME)  # region/endpoint/credentials from the standard AWS environment
+
+
+def load_catalog(spec: str) -> Catalog:
+    """The PyIceberg catalog of a setting string (cached per process)."""
+    return _load(parse_catalog(spec))
+
+
+def reset_catalogs() -> None:
+    """Forget cached catalogs (tests that restart moto)."""
+    _load.cache_clear()
+
+
+@dataclass(frozen=True)
+class Lake:
+    """Where the tables are: the catalog setting and the lake URI (table locations ``<lake>/<table>``)."""
+
+    uri: str
+    catalog: str
+
+    @classmethod
+    def at(cls, uri: str, catalog: str | None = None) -> Lake:
+        """The lake at ``uri`` with ``catalog`` (default: :func:`default_catalog`)."""
+        return cls(uri.rstrip("/"), catalog or default_catalog(uri))
+
+    @property
+    def namespace(self) -> str:
+        """The catalog namespace (Glue database) holding the tables."""
+        return parse_catalog(self.catalog).namespace
+
+    def table(self, name: str, *, create: bool = True) -> Table:
+        """Load table ``name`` (created with its schema, spec and location when missing and ``create``).
+
+        Raises:
+            pyiceberg.exceptions.NoSuchTableError: missing and ``create`` is False.
+        """
+        catalog = load_catalog(self.catalog)
+        identifier = (self.namespace, name)
+        try:
+            return catalog.load_table(identifier)
+        except NoSuchTableError:
+            if not create:
+                raise
+        if not catalog.namespace_exists(self.namespace):  # on AWS the database comes from CDK (no CreateDatabase)
+            with contextlib.suppress(NamespaceAlreadyExistsError):
+                catalog.create_namespace(self.namespace)
+        try:
+            return catalog.create_table(
+                identifier,
+                schema=SCHEMAS[name],
+                partition_spec=SPECS[name],
+                location=storage.join(self.uri, name),
+                properties={"format-version": FORMAT_VERSION, "write.parquet.compression-codec": "zstd"},
+            )
+        except TableAlreadyExistsError:  # created concurrently
+            return catalog.load_table(identifier)
+
+    def exists(self, name: str) -> bool:
+        """True if table ``name`` exists in the catalog."""
+        return load_catalog(self.catalog).table_exists((self.namespace, name))
+
+
+def batch_filter(batch_id: str, model_id: str) -> BooleanExpression:
+    """Rows of one batch run: ``batch_id = X AND model_id = M``."""
+    return And(EqualTo("batch_id", batch_id), EqualTo("model_id", model_id))
+
+
+def to_table_schema(rows: pa.Table, name: str) -> pa.Table:
+    """``rows`` cast to table ``name``'s Arrow schema (column order, types, required fields)."""
+    target = SCHEMAS[name].as_arrow()
+    return rows.select(target.names).cast(target)
+
+
+def replace_batch_rows(
+    lake: Lake, name: str, rows: pa.Table, *, batch_id: str, model_id: str, summary: Mapping[str, str] | None = None
+) -> None:
+    """Replace the rows of ``(batch_id, model_id)`` in table ``name`` with ``rows`` in ONE Iceberg commit.
+
+    Delete and append go into one transaction (one metadata swap): readers see the old rows or the new ones,
+    never both, never none. ``summary`` is added to the snapshot summary (e.g. the PCA version used).
+
+    Raises:
+        ValueError: a row belongs to another batch or model. pyiceberg.exceptions.CommitFailedException: a
+        concurrent commit won (the job fails and is retried).
+    """
+    data = to_table_schema(rows, name)
+    for column, expected in (("batch_id", batch_id), ("model_id", model_id)):
+        if data.num_rows and set(data.column(column).to_pylist()) != {expected}:
+            raise ValueError(f"{name}: rows of another {column} than {expected!r}")
+    table = lake.table(name)
+    properties = {"fruits.batch_id": batch_id, "fruits.model_id": model_id, **(summary or {})}
+    with warnings.catch_warnings(), table.transaction() as tx:
+        warnings.filterwarnings("ignore", "Delete operation did not match any records")  # a batch's first run
+        tx.overwrite(data, overwrite_filter=batch_filter(batch_id, model_id), snapshot_properties=properties)
+
+
+def scan(
+    lake: Lake,
+    name: str,
+    *,
+    model_id: str | None = None,
+    batch_ids: list[str] | None = None,
+    columns: tuple[str, ...] | None = None,
+) -> pa.Table:
+    """Current rows of table ``name`` as Arrow (empty table of the schema if it does not exist yet).
+
+    Args:
+        model_id: keep one model's rows. batch_ids: keep these batches. columns: project these columns.
+    """
+    if not lake.exists(name):
+        empty = SCHEMAS[name].as_arrow().empty_table()
+        return empty.select(list(columns)) if columns else empty
+    row_filter: BooleanExpression = AlwaysTrue()
+    if model_id is not None:
+        row_filter = And(row_filter, EqualTo("model_id", model_id))
+    if batch_ids is not None:
+        row_filter = And(row_filter, In("batch_id", set(batch_ids)) if batch_ids else AlwaysFalse())
+    fields = columns or ("*",)
+    return lake.table(name, create=False).scan(row_filter=row_filter, selected_fields=fields).to_arrow()
+
+
+def model_ids(lake: Lake) -> list[str]:
+    """Distinct ``model_id`` values in ``features``, sorted."""
+    column = scan(lake, FEATURES, columns=("model_id",)).column("model_id")
+    return sorted(set(column.to_pylist()))

@@ -45,6 +45,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--pca-k", type=positive_int, default=150, help="PCA components kept (default 150)")
     add_precision_argument(parser)
     parser.add_argument("--limit", type=positive_int, help="featurize at most N images")
+    parser.add_argument("--catalog", default=None,
+                        help="Iceberg catalog: sql:PATH | glue[:DATABASE] (default: sql:<lake>/catalog.db)")
     parser.set_defaults(func=run)
 
 
@@ -109,6 +111,8 @@ def run(args: argparse.Namespace) -> int:
         manifest.write_bytes(content)
         argv = ["--manifest", str(manifest), "--lake", lake, "--batch-id", batch_id,
                 "--weights", args.weights, "--pca-k", str(args.pca_k), "--precision", args.precision]
+        if args.catalog:
+            argv += ["--catalog", args.catalog]
         code = job_main(argv)
     if code != 0:
         raise CliError(f"Spark job failed for batch {batch_id} (exit {code}); see the messages above", exit_code=code)

@@ -70,4 +70,7 @@ def test_cli_featurize_folder_into_a_local_lake_with_resnet50(spark, sample_dir:
     assert len(reports) == 1
     report = json.loads(reports[0].read_text())
     assert report["counts"]["featurized"] == 4 and report["model_id"] == "resnet50-random0-224"
-    assert len(list((lake / "features").glob("batch_id=manual-*/*.parquet"))) >= 1
+    from spark_jobs import tables
+
+    rows = tables.scan(tables.Lake.at(str(lake)), tables.FEATURES, batch_ids=[report["batch_id"]])
+    assert rows.num_rows == 4 and set(rows.column("model_id").to_pylist()) == {"resnet50-random0-224"}

@@ -1,0 +1,145 @@
+"""``fruits sql | compact | expire | migrate-lake``: look at and maintain the lake's Iceberg tables.
+
+``sql`` runs DuckDB SQL over the tables ``features``, ``rejects`` and ``batches`` (their current snapshot,
+scanned with PyIceberg into Arrow): no Spark, the same SQL that works in Athena on ``fruits_lake.<table>``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+
+from fruits.cli.errors import CliError
+from fruits.cli.types import existing_dir, positive_int
+
+LAKE_HELP = "lake root (default ./lake)"
+CATALOG_HELP = "Iceberg catalog: sql:PATH | glue[:DATABASE] (default: sql:<lake>/catalog.db)"
+
+
+def _lake(args: argparse.Namespace):
+    from spark_jobs import tables
+
+    try:
+        return tables.Lake.at(str(args.lake), args.catalog)
+    except tables.CatalogSpecError as err:
+        raise CliError(str(err)) from None
+
+
+def run_sql(args: argparse.Namespace) -> int:
+    """Run one SQL statement with DuckDB over the tables it names; print the result as a table or CSV."""
+    import duckdb
+
+    from spark_jobs import tables
+
+    lake = _lake(args)
+    con = duckdb.connect()
+    for name in tables.TABLES:
+        if re.search(rf"\b{name}\b", args.query, re.IGNORECASE):
+            scan = tables.scan(lake, name)
+            con.register(name, scan)
+    try:
+        result = con.execute(args.query).fetch_arrow_table()
+    except duckdb.Error as err:
+        raise CliError(f"SQL error: {str(err).splitlines()[0]}") from None
+    if args.format == "csv":
+        import sys
+
+        import pyarrow.csv as pcsv
+
+        pcsv.write_csv(result, sys.stdout.buffer)
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(show_lines=False)
+    for name in result.column_names:
+        table.add_column(name)
+    for row in result.to_pylist()[: args.max_rows]:
+        table.add_row(*(_cell(value) for value in row.values()))
+    console = Console()
+    console.print(table)
+    if result.num_rows > args.max_rows:
+        console.print(f"({result.num_rows} rows, first {args.max_rows} shown; --max-rows N or --format csv)")
+    return 0
+
+
+def _cell(value: object) -> str:
+    if isinstance(value, list) and len(value) > 6:
+        head = ", ".join(f"{v:.4g}" if isinstance(v, float) else str(v) for v in value[:4])
+        return f"[{head}, … ({len(value)})]"
+    return str(value)
+
+
+def run_compact(args: argparse.Namespace) -> int:
+    """Compact one model's features files; print files before/after and the unchanged content hash."""
+    from fruits.lake_maintenance import compact
+
+    try:
+        result = compact(_lake(args), args.model_id, args.target_mb)
+    except LookupError as err:
+        raise CliError(str(err)) from None
+    print(f"model_id {result.model_id}: {result.files_before} -> {result.files_after} data files, "
+          f"{result.rows} rows unchanged (content sha256 {result.content_sha256[:16]}…)")
+    return 0
+
+
+def run_expire(args: argparse.Namespace) -> int:
+    """Expire snapshots older than the retention and delete the data files nothing references any more."""
+    from fruits.lake_maintenance import expire_snapshots
+
+    for result in expire_snapshots(_lake(args), args.retention_days):
+        print(f"{result.table}: {result.snapshots_expired} snapshot(s) expired, {result.files_deleted} "
+              "unreferenced data file(s) deleted")
+    return 0
+
+
+def run_migrate(args: argparse.Namespace) -> int:
+    """Migrate a legacy Parquet lake into the tables; print what was migrated."""
+    from fruits.migrate import MigrationError, migrate_lake
+
+    try:
+        result = migrate_lake(args.lake, args.catalog, remove_legacy=args.remove_legacy)
+    except MigrationError as err:
+        raise CliError(str(err)) from None
+    print(f"migrated {result.features} features rows, {result.rejects} rejects, {result.batches} batch reports; "
+          f"contents equal (features sha256 {result.features_sha256[:16]}…)")
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``sql``, ``compact``, ``expire`` and ``migrate-lake`` sub-commands."""
+    from fruits.lake_maintenance import DEFAULT_RETENTION_DAYS
+
+    defaults = argparse.ArgumentDefaultsHelpFormatter
+    sql = subparsers.add_parser("sql", help="run SQL (DuckDB) over the lake tables features, rejects, batches",
+                                description=__doc__.split("\n\n", 1)[1], formatter_class=defaults)
+    sql.add_argument("query", help='e.g. "SELECT label, count(*) FROM features GROUP BY label"')
+    sql.add_argument("--lake", type=existing_dir, default="lake", help=LAKE_HELP)
+    sql.add_argument("--catalog", default=None, help=CATALOG_HELP)
+    sql.add_argument("--format", choices=("table", "csv"), default="table", help="output format")
+    sql.add_argument("--max-rows", type=positive_int, default=50, help="rows shown in table format")
+    sql.set_defaults(func=run_sql)
+
+    compact = subparsers.add_parser("compact", help="rewrite one model's small feature files into large ones",
+                                    formatter_class=defaults)
+    compact.add_argument("--model-id", required=True, help="model whose features are compacted")
+    compact.add_argument("--target-mb", type=positive_int, default=128, help="target data file size (MiB)")
+    compact.add_argument("--lake", type=existing_dir, default="lake", help=LAKE_HELP)
+    compact.add_argument("--catalog", default=None, help=CATALOG_HELP)
+    compact.set_defaults(func=run_compact)
+
+    expire = subparsers.add_parser("expire", help="expire old snapshots so deleted rows disappear from storage",
+                                   formatter_class=defaults)
+    expire.add_argument("--retention-days", type=int, default=DEFAULT_RETENTION_DAYS,
+                        help="keep snapshots younger than this (0: keep only the current one)")
+    expire.add_argument("--lake", type=existing_dir, default="lake", help=LAKE_HELP)
+    expire.add_argument("--catalog", default=None, help=CATALOG_HELP)
+    expire.set_defaults(func=run_expire)
+
+    migrate = subparsers.add_parser("migrate-lake", help="turn a Parquet lake (features/batch_id=…) into the tables",
+                                    formatter_class=defaults)
+    migrate.add_argument("lake", type=existing_dir, help="the legacy lake root (migrated in place)")
+    migrate.add_argument("--catalog", default=None, help=CATALOG_HELP)
+    migrate.add_argument("--remove-legacy", action="store_true",
+                         help="delete the legacy features/batch_id=*/ and rejects/batch_id=*/ folders once checked")
+    migrate.set_defaults(func=run_migrate)

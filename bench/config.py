@@ -29,6 +29,7 @@ class BenchConfig:
     infer_batch_size: int = 32
     incremental_n: int | None = None  # N of the incremental benchmark; None = history images // history_factor
     history_factor: int = 10
+    lake_commit_n: int = 500  # rows of a batch in the lake_commit benchmark (a threshold-sized batch)
     history_weights: str = "projection:0"  # cheap featurizer for the history batches (job's test featurizer)
     pca_history_sizes: tuple[int, ...] = (64, 640, 6400)
     ingest_records: int = 40  # S3 objects/SQS records through the ingest handler
@@ -41,5 +42,5 @@ TINY = replace(
     FULL, train_per_class=1, test_per_class=1, ceiling_images=4, seed_images=2, bf16_images=2, native_images=2,
     warmup_images=2,
     infer_batch_size=4, image_size=32, fast_image_size=32, pca_k=4, incremental_n=2, history_factor=2,
-    pca_history_sizes=(8, 16), ingest_records=6, ingest_batch_size=3,
+    pca_history_sizes=(8, 16), ingest_records=6, ingest_batch_size=3, lake_commit_n=5,
 )

@@ -29,7 +29,7 @@ from bench.common import RESULTS_DIR, SAMPLE_DIR, write_result
 from bench.config import FULL, TINY, BenchConfig
 from bench.report import summary_row, write_readme
 
-NAMES = ("ingestion", "throughput", "quality", "faster_mode", "incremental", "cost")
+NAMES = ("ingestion", "throughput", "quality", "faster_mode", "incremental", "lake_commit", "cost")
 NEEDS_THROUGHPUT = {"quality", "faster_mode", "incremental"}  # cost can reuse stored results (see below)
 
 
@@ -68,7 +68,7 @@ def _stored(cfg: BenchConfig, name: str, required: bool = True) -> dict[str, Any
 def run_benchmarks(cfg: BenchConfig, names: Sequence[str], workdir: Path,
                    log: Callable[[str], None] = print) -> dict[str, Any]:
     """Run ``names`` in order; returns ``{"seconds": {name: s}, "failed": {name: error}, "skipped": [...]}``."""
-    from bench import cost, faster_mode, incremental, ingestion, quality, throughput
+    from bench import cost, faster_mode, incremental, ingestion, lake_commit, quality, throughput
 
     state: dict[str, Any] = {}
     steps: dict[str, Callable[[], Any]] = {
@@ -77,6 +77,7 @@ def run_benchmarks(cfg: BenchConfig, names: Sequence[str], workdir: Path,
         "quality": lambda: quality.run(cfg, state["throughput"]["lake"]),
         "faster_mode": lambda: faster_mode.run(cfg, workdir, state["throughput"]),
         "incremental": lambda: incremental.run(cfg, workdir, state["throughput"]),
+        "lake_commit": lambda: lake_commit.run(cfg, workdir),
         "cost": lambda: cost.run(cfg, state.get("throughput") or _stored(cfg, "throughput"),
                                  state.get("faster_mode") or _stored(cfg, "faster_mode", required=False)),
     }

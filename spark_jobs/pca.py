@@ -1,9 +1,11 @@
 """Exact incremental PCA: versions fitted from merged sufficient statistics, stored under ``<lake>/pca/<model_id>/``.
 
 Fit (one version): covariance ``C = M2 / (n - 1)`` of every feature vector featurized so far for the
-``model_id``; ``numpy.linalg.eigh(C)`` (symmetric eigensolver, LAPACK ``syevd``); components are the
-eigenvectors of the k largest eigenvalues, sign-fixed so the largest-magnitude loading is positive (the
-``svd_flip`` convention of scikit-learn); ``explained_variance_ratio = eigenvalue / trace(C)``.
+``model_id``; ``scipy.linalg.eigh(C, subset_by_index=[d-k, d-1], driver="evr")`` (LAPACK ``syevr``, MRRR:
+only the k largest eigenpairs, equal to a full ``numpy.linalg.eigh`` to float64 rounding; bench/README.md
+"lake_commit" times it); components are the eigenvectors of the k largest eigenvalues, sign-fixed so the
+largest-magnitude loading is positive (the ``svd_flip`` convention of scikit-learn);
+``explained_variance_ratio = eigenvalue / trace(C)``.
 Equal to batch PCA on all vectors (up to float64 rounding; components up to sign where eigenvalues are distinct).
 
 Fewer vectors than components: centred data of n vectors has rank <= n - 1, so only
@@ -36,6 +38,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
+import scipy.linalg
 
 from spark_jobs import storage
 from spark_jobs.stats import SufficientStats, merge
@@ -113,12 +116,12 @@ def fit_pca(state: SufficientStats, k: int) -> PcaFit:
     if k_eff == 0:
         return PcaFit(components, variance, ratio, 0)
     cov = state.covariance()
-    eigvals, eigvecs = np.linalg.eigh(cov)  # ascending order
-    top = eigvecs[:, ::-1][:, :k_eff].T  # (k_eff, d)
+    eigvals, eigvecs = scipy.linalg.eigh(cov, subset_by_index=[d - k_eff, d - 1], driver="evr")  # ascending
+    top = eigvecs[:, ::-1].T  # (k_eff, d), largest first
     signs = np.sign(top[np.arange(k_eff), np.argmax(np.abs(top), axis=1)])
     signs[signs == 0] = 1.0
     components[:k_eff] = top * signs[:, None]
-    variance[:k_eff] = np.clip(eigvals[::-1][:k_eff], 0.0, None)
+    variance[:k_eff] = np.clip(eigvals[::-1], 0.0, None)
     total = float(np.trace(cov))
     if total > 0:
         ratio[:k_eff] = variance[:k_eff] / total

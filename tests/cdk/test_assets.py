@@ -90,7 +90,7 @@ def test_image_requirements_pin_the_versions_the_tests_run() -> None:
             name, pinned = requirement.split("==")
             pins[name] = pinned
     assert pins["tensorflow"] == pins["tensorflow-cpu"] == "2.21.0"
-    for name in ("numpy", "pandas", "pyarrow", "pillow"):
+    for name in ("numpy", "scipy", "pandas", "pyarrow", "pillow"):
         assert pins[name] == version(name), name
     assert pins["pyiceberg[glue,pyarrow,pyiceberg-core]"] == version("pyiceberg")
     assert "pyspark" not in pins  # the base image's Spark is used

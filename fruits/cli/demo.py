@@ -32,8 +32,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "threshold batches → EMR Serverless job runs executed by local Spark → Parquet lake on disk.",
     )
     parser.add_argument("--images", type=existing_dir, default=None, help=f"photo folder (default {DEFAULT_IMAGES})")
-    parser.add_argument("--lake", type=Path, default=Path("lake"), help="lake directory (default ./lake)")
-    parser.add_argument("--waves", type=positive_int, default=3, help="upload waves (default 3)")
+    parser.add_argument("--lake", type=Path, default=Path("lake"), help="lake directory")
+    parser.add_argument("--waves", type=positive_int, default=3, help="upload waves")
     parser.add_argument("--threshold", type=positive_int, default=500, help="pending images that seal a batch")
     parser.add_argument("--max-images", type=positive_int, default=1000, help="images per batch at most")
     parser.add_argument("--limit", type=positive_int, default=None, help="use only N photos (spread over classes)")
@@ -43,9 +43,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default="imagenet",
         help="imagenet (falls back to random, loudly, when offline) | random[:SEED] | PATH | s3://…",
     )
-    parser.add_argument("--pca-k", type=positive_int, default=150, help="PCA components kept (default 150)")
+    parser.add_argument("--pca-k", type=positive_int, default=150, help="PCA components kept")
     add_precision_argument(parser)
-    parser.add_argument("--master", default="local[*]", help="Spark master for job runs (default local[*])")
+    parser.add_argument("--master", default="local[*]", help="Spark master for job runs")
     parser.add_argument("--no-report", action="store_true", help="skip report.png")
     parser.set_defaults(func=run)
 

@@ -22,6 +22,10 @@ TRAIN_MARKER = "/Training/"
 TEST_MARKER = "/Test/"
 PROBE_SEED = 0
 PROBE_MAX_ITER = 2000
+# Held-out share of the Training rows when the lake has no Test rows (the demo uploads Training only)
+FALLBACK_TEST_SHARE = 0.25
+HOW_TO_SPLIT = ("upload labelled photos under images/Training/<label>/ and images/Test/<label>/ "
+                "(e.g. aws s3 sync ../shared/data/fruits-360-sample/Test s3://$BUCKET/images/Test/)")
 
 
 @dataclass(frozen=True)
@@ -55,6 +59,7 @@ class ProbeResult:
 
     model_id: str
     pca_versions: list[str]
+    split: str
     k: int
     n_train: int
     n_test: int
@@ -144,8 +149,12 @@ def read_probe_table(lake: Path, model_id: str | None = None, catalog: str | Non
 def linear_probe(table: ProbeTable) -> ProbeResult:
     """Train the logistic-regression probe on Training rows, score it on Test rows (see module docstring).
 
+    Without Test rows (``fruits demo`` uploads the Training photos only) the probe falls back to a stratified
+    split of the Training rows (``FALLBACK_TEST_SHARE`` held out, seed ``PROBE_SEED``) and says so in ``split``.
+
     Raises:
-        CliError: no Training or no Test rows, or fewer than 2 classes among Training rows.
+        CliError: no Training rows, fewer than 2 classes among Training rows, or (fallback) a class with fewer
+            than 2 rows.
     """
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
@@ -155,12 +164,16 @@ def linear_probe(table: ProbeTable) -> ProbeResult:
     labels = np.asarray(table.labels, dtype=object)
     train = np.array([TRAIN_MARKER in u for u in uris], dtype=bool)
     test = np.array([TEST_MARKER in u for u in uris], dtype=bool)
-    if not train.any() or not test.any():
-        raise CliError(f"need rows under both {TRAIN_MARKER} and {TEST_MARKER} in image_uri; "
-                       f"found {int(train.sum())} Training and {int(test.sum())} Test rows")
+    split = "Training rows -> Test rows (the Fruits-360 split)"
+    if not train.any():
+        raise CliError(f"no rows under {TRAIN_MARKER} among {len(uris)} rows: {HOW_TO_SPLIT}")
     train_classes = sorted(set(labels[train]))
     if len(train_classes) < 2:
         raise CliError(f"need at least 2 classes among Training rows, found {len(train_classes)}")
+    if not test.any():
+        train, test = _stratified_split(labels, train)
+        split = (f"no Test rows: stratified {1 - FALLBACK_TEST_SHARE:.0%}/{FALLBACK_TEST_SHARE:.0%} split of the "
+                 f"Training rows; for the real split {HOW_TO_SPLIT}")
     probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=PROBE_MAX_ITER, random_state=PROBE_SEED))
     probe.fit(table.x[train], labels[train])
     predicted = probe.predict(table.x[test])
@@ -176,6 +189,7 @@ def linear_probe(table: ProbeTable) -> ProbeResult:
     return ProbeResult(
         model_id=table.model_id,
         pca_versions=list(table.pca_versions),
+        split=split,
         k=int(table.x.shape[1]),
         n_train=int(train.sum()),
         n_test=int(test.sum()),
@@ -184,6 +198,25 @@ def linear_probe(table: ProbeTable) -> ProbeResult:
         per_class=per_class,
         unseen_test_labels=sorted(set(truth) - set(train_classes)),
     )
+
+
+def _stratified_split(labels: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Boolean masks (train, test) splitting the ``rows`` mask by label (scikit-learn ``train_test_split``)."""
+    from sklearn.model_selection import train_test_split
+
+    index = np.flatnonzero(rows)
+    counts: dict[str, int] = {}
+    for label in labels[index]:
+        counts[label] = counts.get(label, 0) + 1
+    if min(counts.values()) < 2:
+        rare = sorted(label for label, n in counts.items() if n < 2)
+        raise CliError(f"no Test rows, and classes with fewer than 2 Training rows cannot be split: "
+                       f"{', '.join(rare[:5])}; {HOW_TO_SPLIT}")
+    fit, held_out = train_test_split(index, test_size=FALLBACK_TEST_SHARE, stratify=labels[index],
+                                     random_state=PROBE_SEED)
+    train, test = np.zeros(len(labels), dtype=bool), np.zeros(len(labels), dtype=bool)
+    train[fit], test[held_out] = True, True
+    return train, test
 
 
 def evaluate_lake(lake: Path, model_id: str | None = None, catalog: str | None = None) -> ProbeResult:
@@ -207,6 +240,7 @@ def print_report(result: ProbeResult) -> None:
     console.print(f"model_id: {result.model_id}   PCA version(s): {', '.join(result.pca_versions) or 'n/a'}   "
                   f"k = {result.k}")
     console.print(f"train rows: {result.n_train}   test rows: {result.n_test}   classes: {result.n_classes}")
+    console.print(f"split: {result.split}")
     if result.unseen_test_labels:
         console.print(f"Test classes absent from Training (always wrong): {', '.join(result.unseen_test_labels)}")
     console.print(f"accuracy: {result.accuracy:.4f}")

@@ -42,7 +42,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--batch-id", type=valid_batch_id, help="default: derived from the manifest content")
     parser.add_argument("--weights", type=weights_source, default="imagenet",
                         help="imagenet (falls back to random:0 offline, loudly), random[:SEED], a file or s3://")
-    parser.add_argument("--pca-k", type=positive_int, default=150, help="PCA components kept (default 150)")
+    parser.add_argument("--pca-k", type=positive_int, default=150, help="PCA components kept")
     add_precision_argument(parser)
     parser.add_argument("--limit", type=positive_int, help="featurize at most N images")
     parser.add_argument("--catalog", default=None,

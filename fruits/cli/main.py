@@ -2,13 +2,15 @@
 
 Each command group lives in its own module exposing ``register(subparsers) -> None``; a registered
 sub-parser sets ``func(args) -> int``. Bad arguments print one line ``fruits: error: …`` and exit 2;
-a :class:`CliError` raised by a command prints one line and exits with its code (default 1).
+a :class:`CliError` raised by a command prints one line and exits with its code (default 1). A bare ``fruits``
+prints the help; every command's help shows its description and the defaults of its options.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.metadata
 import sys
 from collections.abc import Sequence
 
@@ -23,8 +25,31 @@ COMMAND_MODULES: tuple[str, ...] = (
 )
 
 
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Descriptions keep their line breaks; every option with a real default (not None/False) shows it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        shown = action.default not in (None, False, argparse.SUPPRESS) and "%(default)" not in text
+        if action.option_strings and shown:
+            text += " (default: %(default)s)"
+        return text
+
+
 class OneLineParser(argparse.ArgumentParser):
-    """ArgumentParser whose errors are one line on stderr and exit code 2 (no usage dump)."""
+    """ArgumentParser whose errors are one line on stderr and exit code 2 (no usage dump).
+
+    Descriptions lose reStructuredText markup (double backticks become single ones) and default to the help text.
+    """
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        description = kwargs.get("description")
+        if description:
+            kwargs["description"] = description.replace("``", "`").replace(":func:", "").replace(":mod:", "")
+        elif kwargs.get("help"):
+            kwargs["description"] = kwargs["help"]
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> None:  # type: ignore[override]
         sys.stderr.write(f"{self.prog}: error: {message} (see --help)\n")
@@ -34,17 +59,32 @@ class OneLineParser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     """Build the root parser with every available command group registered."""
     parser = OneLineParser(prog="fruits", description="Fruits! image ingestion pipeline (local and AWS).")
+    parser.add_argument("--version", action="version", version=f"fruits {version()}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
-    subparsers.required = True
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(subparsers)
+    for action in subparsers._choices_actions:  # commands registered with help= only: it is their description
+        command = subparsers.choices[action.dest]
+        if not command.description:
+            command.description = action.help
     return parser
+
+
+def version() -> str:
+    """The installed package version (``pyproject.toml``), or ``unknown`` when run from a bare checkout."""
+    try:
+        return importlib.metadata.version("fruits-ingestion")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv`` and run the chosen command; returns the process exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
     try:
         return int(args.func(args) or 0)
     except CliError as err:

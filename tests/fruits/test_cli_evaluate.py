@@ -153,7 +153,7 @@ def test_cli_bad_arguments_are_one_line(argv: list[str], expected_code: int, mes
     ("setup", "message"),
     [
         ("empty", "no features table"),
-        ("no_test", "found 36 Training and 0 Test rows"),
+        ("no_training", "no rows under /Training/ among 12 rows: upload labelled photos under images/Training/"),
         ("one_class", "at least 2 classes"),
     ],
 )
@@ -161,8 +161,8 @@ def test_cli_unusable_lake_is_one_line(tmp_path: Path, setup: str, message: str,
                                        capsys: pytest.CaptureFixture[str]) -> None:
     # GIVEN a lake the probe cannot use
     rows = separable_rows()
-    if setup == "no_test":
-        write_batch(tmp_path, "b1", [r for r in rows if "/Training/" in r["image_uri"]])
+    if setup == "no_training":
+        write_batch(tmp_path, "b1", [r for r in rows if "/Test/" in r["image_uri"]])
     elif setup == "one_class":
         write_batch(tmp_path, "b1", [r for r in rows if "/Kiwi/" in r["image_uri"]])
     # WHEN evaluate runs THEN it exits 1 with one line naming the problem
@@ -170,3 +170,17 @@ def test_cli_unusable_lake_is_one_line(tmp_path: Path, setup: str, message: str,
     err = capsys.readouterr().err
     assert code == 1
     assert message in err and len(err.strip().splitlines()) == 1
+
+
+def test_without_test_rows_the_probe_falls_back_to_a_stratified_split_and_says_so(tmp_path: Path, only_evaluate,
+                                                                                   capsys) -> None:
+    # GIVEN a lake with Training rows only (what `make demo` writes)
+    write_batch(tmp_path, "b1", [r for r in separable_rows(per_class=(12, 4)) if "/Training/" in r["image_uri"]])
+    # WHEN evaluate runs
+    assert cli_main.main(["evaluate", "--lake", str(tmp_path)]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    # THEN it scores a stratified 75/25 split of the 36 Training rows (9 held out, 3 per class) and says how to add Test
+    assert "split: no Test rows: stratified 75%/25% split of the Training rows" in out
+    assert "images/Test/<label>/" in out
+    assert "train rows: 27 test rows: 9 classes: 3" in out
+    assert "accuracy: 1.0000" in out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import subprocess
 import sys
 
@@ -9,7 +10,8 @@ import pytest
 
 from fruits.cli.main import build_parser, main
 
-COMMANDS = ["demo", "featurize", "start-job", "status", "reconcile", "evaluate"]
+COMMANDS = ["demo", "featurize", "start-job", "status", "reconcile", "evaluate", "sql", "compact", "expire",
+            "migrate-lake"]
 
 
 def test_every_command_is_registered() -> None:
@@ -55,3 +57,29 @@ def test_console_script_runs_without_traceback() -> None:
     assert completed.returncode == 2
     assert completed.stderr.strip().count("\n") == 0
     assert "positive integer" in completed.stderr
+
+
+def test_bare_fruits_prints_help_and_version_is_known(capsys: pytest.CaptureFixture[str]) -> None:
+    # WHEN `fruits` runs with no command  THEN it prints the help (every command listed) and exits 0
+    assert main([]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: fruits") and all(command in out for command in COMMANDS)
+    # AND --version prints the package version
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0 and capsys.readouterr().out.startswith("fruits ")
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_has_a_description_and_shows_defaults_without_rst(command: str, capsys) -> None:
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command").choices[command]
+    assert sub.description, command
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    out = capsys.readouterr().out
+    assert "``" not in out and ":func:" not in out
+    defaults = [a for a in sub._actions if a.default not in (None, False, argparse.SUPPRESS) and a.help
+                and a.option_strings and not isinstance(a.default, bool)]
+    for action in defaults:
+        assert f"(default: {action.default})" in " ".join(out.split()), (command, action.dest)

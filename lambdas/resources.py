@@ -12,12 +12,9 @@ LAKE_PREFIX = "lake/"  # Parquet lake (features/, rejects/, batches/, pca/)
 CODE_PREFIX = "code/"  # Spark job code (entry point + zipped package)
 LOGS_PREFIX = "logs/"  # EMR Serverless job run logs
 
-# Suffixes the bucket notification forwards and the ingest Lambda accepts (lower-case compare).
+# Suffixes the ingest Lambda accepts, compared in lower case (.Jpg, .JPEG, .PnG are images). The bucket notifies
+# for every object under IMAGES_PREFIX with no suffix filter (S3 filters are case-sensitive): the Lambda decides.
 IMAGE_SUFFIXES: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
-# S3 suffix filters are case-sensitive: notify for lower- and upper-case spellings (phones write .JPG).
-NOTIFICATION_SUFFIXES: tuple[str, ...] = tuple(
-    dict.fromkeys(s for suffix in IMAGE_SUFFIXES for s in (suffix, suffix.upper()))
-)
 
 # --- DynamoDB manifest table -----------------------------------------------------------------------
 TABLE_PARTITION_KEY = "pk"

@@ -18,7 +18,7 @@ class Storage(Construct):
     Attributes:
         bucket: the one data bucket (SSE-S3, TLS only, versioned, public access blocked).
         access_logs_bucket: receives the data bucket's server access logs.
-        queue: ObjectCreated notifications for keys under ``images/`` with an image suffix.
+        queue: ObjectCreated notifications for every key under ``images/`` (the Lambda filters suffixes).
         dead_letter_queue: messages the ingest Lambda failed ``INGEST_MAX_RECEIVE_COUNT`` times.
     """
 
@@ -73,10 +73,10 @@ class Storage(Construct):
                 queue=self.dead_letter_queue, max_receive_count=r.INGEST_MAX_RECEIVE_COUNT
             ),
         )
-        # S3 suffix filters are case-sensitive: one notification per spelling (".jpg" and ".JPG", ...).
-        for suffix in r.NOTIFICATION_SUFFIXES:
-            self.bucket.add_event_notification(
-                s3.EventType.OBJECT_CREATED,
-                s3n.SqsDestination(self.queue),
-                s3.NotificationKeyFilter(prefix=r.IMAGES_PREFIX, suffix=suffix),
-            )
+        # Every object under images/: S3 suffix filters are case-sensitive (".Jpg" would match none), so the
+        # ingest Lambda filters suffixes in lower case and counts the rest as skipped (not_an_image_suffix).
+        self.bucket.add_event_notification(
+            s3.EventType.OBJECT_CREATED,
+            s3n.SqsDestination(self.queue),
+            s3.NotificationKeyFilter(prefix=r.IMAGES_PREFIX),
+        )

@@ -66,20 +66,12 @@ def provision(name: str = "fruits-local") -> LocalResources:
         Bucket=bucket,
         NotificationConfiguration={
             "QueueConfigurations": [
-                {
-                    "Id": f"images{suffix}",
+                {  # every object under images/, as the stack: the ingest Lambda filters suffixes in any case
+                    "Id": "images",
                     "QueueArn": queue_arn,
                     "Events": ["s3:ObjectCreated:*"],
-                    "Filter": {
-                        "Key": {
-                            "FilterRules": [
-                                {"Name": "prefix", "Value": r.IMAGES_PREFIX},
-                                {"Name": "suffix", "Value": suffix},
-                            ]
-                        }
-                    },
+                    "Filter": {"Key": {"FilterRules": [{"Name": "prefix", "Value": r.IMAGES_PREFIX}]}},
                 }
-                for suffix in r.NOTIFICATION_SUFFIXES
             ]
         },
     )

@@ -158,3 +158,21 @@ def test_an_image_with_no_class_folder_is_recorded_without_label(moto_aws, event
     body = aws.client("s3").get_object(Bucket=BUCKET, Key=batch["manifest_uri"].split("/", 3)[3])["Body"].read()
     labels = {json.loads(line)["key"]: json.loads(line)["label"] for line in body.decode().splitlines()}
     assert labels == {"images/loose photo.jpg": None, "images/Training/Kiwi/1.jpg": "Kiwi"}
+
+
+def test_image_suffixes_in_any_case_are_recorded_at_once_and_other_suffixes_skipped(
+    moto_aws, events_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # GIVEN uploads whose suffixes mix cases (the bucket notifies for every object under images/)
+    keys = ["images/Training/Kiwi/a.Jpg", "images/Training/Kiwi/b.JPEG", "images/Training/Kiwi/c.PnG"]
+    objects = upload([*keys, "images/Training/Kiwi/notes.Txt"])
+
+    # WHEN the ingest Lambda receives their notifications
+    response = ingest.handler(sqs_event(events_dir, objects), CTX)
+
+    # THEN the three images are recorded as pending at once and the text file is skipped with its reason
+    assert response == {"batchItemFailures": []}
+    assert sorted(item["key"] for item in all_images()) == keys
+    assert table().counter() == (3, 0)
+    reasons = [r.reason for r in caplog.records if r.getMessage() == "skipped object"]  # type: ignore[attr-defined]
+    assert reasons == ["not_an_image_suffix"]

@@ -110,9 +110,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``sql``, ``compact``, ``expire`` and ``migrate-lake`` sub-commands."""
     from fruits.lake_maintenance import DEFAULT_RETENTION_DAYS
 
-    defaults = argparse.ArgumentDefaultsHelpFormatter
     sql = subparsers.add_parser("sql", help="run SQL (DuckDB) over the lake tables features, rejects, batches",
-                                description=__doc__.split("\n\n", 1)[1], formatter_class=defaults)
+                                description=__doc__.split("\n\n", 1)[1])
     sql.add_argument("query", help='e.g. "SELECT label, count(*) FROM features GROUP BY label"')
     sql.add_argument("--lake", type=existing_dir, default="lake", help=LAKE_HELP)
     sql.add_argument("--catalog", default=None, help=CATALOG_HELP)
@@ -120,24 +119,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sql.add_argument("--max-rows", type=positive_int, default=50, help="rows shown in table format")
     sql.set_defaults(func=run_sql)
 
-    compact = subparsers.add_parser("compact", help="rewrite one model's small feature files into large ones",
-                                    formatter_class=defaults)
+    compact = subparsers.add_parser("compact", help="rewrite one model's small feature files into large ones")
     compact.add_argument("--model-id", required=True, help="model whose features are compacted")
     compact.add_argument("--target-mb", type=positive_int, default=128, help="target data file size (MiB)")
     compact.add_argument("--lake", type=existing_dir, default="lake", help=LAKE_HELP)
     compact.add_argument("--catalog", default=None, help=CATALOG_HELP)
     compact.set_defaults(func=run_compact)
 
-    expire = subparsers.add_parser("expire", help="expire old snapshots so deleted rows disappear from storage",
-                                   formatter_class=defaults)
+    expire = subparsers.add_parser("expire", help="expire old snapshots so deleted rows disappear from storage")
     expire.add_argument("--retention-days", type=int, default=DEFAULT_RETENTION_DAYS,
                         help="keep snapshots younger than this (0: keep only the current one)")
     expire.add_argument("--lake", type=existing_dir, default="lake", help=LAKE_HELP)
     expire.add_argument("--catalog", default=None, help=CATALOG_HELP)
     expire.set_defaults(func=run_expire)
 
-    migrate = subparsers.add_parser("migrate-lake", help="turn a Parquet lake (features/batch_id=…) into the tables",
-                                    formatter_class=defaults)
+    migrate = subparsers.add_parser("migrate-lake", help="turn a Parquet lake (features/batch_id=…) into the tables")
     migrate.add_argument("lake", type=existing_dir, help="the legacy lake root (migrated in place)")
     migrate.add_argument("--catalog", default=None, help=CATALOG_HELP)
     migrate.add_argument("--remove-legacy", action="store_true",

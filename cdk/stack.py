@@ -16,6 +16,7 @@ from cdk.components.storage import Storage
 from cdk.config import DeployConfig
 from cdk.nag import acknowledge_library_singletons
 from lambdas import resources as r
+from lambdas.config import SETTING_NAMES, stack_output_key
 
 
 class FruitsStack(Stack):
@@ -98,6 +99,10 @@ class FruitsStack(Stack):
 
         acknowledge_library_singletons(self, data_bucket_arn=self.storage.bucket.bucket_arn)
 
+        # Every setting of the Lambdas' environment, so `fruits ... --stack NAME` needs no environment variable.
+        for name, value in self.ingestion.environment.items():
+            if name in SETTING_NAMES and value != "":  # CloudFormation rejects empty output values
+                CfnOutput(self, stack_output_key(name), value=value, description=f"{name} (read by fruits --stack)")
         CfnOutput(self, "BucketName", value=self.storage.bucket.bucket_name, description="Data bucket")
         CfnOutput(
             self,

@@ -69,6 +69,21 @@ class Settings(BaseModel):
         return f"s3://{self.data_bucket}/{resources.MANIFESTS_PREFIX}"
 
 
+SETTING_NAMES: tuple[str, ...] = tuple(name.upper() for name in Settings.model_fields)  # env var names
+REQUIRED_SETTING_NAMES: tuple[str, ...] = tuple(
+    name.upper() for name, field in Settings.model_fields.items() if field.is_required()
+)
+
+
+def stack_output_key(env_name: str) -> str:
+    """CloudFormation output key under which the stack exports setting ``env_name`` (read by ``fruits --stack``).
+
+    ``DATA_BUCKET`` → ``SettingDataBucket`` (output logical ids are alphanumeric; the prefix keeps them apart
+    from the stack's other outputs and constructs).
+    """
+    return "Setting" + "".join(part.capitalize() for part in env_name.split("_"))
+
+
 def settings_from_env(environ: Mapping[str, str]) -> Settings:
     """Build :class:`Settings` from a mapping of env vars; raises :class:`SettingsError` (one line)."""
     values = {name: environ[name.upper()] for name in Settings.model_fields if environ.get(name.upper(), "") != ""}

@@ -97,6 +97,7 @@ class Ingestion(Construct):
             "POWERTOOLS_SERVICE_NAME": SERVICE_NAME,
             "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
         }
+        self.environment: dict[str, str] = environment  # the stack exports its settings (fruits --stack)
         timeouts = {"ingest": INGEST_TIMEOUT_S, "job_state": 60, "flush": 120, "reconcile": 600}
         self.functions: dict[str, lambda_.Function] = {}
         for name in HANDLERS:

@@ -2,10 +2,11 @@
 
     fruits start-job [--batch-id ID] [--dry-run]   flush pending images and start the next batch, or re-run ID;
                                                    --dry-run prints the exact start_job_run request as JSON
-    fruits status                                  images by status, batches, job runs
+    fruits status [--json]                         pending images, batches, the running job run, quarantine, lake
     fruits reconcile                               record images missing from the manifest, re-drive batches
 
-Settings come from the same env vars as the Lambdas (docs/contracts.md); ``--endpoint-url URL`` sets
+Settings come from the deployed stack's outputs (``--stack NAME``, default ``$FRUITS_STACK`` or ``Fruits``),
+overridden by the same env vars as the Lambdas (docs/contracts.md); ``--endpoint-url URL`` sets
 AWS_ENDPOINT_URL (the local moto server) and ``--region`` the AWS region. Every command calls
 :mod:`lambdas.pipeline`, the code path the Lambdas run.
 """
@@ -24,6 +25,7 @@ from rich.console import Console
 from rich.table import Table
 
 from fruits.cli.errors import CliError
+from fruits.cli.stack import add_stack_argument, resolve_environment
 from fruits.cli.types import valid_batch_id
 
 REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
@@ -46,6 +48,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--endpoint-url", type=_endpoint, help="AWS endpoint (e.g. the local moto server)")
     common.add_argument("--region", type=_region, help="AWS region (default: AWS_REGION / AWS_DEFAULT_REGION)")
+    add_stack_argument(common)
 
     start = subparsers.add_parser(
         "start-job", parents=[common], help="flush pending images and start the next job run, or re-run a batch",
@@ -68,7 +71,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _pipeline(args: argparse.Namespace) -> Any:
     """The service on env settings, after applying --endpoint-url / --region; config errors → CliError."""
     from lambdas import aws
-    from lambdas.config import SettingsError, get_settings
+    from lambdas.config import SettingsError, get_settings, settings_from_env
     from lambdas.pipeline import get_pipeline
 
     if args.endpoint_url:
@@ -78,10 +81,11 @@ def _pipeline(args: argparse.Namespace) -> Any:
     if args.endpoint_url or args.region:  # clients cached for another endpoint / region must go
         get_settings.cache_clear()
         aws.reset_clients()
+    environ, note = resolve_environment(args, os.environ, lambda: aws.client("cloudformation"))
     try:
-        return get_pipeline(get_settings())
+        return get_pipeline(settings_from_env(environ))
     except SettingsError as err:
-        raise CliError(str(err)) from None
+        raise CliError(f"{err} ({note})" if note else str(err)) from None
 
 
 def _aws_errors(func: Any) -> Any:

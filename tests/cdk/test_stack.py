@@ -391,3 +391,21 @@ def test_outputs_name_the_bucket_upload_prefix_application_and_table(synthesized
     assert {"BucketName", "UploadPrefix", "ApplicationId", "ManifestTableName", "FeaturesTableName",
             "LakeReadersPolicyArn"} <= set(outputs)
     assert r.IMAGES_PREFIX in str(outputs["UploadPrefix"]["Value"])
+
+
+def test_every_lambda_setting_is_a_stack_output_the_cli_reads(synthesized: Synthesized) -> None:
+    # GIVEN the synthesized stack and the ingest Lambda's environment
+    from lambdas.config import REQUIRED_SETTING_NAMES, SETTING_NAMES, stack_output_key
+
+    outputs = synthesized.template.to_json()["Outputs"]
+    functions = synthesized.of_type("AWS::Lambda::Function").values()
+    environment = next(f["Properties"]["Environment"]["Variables"] for f in functions
+                       if "DATA_BUCKET" in f["Properties"].get("Environment", {}).get("Variables", {}))  # fmt: skip
+    # WHEN the CLI maps outputs back to settings (fruits --stack)
+    keys = {stack_output_key(name): name for name in SETTING_NAMES}
+    exported = {keys[key]: output["Value"] for key, output in outputs.items() if key in keys}
+    # THEN every required setting is exported, each with exactly the value the Lambdas get
+    assert set(REQUIRED_SETTING_NAMES) <= set(exported)
+    assert {"JOB_PY_FILES", "LAKE_URI", "JOB_CATALOG", "PCA_K"} <= set(exported)
+    assert all(exported[name] == environment[name] for name in exported)
+    assert set(exported) == {name for name, value in environment.items() if name in SETTING_NAMES and value != ""}

@@ -25,19 +25,28 @@ def two_batches(moto_aws, events_dir: Path, monkeypatch: pytest.MonkeyPatch):
 def test_missing_configuration_is_one_line_not_a_traceback(
     aws_credentials: None, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    # GIVEN no DATA_BUCKET / MANIFEST_TABLE / EMR_* variables
-    for name in ("DATA_BUCKET", "MANIFEST_TABLE", "EMR_APPLICATION_ID", "EMR_EXECUTION_ROLE_ARN", "JOB_ENTRY_POINT"):
+    # GIVEN no DATA_BUCKET / MANIFEST_TABLE / EMR_* variables and no deployed stack named Fruits
+    from moto import mock_aws
+
+    from lambdas import aws
+
+    for name in ("DATA_BUCKET", "MANIFEST_TABLE", "EMR_APPLICATION_ID", "EMR_EXECUTION_ROLE_ARN", "JOB_ENTRY_POINT",
+                 "FRUITS_STACK"):  # fmt: skip
         monkeypatch.delenv(name, raising=False)
     get_settings.cache_clear()
 
     # WHEN any command runs
-    code = main(["start-job", "--dry-run"])
+    with mock_aws():
+        aws.reset_clients()
+        code = main(["start-job", "--dry-run"])
+    aws.reset_clients()
 
     # THEN it exits 1 with one line naming what is missing
     err = capsys.readouterr().err
     assert code == 1 and len(err.splitlines()) == 1 and "Traceback" not in err
     assert err.startswith("fruits start-job: error: invalid configuration: DATA_BUCKET: missing")
     assert "EMR_EXECUTION_ROLE_ARN: missing" in err
+    assert "stack 'Fruits' not found" in err  # and how to point it at a stack
 
 
 @pytest.mark.parametrize(

@@ -12,7 +12,7 @@ import re
 from fruits.cli.errors import CliError
 from fruits.cli.types import existing_dir, positive_int
 
-LAKE_HELP = "lake root (default ./lake)"
+LAKE_HELP = "lake root"
 CATALOG_HELP = "Iceberg catalog: sql:PATH | glue[:DATABASE] (default: sql:<lake>/catalog.db)"
 
 

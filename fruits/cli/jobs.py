@@ -22,7 +22,6 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 from rich.console import Console
-from rich.table import Table
 
 from fruits.cli.errors import CliError
 from fruits.cli.stack import add_stack_argument, resolve_environment
@@ -58,8 +57,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     start.add_argument("--dry-run", action="store_true", help="print the start_job_run request, change nothing")
     start.set_defaults(func=run_start_job)
 
-    status = subparsers.add_parser("status", parents=[common], help="images by status, batches and job runs")
+    status = subparsers.add_parser(
+        "status", parents=[common], help="pending images, batches by state, the running job run, quarantine, lake rows",
+        description="What an operator asks first: pending images and the oldest one's age, batches by state with "
+        "their job run ids and attempts, the running job run and its age, quarantined batches, and the lake's row "
+        "counts (Iceberg snapshot summaries).",
+    )  # fmt: skip
     status.add_argument("--json", action="store_true", help="print the status as JSON instead of tables")
+    status.add_argument("--no-lake", action="store_true", help="skip the lake's row counts (no catalog access)")
     status.set_defaults(func=run_status)
 
     reconcile = subparsers.add_parser(
@@ -127,34 +132,14 @@ def run_start_job(args: argparse.Namespace) -> int:
 
 @_aws_errors
 def run_status(args: argparse.Namespace) -> int:
-    """``status``: image counts, the job run slot, one row per batch, one row per job run."""
-    snapshot = _pipeline(args).status()
+    """``status``: pending and the oldest pending age, batches by state, the running job run, quarantine, lake rows."""
+    from fruits.cli.status import operator_status, render
+
+    snapshot = operator_status(_pipeline(args), lake=not args.no_lake)
     if args.json:
         print(json.dumps(snapshot, indent=2, sort_keys=True, default=str))
         return 0
-    console = Console(width=max(100, Console().width))
-    counts = Table(title="Images")
-    for status in snapshot["images"]:
-        counts.add_column(status, justify="right")
-    counts.add_row(*(str(n) for n in snapshot["images"].values()))
-    console.print(counts)
-    holder = snapshot["slot"].get("holder")
-    console.print(f"job run slot: {'held by ' + holder if holder else 'free'}")
-    batches = Table(title=f"Batches ({len(snapshot['batches'])})")
-    for column in ("batch", "status", "images", "attempts", "failures", "job run", "sealed at"):
-        batches.add_column(column)
-    runs = Table(title="Job runs")
-    for column in ("job run", "batch", "attempt", "state", "client token", "started at"):
-        runs.add_column(column)
-    for batch in snapshot["batches"]:
-        batches.add_row(batch["batch_id"], batch["status"], str(batch.get("image_count") or batch.get("claimed", 0)),
-                        str(batch.get("attempts", 0)), str(batch.get("failures", 0)), batch.get("job_run_id", ""),
-                        batch.get("sealed_at", ""))  # fmt: skip
-        for job_run_id, run in sorted(batch.get("job_runs", {}).items(), key=lambda kv: kv[1]["started_at"]):
-            runs.add_row(job_run_id, batch["batch_id"], str(run["attempt"]), run["state"], run["client_token"],
-                         run["started_at"])  # fmt: skip
-    console.print(batches)
-    console.print(runs)
+    render(snapshot, Console(width=max(100, Console().width)))
     return 0
 
 

@@ -1,11 +1,17 @@
-"""Local-mode helper for moto (tests and the ``fruits demo`` moto server): cheap TransactWriteItems rollback.
+"""Local-mode fixes for moto (tests and the ``fruits demo`` moto server), installed together by :func:`install`.
 
-moto 5 snapshots *every table a transaction names* with ``copy.deepcopy`` before applying it, so each
-``TransactWriteItems`` costs O(table size) and ingesting N images costs O(N²) (measured here: 1,000 images through
-the ingest handler took ~190 s, ~20 s with this patch). A transaction can only change the items it names, so
-snapshotting just those items and restoring them when moto cancels the transaction has the same semantics.
+1. Cheap TransactWriteItems rollback. moto 5 snapshots *every table a transaction names* with ``copy.deepcopy``
+   before applying it, so each ``TransactWriteItems`` costs O(table size) and ingesting N images costs O(N²)
+   (measured here: 1,000 images through the ingest handler took ~190 s, ~20 s with this patch). A transaction can
+   only change the items it names, so snapshotting just those items and restoring them when moto cancels the
+   transaction has the same semantics.
+2. EMR Serverless job runs of an application that has none yet. moto (≤ 5.2.5) keeps job runs in a dict keyed by
+   application id that gets its key only at the first ``StartJobRun``, so ``ListJobRuns`` / ``GetJobRun`` /
+   ``CancelJobRun`` on an existing application with no job run raise ``ResourceNotFoundException: Application …
+   does not exist``. EMR Serverless lists such an application's job runs as ``[]`` (and says ``JobRun … does not
+   exist`` for an unknown job run); an unknown application still raises as before.
 
-Never used on AWS (import moto only through :func:`install_fast_transaction_rollback`).
+Never used on AWS (import moto only through the ``install*`` functions).
 """
 
 from __future__ import annotations
@@ -16,8 +22,48 @@ from collections.abc import Callable
 from typing import Any
 
 
+def install() -> Callable[[], None]:
+    """Install every fix of this module in this process; returns a function that undoes them all."""
+    undos = [install_fast_transaction_rollback(), install_emr_serverless_empty_job_runs()]
+
+    def undo() -> None:
+        for step in reversed(undos):
+            step()
+
+    return undo
+
+
+def install_emr_serverless_empty_job_runs() -> Callable[[], None]:
+    """Patch moto's EMR Serverless backend: an existing application without job runs lists ``[]`` (fix 2 above).
+
+    Wraps ``list_job_runs``, ``get_job_run`` and ``cancel_job_run`` so that a known application gets its empty
+    job run list before moto looks it up. Returns a function that undoes the patch.
+    """
+    from moto.emrserverless.models import EMRServerlessBackend
+
+    names = ("list_job_runs", "get_job_run", "cancel_job_run")
+    originals = {name: getattr(EMRServerlessBackend, name) for name in names}
+
+    def with_job_run_list(original: Callable[..., Any]) -> Callable[..., Any]:
+        def method(self: Any, application_id: str, *args: Any, **kwargs: Any) -> Any:
+            if application_id in self.applications:
+                self.job_runs.setdefault(application_id, [])
+            return original(self, application_id, *args, **kwargs)
+
+        return method
+
+    for name, original in originals.items():
+        setattr(EMRServerlessBackend, name, with_job_run_list(original))
+
+    def undo() -> None:
+        for name, original in originals.items():
+            setattr(EMRServerlessBackend, name, original)
+
+    return undo
+
+
 def install_fast_transaction_rollback() -> Callable[[], None]:
-    """Patch moto's DynamoDB backend in this process; returns a function that undoes the patch.
+    """Patch moto's DynamoDB backend in this process (fix 1 above); returns a function that undoes the patch.
 
     Requires moto ≥ 5.1 (``DynamoDBBackend.transact_write_items`` + ``Table.items[hash][range]``).
     """

@@ -3,9 +3,10 @@
 Every boto3 client of this process (and of child processes such as the local Spark job run) reaches it
 through the standard ``AWS_ENDPOINT_URL`` variable, so no code path branches on "local vs AWS".
 
-The server runs in this process, so its DynamoDB backend gets the same fix as the tests
-(:func:`fruits.local.moto_compat.install_fast_transaction_rollback`): without it every ``TransactWriteItems``
-deep-copies the whole manifest table and the demo's ingestion is O(images²).
+The server runs in this process, so its backends get the same fixes as the tests
+(:func:`fruits.local.moto_compat.install`): without them every ``TransactWriteItems`` deep-copies the whole
+manifest table (the demo's ingestion is O(images²)), and listing the job runs of the application before its
+first job run fails ("Application … does not exist").
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from fruits.local.moto_compat import install_fast_transaction_rollback
+from fruits.local import moto_compat
 from lambdas.resources import REGION
 
 FAKE_CREDENTIALS = {
@@ -43,8 +44,8 @@ class MotoEndpoint:
 def moto_server(region: str = REGION) -> Iterator[MotoEndpoint]:
     """Start a threaded moto server on a random loopback port and point this process's AWS env at it.
 
-    Sets ``AWS_ENDPOINT_URL``, fake credentials and the region for the duration of the block, and patches
-    moto's transaction rollback to O(items named) (module doc); restores both afterwards.
+    Sets ``AWS_ENDPOINT_URL``, fake credentials and the region for the duration of the block, and installs the
+    :mod:`fruits.local.moto_compat` fixes (module doc); restores both afterwards.
     Raises ``RuntimeError`` if moto is not installed.
     """
     try:
@@ -53,7 +54,7 @@ def moto_server(region: str = REGION) -> Iterator[MotoEndpoint]:
         raise RuntimeError("moto[server] is required for the local run: pip install -e '.[local]'") from err
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no access log line per AWS call
-    undo_patch = install_fast_transaction_rollback()
+    undo_patch = moto_compat.install()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()

@@ -156,3 +156,40 @@ def test_moto_server_rolls_back_only_the_items_a_cancelled_transaction_names() -
         assert {i["pk"]["S"]: i["n"]["N"] for i in ddb.scan(TableName="t")["Items"]} == {"a": "1", "b": "1", "c": "0"}
     # AND the patch ends with the server
     assert ddb_models.DynamoDBBackend.transact_write_items is original
+
+
+def test_local_emr_runner_lists_no_job_runs_before_the_first_start(tmp_path: Path) -> None:
+    """Regression: ``fruits demo --limit 20 --threshold 10`` died with "ListJobRuns: Application … does not exist"
+    when the first wave (7 photos) sealed no batch: moto knew the application but had no job run list for it."""
+    from botocore.exceptions import ClientError
+
+    from fruits.local.moto_server import moto_server
+    from fruits.local.provision import provision
+
+    with moto_server():
+        # GIVEN the demo's moto server and resources, and an application that has started no job run yet
+        res = provision()
+        emr = boto3.client("emr-serverless")
+        assert emr.get_application(applicationId=res.application_id)["application"]["state"]  # same account/region
+        events: list[dict[str, Any]] = []
+        runner = LocalEmrRunner(res.application_id, lambda event, context: events.append(event), tmp_path)
+        # WHEN the local EMR runner looks for work, as the demo does after each wave
+        # THEN there is none, as on EMR Serverless (no error), and nothing is executed
+        assert runner.new_job_runs() == []
+        assert runner.run_pending() == [] and events == []
+        assert emr.list_job_runs(applicationId=res.application_id)["jobRuns"] == []
+        # AND a job run started afterwards is listed; an unknown job run or application is still an error
+        job_run_id = emr.start_job_run(
+            applicationId=res.application_id, executionRoleArn=res.execution_role_arn, clientToken="t1",
+            jobDriver={"sparkSubmit": {"entryPoint": f"s3://{res.bucket}/code/main.py"}},
+        )["jobRunId"]
+        assert [run["id"] for run in runner.new_job_runs()] == [job_run_id]
+        for call in (
+            lambda: emr.get_job_run(applicationId=res.application_id, jobRunId="00nosuchjobrun00"),
+            lambda: emr.list_job_runs(applicationId="00nosuchapp00000"),
+        ):
+            try:
+                call()
+                raise AssertionError("expected ResourceNotFoundException")
+            except ClientError as err:
+                assert err.response["Error"]["Code"] == "ResourceNotFoundException"

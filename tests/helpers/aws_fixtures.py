@@ -12,6 +12,9 @@ moto notes (quirks handled here, not hidden):
 * that whole-table ``deepcopy`` makes every transaction O(table size): 1,000 recorded images took ~190 s.
   ``moto_aws`` installs :func:`fruits.local.moto_compat.install_fast_transaction_rollback`: a snapshot of only
   the items the transaction names (it cannot touch any other), restored when moto cancels the transaction.
+* moto's EMR Serverless lists the job runs of an application that has none as "Application … does not exist";
+  ``moto_aws`` installs every fix of :mod:`fruits.local.moto_compat` (:func:`~fruits.local.moto_compat.install`),
+  like the demo's moto server, so both see the same AWS behaviour.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from urllib.parse import quote_plus
 import botocore.client
 import pytest
 
-from fruits.local.moto_compat import install_fast_transaction_rollback
+from fruits.local import moto_compat
 from lambdas import aws, resources
 from lambdas.config import get_settings
 
@@ -120,7 +123,7 @@ def moto_aws(lambda_env: dict[str, str], api_calls: ApiCalls, monkeypatch: pytes
     """moto started before any client; bucket, table and EMR Serverless application created; settings ready."""
     from moto import mock_aws
 
-    undo = install_fast_transaction_rollback()
+    undo = moto_compat.install()
     try:
         with mock_aws():
             aws.reset_clients()

@@ -63,20 +63,11 @@ class LocalEmrRunner:
     outcomes: list[JobRunOutcome] = field(default_factory=list)
 
     def new_job_runs(self) -> list[dict[str, Any]]:
-        """Job runs of the application not executed yet, in creation order.
-
-        moto answers ``ListJobRuns`` with ResourceNotFoundException ("Application … does not exist") for an
-        application that has no job run yet; that is an empty list once ``GetApplication`` finds the application
-        (a really missing application still raises ``ClientError``).
-        """
+        """Job runs of the application not executed yet, in creation order."""
         emr = boto3.client("emr-serverless")
         runs: list[dict[str, Any]] = []
-        try:
-            for page in emr.get_paginator("list_job_runs").paginate(applicationId=self.application_id):
-                runs.extend(page["jobRuns"])
-        except emr.exceptions.ResourceNotFoundException:
-            emr.get_application(applicationId=self.application_id)  # raises if the application is really gone
-            return []
+        for page in emr.get_paginator("list_job_runs").paginate(applicationId=self.application_id):
+            runs.extend(page["jobRuns"])
         runs.sort(key=lambda run: (run["createdAt"], run["id"]))
         return [run for run in runs if run["id"] not in self.seen]
 

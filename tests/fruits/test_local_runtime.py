@@ -50,28 +50,6 @@ def test_drain_queue_deletes_processed_and_keeps_reported_failures(aws_credentia
         assert attrs["Attributes"]["ApproximateNumberOfMessagesNotVisible"] == "1"
 
 
-def test_runner_finds_no_job_run_on_a_fresh_application_and_still_fails_on_a_missing_one(
-    aws_credentials: None, tmp_path: Path
-) -> None:
-    """Regression: `fruits demo --limit 20 --threshold 10` died with "ListJobRuns: Application … does not exist"
-    when the first wave sealed no batch (moto raises for an application without job runs)."""
-    import pytest
-    from botocore.exceptions import ClientError
-
-    with mock_aws():
-        # GIVEN an EMR Serverless application with no job run yet
-        emr = boto3.client("emr-serverless")
-        app_id = emr.create_application(name="a", releaseLabel="emr-7.5.0", type="SPARK")["applicationId"]
-
-        # WHEN the local runner looks for job runs to execute
-        runs = LocalEmrRunner(app_id, lambda event, context: None, tmp_path).run_pending()
-
-        # THEN there are none; an application that really does not exist is still an error
-        assert runs == []
-        with pytest.raises(ClientError):
-            LocalEmrRunner("00missingapp", lambda event, context: None, tmp_path).new_job_runs()
-
-
 def test_argument_reads_both_spellings() -> None:
     assert argument(["--lake", "/l", "--batch-id", "b1"], "--batch-id") == "b1"
     assert argument(["--batch-id=b2"], "--batch-id") == "b2"

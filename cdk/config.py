@@ -53,6 +53,7 @@ class DeployConfig:
     max_attempts: int
     pca_k: int
     job_precision: str
+    job_engine: str
     job_timeout_minutes: int
     log_retention_days: int
     alarm_email: str | None
@@ -100,6 +101,14 @@ def load_config(context: Mapping[str, Any], env: Mapping[str, str] | None = None
     precision = str(context.get("jobPrecision", "float32"))
     if precision not in resources.JOB_PRECISIONS:
         raise ConfigError(f"context 'jobPrecision' must be one of {resources.JOB_PRECISIONS}, got {precision!r}")
+    engine = str(context.get("jobEngine") or resources.DEFAULT_JOB_ENGINE[architecture])
+    if not context.get("jobEngine") and engine == "onnxruntime" and precision != "float32":
+        engine = "tensorflow"  # as spark_jobs.engines.default_engine: ONNX Runtime has no bf16 kernels here
+    if engine not in resources.ENGINES_BY_ARCHITECTURE[architecture]:
+        raise ConfigError(f"context 'jobEngine' must be one of {resources.ENGINES_BY_ARCHITECTURE[architecture]} on "
+                          f"{architecture} (what installs in its EMR image), got {engine!r}")
+    if engine == "onnxruntime" and precision != "float32":
+        raise ConfigError("context 'jobEngine' onnxruntime runs jobPrecision float32 only")
     return DeployConfig(
         account=env.get("CDK_DEFAULT_ACCOUNT") or None,
         region=region,
@@ -117,6 +126,7 @@ def load_config(context: Mapping[str, Any], env: Mapping[str, str] | None = None
         max_attempts=_int(context, "maxAttempts", 3),
         pca_k=_int(context, "pcaK", 150),
         job_precision=precision,
+        job_engine=engine,
         job_timeout_minutes=_int(context, "jobTimeoutMinutes", 120),
         log_retention_days=_int(context, "logRetentionDays", 30),
         alarm_email=str(alarm_email) if alarm_email else None,

@@ -71,6 +71,7 @@ class FruitsStack(Stack):
                 py_files_uri=self.processing.py_files_uri,
                 weights=self.processing.weights,
                 precision=config.job_precision,
+                engine=config.job_engine,
                 catalog=f"glue:{lake_database}",
                 spark_submit_parameters=self.processing.spark_submit_parameters,
                 pca_k=config.pca_k,

@@ -35,6 +35,8 @@ class Settings(BaseModel):
     lake_uri: str = ""  # default s3://$DATA_BUCKET/lake (filled by the validator)
     job_weights: str = "imagenet"
     job_precision: Literal["float32", "bfloat16"] = "float32"  # bfloat16: opt-in, model_id suffix -bf16
+    # --engine of the job (resources.JOB_ENGINES); empty: the job's default for its architecture
+    job_engine: Literal["", "tensorflow", "openvino", "onnxruntime"] = ""
     # Iceberg catalog of the lake's tables, passed as --catalog: glue[:DATABASE] on AWS, sql:PATH locally;
     # empty: the job's default (a SQLite catalog next to a local lake)
     job_catalog: str = Field(default="", pattern=r"^(|sql:.+|glue(:[A-Za-z0-9_]+)?)$")

@@ -29,6 +29,11 @@ EMR_JOB_STATE_DETAIL_TYPE = "EMR Serverless Job Run State Change"
 
 # --- Spark job ---------------------------------------------------------------------------------------
 JOB_PRECISIONS = ("float32", "bfloat16")  # the job's --precision (spark_jobs/models.py PRECISIONS)
+# The job's --engine (spark_jobs/engines.py ENGINES) and the default per EMR architecture (engines.DEFAULT_ENGINE):
+# the fastest exact engine whose wheel installs in the custom image (OpenVINO aarch64 needs glibc 2.35 > AL2023's).
+JOB_ENGINES = ("tensorflow", "openvino", "onnxruntime")
+DEFAULT_JOB_ENGINE = {"X86_64": "openvino", "ARM64": "onnxruntime"}
+ENGINES_BY_ARCHITECTURE = {"X86_64": JOB_ENGINES, "ARM64": ("tensorflow", "onnxruntime")}
 
 # --- Region -----------------------------------------------------------------------------------------
 REGION = "eu-west-3"  # Paris, for GDPR; the CDK app refuses any other

@@ -1,25 +1,63 @@
-"""The executor side of a batch: manifest rows -> feature vectors, rejects and the batch's sufficient statistics.
+"""The executor side of a batch, in ONE pass: manifest rows -> feature vectors, rejects and sufficient statistics.
 
-This is the seam between the distributed work (decode, ResNet50, per-partition PCA statistics: Spark) and the
-driver's commit (PCA version, projection, table writes). A batch is at most ``BATCH_MAX_IMAGES`` images, so
-its feature vectors come back to the driver as one Arrow table: at 1,000 images that is about 8.2 MB
-(1,000 x 2,048 float32) plus the metadata columns; the driver never holds pixels.
+This is the seam between the distributed work (Spark) and the driver's commit (PCA version, projection, table
+writes). Each partition runs one ``mapInPandas`` task that, per chunk of ``infer_batch_size`` manifest rows,
+fetches the bytes, decodes them (:func:`spark_jobs.images.decode_image`), featurizes the decoded ones on the
+engine (:mod:`spark_jobs.engines`) and folds their vectors into the partition's ``(n, mean, M2)``; it yields the
+feature rows and reject rows as it goes and one statistics row at the end, all in :data:`PASS_SCHEMA`. The
+driver collects that frame once and merges the statistics rows (Chan-Golub-LeVeque, :func:`spark_jobs.stats.merge`).
+Nothing is persisted and no partition is computed twice.
+
+Memory per task (bounded, independent of the batch size): one image's compressed bytes at a time (<= 64 MB,
+:data:`spark_jobs.images.MAX_IMAGE_BYTES`; a 4032x3024 phone JPEG is 2-5 MB and decodes in draft mode at 1/8
+scale, 504x378x3 = 0.57 MB), ``infer_batch_size`` x 224x224x3 pixels (uint8 + float32: 24 MB at 32), the
+engine's activations, and the statistics state: M2 (2,048^2 float64 = 32 MB) plus up to ``STATS_CHUNK_ROWS``
+buffered vectors (float64 at 1,024 rows: 16 MB). Each statistics row carries the worker's peak RSS
+(``ru_maxrss``) so the measured peak per task is in ``BatchFeatures.task``.
+
+A batch is at most ``BATCH_MAX_IMAGES`` images, so its feature vectors come back to the driver as one Arrow
+table: at 1,000 images about 8.2 MB (1,000 x 2,048 float32) plus metadata columns; the driver never holds pixels.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import resource
 import time
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+import numpy as np
+import pandas as pd
 import pyarrow as pa
-from pyspark import StorageLevel
 from pyspark.sql import DataFrame
+from pyspark.sql import types as T
 
-from spark_jobs.aggregate import batch_statistics
-from spark_jobs.images import load_images
-from spark_jobs.models import FEATURE_DIM, ModelSpec, featurize
-from spark_jobs.stats import SufficientStats
+from spark_jobs.images import decode_image, fetch_bytes
+from spark_jobs.models import FEATURE_DIM, ModelSpec, get_featurizer
+from spark_jobs.stats import SufficientStats, merge, merge_all
+
+# Feature vectors buffered before one two-pass statistics call (float64 buffer: STATS_CHUNK_ROWS x 2,048 x 8 B).
+STATS_CHUNK_ROWS = 1024
+# Row kinds of the pass's output.
+FEATURE, REJECT, STATS = "feature", "reject", "stats"
+PASS_SCHEMA = T.StructType(
+    [
+        T.StructField("kind", T.StringType(), False),
+        T.StructField("image_uri", T.StringType(), True),
+        T.StructField("label", T.StringType(), True),
+        T.StructField("content_sha256", T.StringType(), True),
+        T.StructField("width", T.IntegerType(), True),
+        T.StructField("height", T.IntegerType(), True),
+        T.StructField("features", T.ArrayType(T.FloatType(), False), True),
+        T.StructField("reason", T.StringType(), True),
+        T.StructField("stats", T.BinaryType(), True),
+        T.StructField("task", T.StringType(), True),  # JSON task metrics on the stats row
+    ]
+)
+_COLUMNS = PASS_SCHEMA.fieldNames()
 
 FEATURES_ARROW_SCHEMA = pa.schema(
     [
@@ -44,7 +82,11 @@ class BatchFeatures:
             :mod:`spark_jobs.images`).
         stats: exact ``(n, mean, M2)`` of ``features`` (float64), merged from per-partition statistics.
         listed: distinct images in the manifest (= featurized + rejected).
-        seconds: wall seconds of this pass's stages (names as in the batch report's ``seconds``).
+        seconds: wall seconds of this pass's stages (names as in the batch report's ``seconds``):
+            ``featurize`` (the one pass: fetch, decode, inference, statistics, collect) and ``merge_statistics``.
+        task: task metrics summed over the partitions: ``tasks``, ``fetch_decode_s``, ``infer_s``,
+            ``statistics_s`` (task seconds), ``engine_build_s`` (model build/load paid in the pass),
+            ``peak_rss_mb`` (max over Python workers), ``engine``.
     """
 
     features: pa.Table
@@ -52,6 +94,7 @@ class BatchFeatures:
     stats: SufficientStats
     listed: int
     seconds: dict[str, float] = field(default_factory=dict)
+    task: dict[str, float | int | str] = field(default_factory=dict)
 
     @property
     def rejected_by_reason(self) -> dict[str, int]:
@@ -59,24 +102,100 @@ class BatchFeatures:
         return dict(sorted(Counter(self.rejects.column("reason").to_pylist()).items()))
 
 
-def _to_arrow(df: DataFrame, schema: pa.Schema) -> pa.Table:
-    pandas = df.toPandas()
-    return pa.Table.from_pandas(pandas, schema=schema, preserve_index=False)
+def _fetch_decode(uri: str, image_size: int) -> tuple:
+    """(content_sha256, width, height, pixels, reason) of one image; never raises for bad data."""
+    try:
+        data = fetch_bytes(uri)
+    except Exception:  # missing object, permissions, network: reject, batch goes on
+        return None, None, None, None, "unreadable"
+    out = decode_image(data, image_size)
+    return hashlib.sha256(data).hexdigest(), out.width, out.height, out.pixels, out.reason
+
+
+def _one_pass(spec: ModelSpec, image_size: int, infer_batch_size: int, threads: int, engine: str):
+    def run(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        clock = {"fetch_decode_s": 0.0, "infer_s": 0.0, "statistics_s": 0.0, "engine_build_s": 0.0}
+        total = SufficientStats.empty(FEATURE_DIM)
+        buffered: list[np.ndarray] = []
+        featurizer = None
+
+        def fold(force: bool) -> None:
+            nonlocal total, buffered
+            if buffered and (force or sum(len(b) for b in buffered) >= STATS_CHUNK_ROWS):
+                started = time.perf_counter()
+                # float32 as stored, widened to float64: the state matches the stored features exactly.
+                total = merge(total, SufficientStats.from_array(np.concatenate(buffered).astype(np.float64)))
+                buffered = []
+                clock["statistics_s"] += time.perf_counter() - started
+
+        for frame in frames:
+            for start in range(0, len(frame), infer_batch_size):
+                chunk = frame.iloc[start : start + infer_batch_size]
+                started = time.perf_counter()
+                decoded = [_fetch_decode(uri, image_size) for uri in chunk["image_uri"]]
+                clock["fetch_decode_s"] += time.perf_counter() - started
+                rows, good, pixels = [], [], []
+                for uri, label, (sha, width, height, pix, reason) in zip(
+                    chunk["image_uri"], chunk["label"], decoded, strict=True
+                ):
+                    if reason is not None:
+                        rows.append((REJECT, uri, label, sha, width, height, None, reason, None, None))
+                    else:
+                        good.append((uri, label, sha, width, height))
+                        pixels.append(np.frombuffer(pix, dtype=np.uint8).reshape(image_size, image_size, 3))
+                if good:
+                    if featurizer is None:
+                        started = time.perf_counter()
+                        featurizer = get_featurizer(spec, threads, engine)
+                        clock["engine_build_s"] += time.perf_counter() - started
+                    started = time.perf_counter()
+                    feats = np.asarray(featurizer(np.stack(pixels)), dtype=np.float32)
+                    clock["infer_s"] += time.perf_counter() - started
+                    buffered.append(feats)
+                    rows.extend((FEATURE, *meta, vec, None, None, None) for meta, vec in zip(good, feats, strict=True))
+                    fold(force=False)
+                yield _frame(rows)
+        fold(force=True)
+        peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+        metrics = {key: round(value, 3) for key, value in clock.items()} | {"peak_rss_mb": round(peak_mb, 1)}
+        yield _frame([(STATS, None, None, None, None, None, None, None, total.to_bytes(), json.dumps(metrics))])
+
+    return run
+
+
+def _frame(rows: list[tuple]) -> pd.DataFrame:
+    return pd.DataFrame(rows, columns=_COLUMNS).astype({"width": "Int32", "height": "Int32"})
+
+
+def _task_metrics(rows: pd.Series, engine: str) -> dict[str, float | int | str]:
+    metrics = [json.loads(text) for text in rows]
+    out: dict[str, float | int | str] = {"tasks": len(metrics), "engine": engine}
+    for key in ("fetch_decode_s", "infer_s", "statistics_s", "engine_build_s"):
+        out[key] = round(sum(m[key] for m in metrics), 3)
+    out["peak_rss_mb"] = max((m["peak_rss_mb"] for m in metrics), default=0.0)
+    return out
 
 
 def featurize_batch(
-    manifest: DataFrame, spec: ModelSpec, *, image_size: int, infer_batch_size: int, threads: int = 1
+    manifest: DataFrame,
+    spec: ModelSpec,
+    *,
+    image_size: int,
+    infer_batch_size: int,
+    threads: int = 1,
+    engine: str = "tensorflow",
 ) -> BatchFeatures:
-    """Decode, featurize and summarise a batch's images on the executors; results collected on the driver.
+    """Fetch, decode, featurize and summarise a batch's images in one pass on the executors (module doc).
 
     Args:
         manifest: rows of :data:`spark_jobs.manifest.MANIFEST_SCHEMA` (one per distinct image).
         spec: the resolved model (same on every worker).
         image_size: model input side in pixels. infer_batch_size: images per inference call.
         threads: intra-op threads per task (``spark.task.cpus``).
+        engine: inference engine, one of :data:`spark_jobs.engines.ENGINES`.
 
     Raises:
-        Spark / TensorFlow errors. Bad images never raise: they become ``rejects`` rows.
+        Spark / engine errors. Bad images never raise: they become ``rejects`` rows.
     """
     seconds: dict[str, float] = {}
     clock = time.perf_counter()
@@ -87,17 +206,20 @@ def featurize_batch(
         seconds[name] = round(now - clock, 3)
         clock = now
 
-    decoded = load_images(manifest, image_size).persist(StorageLevel.MEMORY_AND_DISK)
-    try:
-        rejects = _to_arrow(decoded.where("reason IS NOT NULL").select("image_uri", "reason"), REJECTS_ARROW_SCHEMA)
-        lap("read_decode")
-        features_df = featurize(decoded.where("reason IS NULL"), spec, infer_batch_size, threads)
-        features_df = features_df.persist(StorageLevel.MEMORY_AND_DISK)
-        features = _to_arrow(features_df, FEATURES_ARROW_SCHEMA)
-        lap("featurize")
-        stats = batch_statistics(features_df, FEATURE_DIM)
-        lap("pca_statistics")
-        features_df.unpersist()
-    finally:
-        decoded.unpersist()
-    return BatchFeatures(features, rejects, stats, features.num_rows + rejects.num_rows, seconds)
+    one_pass = _one_pass(spec, image_size, infer_batch_size, threads, engine)
+    collected = manifest.select("image_uri", "label").mapInPandas(one_pass, PASS_SCHEMA).toPandas()
+    lap("featurize")
+    kind = collected["kind"]
+    features = pa.Table.from_pandas(
+        collected.loc[kind == FEATURE, FEATURES_ARROW_SCHEMA.names], schema=FEATURES_ARROW_SCHEMA, preserve_index=False
+    )
+    rejects = pa.Table.from_pandas(
+        collected.loc[kind == REJECT, REJECTS_ARROW_SCHEMA.names], schema=REJECTS_ARROW_SCHEMA, preserve_index=False
+    )
+    stats_rows = collected.loc[kind == STATS]
+    stats = merge_all((SufficientStats.from_bytes(b) for b in stats_rows["stats"]), FEATURE_DIM)
+    task = _task_metrics(stats_rows["task"], engine)
+    lap("merge_statistics")
+    if stats.n != features.num_rows:  # every feature row is in exactly one partition's statistics
+        raise RuntimeError(f"statistics cover {stats.n} vectors, {features.num_rows} feature rows collected")
+    return BatchFeatures(features, rejects, stats, features.num_rows + rejects.num_rows, seconds, task)

@@ -30,6 +30,7 @@ from pyspark.sql import SparkSession
 
 from spark_jobs import lake as lake_io
 from spark_jobs import tables
+from spark_jobs.engines import check_engine, default_engine
 from spark_jobs.featurize_pass import BatchFeatures, featurize_batch
 from spark_jobs.manifest import read_manifest
 from spark_jobs.models import ModelSpec, resolve_weights
@@ -52,6 +53,7 @@ class JobConfig:
     infer_batch_size: int = 32
     precision: str = "float32"
     catalog: str | None = None  # sql:PATH | glue[:DATABASE]; None: the SQLite file next to a local lake
+    engine: str | None = None  # tensorflow | openvino | onnxruntime; None: engines.default_engine() of this machine
 
 
 class _Timer:
@@ -126,6 +128,7 @@ def run_batch(spark: SparkSession, config: JobConfig, spec: ModelSpec | None = N
     lake = tables.Lake.at(config.lake, config.catalog)
     with timer.stage("resolve_weights"):
         spec = spec or resolve_weights(config.weights, config.image_size, config.precision)
+    engine = check_engine(config.engine or default_engine(precision=spec.precision), spec.precision)
     threads = int(spark.conf.get("spark.task.cpus", "1"))  # cores Spark reserves for each task
     previous = spark.conf.get(ARROW_BATCH_CONF, None)
     spark.conf.set(ARROW_BATCH_CONF, str(config.infer_batch_size))  # bounds pixels held per Arrow frame
@@ -133,7 +136,7 @@ def run_batch(spark: SparkSession, config: JobConfig, spec: ModelSpec | None = N
         with timer.stage("read_manifest"):
             manifest = read_manifest(spark, config.manifest)
         batch = featurize_batch(manifest, spec, image_size=config.image_size,
-                                infer_batch_size=config.infer_batch_size, threads=threads)
+                                infer_batch_size=config.infer_batch_size, threads=threads, engine=engine)
     finally:
         if previous is None:
             spark.conf.unset(ARROW_BATCH_CONF)
@@ -160,6 +163,8 @@ def run_batch(spark: SparkSession, config: JobConfig, spec: ModelSpec | None = N
         "weights": config.weights,
         "weights_fallback": spec.fallback_reason,
         "precision": spec.precision,
+        "engine": engine,
+        "task": batch.task,
         "catalog": lake.catalog,
         "counts": {"listed": batch.listed, "featurized": featurized, "rejected": sum(reasons.values())},
         "rejected_by_reason": reasons,

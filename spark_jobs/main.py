@@ -3,6 +3,7 @@
     spark-submit spark_jobs/main.py --manifest URI --lake URI --batch-id ID \
         [--weights imagenet|random[:SEED]|PATH|s3://...] [--pca-k 150] [--image-size 224] [--infer-batch-size 32]
         [--precision float32|bfloat16] [--catalog sql:PATH|glue[:DATABASE]]
+        [--engine tensorflow|openvino|onnxruntime]
 
 Exit code 0 on success, 2 on bad arguments, 1 on any failure (traceback on stderr). The SparkSession is
 obtained with ``getOrCreate()`` and never stopped (the local runner and tests reuse it).
@@ -19,10 +20,12 @@ import traceback
 from pyspark.sql import SparkSession
 
 try:  # on EMR the entry point runs as a script with the package shipped via --py-files
+    from spark_jobs.engines import ENGINES, EngineError, check_engine, default_engine
     from spark_jobs.job import JobConfig, run_batch
     from spark_jobs.tables import CatalogSpecError, parse_catalog
 except ImportError:  # pragma: no cover
     sys.path.insert(0, __file__.rsplit("/", 2)[0])
+    from spark_jobs.engines import ENGINES, EngineError, check_engine, default_engine
     from spark_jobs.job import JobConfig, run_batch
     from spark_jobs.tables import CatalogSpecError, parse_catalog
 
@@ -62,9 +65,15 @@ def parse_args(argv: list[str] | None) -> JobConfig:
                         help="bfloat16: opt-in mixed precision (model_id suffix -bf16)")
     parser.add_argument("--catalog", type=_catalog, default=None,
                         help="Iceberg catalog: sql:PATH (SQLite) | glue[:DATABASE]; default sql:<lake>/catalog.db")
+    parser.add_argument("--engine", choices=ENGINES, default=None,
+                        help=f"inference engine (default for this architecture: {default_engine()})")
     ns = parser.parse_args(argv)
+    try:
+        check_engine(ns.engine or default_engine(precision=ns.precision), ns.precision)
+    except EngineError as err:
+        parser.error(str(err))
     return JobConfig(ns.manifest, ns.lake, ns.batch_id, ns.weights, ns.pca_k, ns.image_size, ns.infer_batch_size,
-                     ns.precision, ns.catalog)
+                     ns.precision, ns.catalog, ns.engine)
 
 
 def main(argv: list[str] | None = None) -> int:

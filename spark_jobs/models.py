@@ -15,9 +15,9 @@ that every Python worker receives, so all workers build the same network and ``m
 compute bfloat16): faster on CPUs with bf16 instructions (Graviton3, AVX512-BF16/AMX x86), slightly different
 numbers, so its model_id gets a ``-bf16`` suffix and its PCA state is kept apart.
 
-On a worker the network is built once per Python process (module-level cache, Spark reuses workers) and
-run on batches with ``predict_on_batch`` (about 2x faster than eager ``model(x)`` here); TensorFlow
-intra-op threads are set to the executor cores divided by its concurrent tasks so tasks do not oversubscribe.
+On a worker the network is built once per Python process (module-level cache, Spark reuses workers) and run
+on batches by an inference engine (:mod:`spark_jobs.engines`: TensorFlow ``predict_on_batch``, OpenVINO or ONNX
+Runtime on the converted Keras model); intra-op threads are set to the cores Spark reserves per task.
 """
 
 from __future__ import annotations
@@ -26,7 +26,6 @@ import hashlib
 import os
 import sys
 import tempfile
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -174,47 +173,38 @@ def _projection_featurizer(spec: ModelSpec) -> Callable[[np.ndarray], np.ndarray
     return run
 
 
-_FEATURIZERS: dict[ModelSpec, Callable[[np.ndarray], np.ndarray]] = {}
+_FEATURIZERS: dict[tuple[ModelSpec, str], Callable[[np.ndarray], np.ndarray]] = {}
 
 
-def get_featurizer(spec: ModelSpec, threads: int = 1) -> Callable[[np.ndarray], np.ndarray]:
-    """The process-wide featurizer for ``spec``: uint8 (n, s, s, 3) RGB -> float32 (n, 2048). Built once.
+def get_featurizer(spec: ModelSpec, threads: int = 1, engine: str = "tensorflow") -> Callable[[np.ndarray], np.ndarray]:
+    """The process-wide featurizer for ``spec`` on ``engine``: uint8 (n, s, s, 3) RGB -> float32 (n, 2048).
+
+    Built once per Python worker (Spark reuses workers), see :mod:`spark_jobs.engines`; the projection
+    featurizer ignores ``engine``.
 
     Args:
-        threads: TensorFlow intra-op threads (only effective before TF's runtime starts in this process).
+        threads: intra-op threads of the engine (TensorFlow: only effective before its runtime starts).
+        engine: one of :data:`spark_jobs.engines.ENGINES`.
     """
-    cached = _FEATURIZERS.get(spec)
+    key = (spec, "numpy" if spec.kind == "projection" else engine)
+    cached = _FEATURIZERS.get(key)
     if cached is not None:
         return cached
     if spec.kind == "projection":
         fn = _projection_featurizer(spec)
     else:
-        import tensorflow as tf
-        from keras.applications.resnet50 import preprocess_input
+        from spark_jobs.engines import build_engine
 
-        try:
-            tf.config.threading.set_intra_op_parallelism_threads(threads)
-            tf.config.threading.set_inter_op_parallelism_threads(1)
-        except RuntimeError:  # runtime already initialised in this worker: keep its setting
-            pass
-        started = time.perf_counter()
-        model = _build_resnet(spec)
-        sys.stderr.write(f"fruits: built {spec.model_id} in worker pid {os.getpid()} "
-                         f"({time.perf_counter() - started:.1f} s, {threads} TF thread(s))\n")
-
-        def fn(pixels: np.ndarray) -> np.ndarray:
-            x = preprocess_input(pixels.astype(np.float32))  # RGB->BGR, ImageNet channel means ("caffe" mode)
-            return np.asarray(model.predict_on_batch(x), dtype=np.float32)
-
-    _FEATURIZERS[spec] = fn
+        fn = build_engine(spec, engine, threads)
+    _FEATURIZERS[key] = fn
     return fn
 
 
-def _featurize_partition(spec: ModelSpec, batch_size: int, threads: int):
+def _featurize_partition(spec: ModelSpec, batch_size: int, threads: int, engine: str = "tensorflow"):
     size = spec.image_size
 
     def run(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-        featurizer = get_featurizer(spec, threads)
+        featurizer = get_featurizer(spec, threads, engine)
         for frame in frames:
             for start in range(0, len(frame), batch_size):
                 chunk = frame.iloc[start : start + batch_size]
@@ -227,11 +217,13 @@ def _featurize_partition(spec: ModelSpec, batch_size: int, threads: int):
     return run
 
 
-def featurize(decoded: DataFrame, spec: ModelSpec, batch_size: int = 32, threads: int = 1) -> DataFrame:
+def featurize(
+    decoded: DataFrame, spec: ModelSpec, batch_size: int = 32, threads: int = 1, engine: str = "tensorflow"
+) -> DataFrame:
     """Decoded rows with ``pixels`` -> :data:`FEATURES_SCHEMA` rows (``features``: 2048 float32).
 
     Runs on the executors (``mapInPandas``, iterator of pandas frames), one model per Python worker,
     inference on chunks of ``batch_size`` images. Rows must all have ``pixels`` (filter rejects first).
     """
     cols = ["image_uri", "label", "content_sha256", "width", "height", "pixels"]
-    return decoded.select(*cols).mapInPandas(_featurize_partition(spec, batch_size, threads), FEATURES_SCHEMA)
+    return decoded.select(*cols).mapInPandas(_featurize_partition(spec, batch_size, threads, engine), FEATURES_SCHEMA)

@@ -39,6 +39,7 @@ class JobSettings:
     py_files_uri: str
     weights: str
     precision: str
+    engine: str
     catalog: str
     spark_submit_parameters: str
     pca_k: int
@@ -86,6 +87,7 @@ class Ingestion(Construct):
             "LAKE_URI": f"s3://{bucket.bucket_name}/{r.LAKE_PREFIX.rstrip('/')}",
             "JOB_WEIGHTS": job.weights,
             "JOB_PRECISION": job.precision,
+            "JOB_ENGINE": job.engine,
             "JOB_CATALOG": job.catalog,
             "PCA_K": str(job.pca_k),
             "JOB_LOG_URI": f"s3://{bucket.bucket_name}/{r.LOGS_PREFIX}",

@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from fruits.local.demo import DemoConfig, DemoResult
 
 from fruits.cli.errors import CliError
-from fruits.cli.types import add_precision_argument, existing_dir, positive_int, weights_source
+from fruits.cli.types import add_engine_argument, add_precision_argument, existing_dir, positive_int, weights_source
 
 DEFAULT_IMAGES = Path("../shared/data/fruits-360-sample/Training")
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -45,6 +45,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--pca-k", type=positive_int, default=150, help="PCA components kept")
     add_precision_argument(parser)
+    add_engine_argument(parser)
     parser.add_argument("--master", default="local[*]", help="Spark master for job runs")
     parser.add_argument("--no-report", action="store_true", help="skip report.png")
     parser.set_defaults(func=run)
@@ -74,6 +75,7 @@ def run(args: argparse.Namespace) -> int:
         weights=args.weights,
         pca_k=args.pca_k,
         precision=args.precision,
+        engine=args.engine,
         master=args.master,
         report=not args.no_report,
     )

@@ -1,7 +1,7 @@
 """``fruits featurize``: run the Spark job in-process on local images or a manifest (no AWS needed).
 
     fruits featurize (--images DIR | --manifest FILE) --lake DIR [--batch-id ID] [--weights imagenet]
-                     [--pca-k 150] [--precision float32|bfloat16] [--limit N]
+                     [--pca-k 150] [--precision float32|bfloat16] [--engine E] [--limit N]
 
 With ``--images`` a JSON-lines manifest of the image files under DIR is built (label = the folder directly
 containing the image). Without ``--batch-id`` the id is derived from the manifest content
@@ -18,6 +18,7 @@ from pathlib import Path
 
 from fruits.cli.errors import CliError
 from fruits.cli.types import (
+    add_engine_argument,
     add_precision_argument,
     existing_dir,
     existing_file,
@@ -44,6 +45,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="imagenet (falls back to random:0 offline, loudly), random[:SEED], a file or s3://")
     parser.add_argument("--pca-k", type=positive_int, default=150, help="PCA components kept")
     add_precision_argument(parser)
+    add_engine_argument(parser)
     parser.add_argument("--limit", type=positive_int, help="featurize at most N images")
     parser.add_argument("--catalog", default=None,
                         help="Iceberg catalog: sql:PATH | glue[:DATABASE] (default: sql:<lake>/catalog.db)")
@@ -111,6 +113,8 @@ def run(args: argparse.Namespace) -> int:
         manifest.write_bytes(content)
         argv = ["--manifest", str(manifest), "--lake", lake, "--batch-id", batch_id,
                 "--weights", args.weights, "--pca-k", str(args.pca_k), "--precision", args.precision]
+        if args.engine:
+            argv += ["--engine", args.engine]
         if args.catalog:
             argv += ["--catalog", args.catalog]
         code = job_main(argv)

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from lambdas.logic.batches import BATCH_ID_RE
-from lambdas.resources import JOB_PRECISIONS
+from lambdas.resources import JOB_ENGINES, JOB_PRECISIONS
 
 
 def positive_int(text: str) -> int:
@@ -25,6 +25,13 @@ def valid_batch_id(text: str) -> str:
     if not BATCH_ID_RE.match(text):
         raise argparse.ArgumentTypeError(f"batch id must match {BATCH_ID_RE.pattern}, got {text!r}")
     return text
+
+
+def add_engine_argument(parser: argparse.ArgumentParser) -> None:
+    """Add ``--engine tensorflow|openvino|onnxruntime`` (the job's inference engine; default: its architecture's)."""
+    parser.add_argument("--engine", choices=JOB_ENGINES, default="",
+                        help="inference engine of the job (default for this architecture: openvino on x86_64, "
+                             "onnxruntime on arm64)")
 
 
 def add_precision_argument(parser: argparse.ArgumentParser) -> None:

@@ -46,6 +46,7 @@ class DemoConfig:
     weights: str = "imagenet"
     pca_k: int = 150
     precision: str = "float32"
+    engine: str = ""  # empty: the job's default engine for this machine (spark_jobs.engines.default_engine)
     master: str = "local[*]"
     report: bool = True
 
@@ -135,6 +136,7 @@ def run_demo(config: DemoConfig, console: Console | None = None) -> DemoResult:
                 max_images=config.max_images,
                 pca_k=config.pca_k,
                 precision=config.precision,
+                engine=config.engine,
             )
         )
         _reset_cached_settings()

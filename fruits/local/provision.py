@@ -134,6 +134,7 @@ def lambda_environment(
     pca_k: int,
     precision: str = "float32",
     catalog: str = "",
+    engine: str = "",
 ) -> dict[str, str]:
     """The env vars the Lambdas get on AWS (see docs/contracts.md), filled with the local resources."""
     return {
@@ -147,6 +148,7 @@ def lambda_environment(
         "LAKE_URI": lake_uri,
         "JOB_WEIGHTS": weights,
         "JOB_PRECISION": precision,
+        "JOB_ENGINE": engine,
         "JOB_CATALOG": catalog,
         "PCA_K": str(pca_k),
         "JOB_LOG_URI": f"s3://{res.bucket}/{r.LOGS_PREFIX}",

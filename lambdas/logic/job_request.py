@@ -56,6 +56,8 @@ def build_start_job_run_request(
     }  # fmt: skip
     if settings.job_precision != "float32":  # the default request stays the same
         submit["entryPointArguments"] += ["--precision", settings.job_precision]
+    if settings.job_engine:
+        submit["entryPointArguments"] += ["--engine", settings.job_engine]
     if settings.job_catalog:
         submit["entryPointArguments"] += ["--catalog", settings.job_catalog]
     params = spark_submit_parameters(settings)

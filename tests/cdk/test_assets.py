@@ -123,3 +123,32 @@ def test_real_lambda_asset_imports_every_handler_on_its_own(tmp_path: Path) -> N
     loaded = json.loads(result.stdout.splitlines()[-1])
     assert loaded["ours"] and all(path.startswith(str(staged)) for path in loaded["ours"].values()), loaded["ours"]
     assert not {"spark_jobs", "pyspark", "tensorflow", "moto", "rich", "cdk", "aws_cdk"} & set(loaded["top"])
+
+
+@pytest.mark.parametrize("machine", ["x86_64", "aarch64"])
+def test_image_requirements_install_the_default_engine_of_each_architecture(machine: str) -> None:
+    # GIVEN the image requirements, evaluated for one EMR architecture
+    from importlib.metadata import version
+
+    from packaging.markers import Marker
+
+    from lambdas.resources import DEFAULT_JOB_ENGINE, ENGINES_BY_ARCHITECTURE
+    from spark_jobs import engines
+
+    architecture = {"x86_64": "X86_64", "aarch64": "ARM64"}[machine]
+    pins = {}
+    for line in (IMAGE_DIR / "requirements.txt").read_text().splitlines():
+        requirement, _, marker = line.partition(";")
+        listed = requirement.strip() and not requirement.startswith("#")
+        if listed and (not marker.strip() or Marker(marker).evaluate({"platform_machine": machine})):
+            name, pinned = requirement.strip().split("==")
+            pins[name] = pinned
+    # THEN the default engine of that architecture (the job's and CDK's, the same) is pinned at the tested version
+    default = engines.default_engine(architecture)
+    assert default == DEFAULT_JOB_ENGINE[architecture] and engines.DEFAULT_ENGINE == DEFAULT_JOB_ENGINE
+    assert pins[default] == version(default)
+    if default == "onnxruntime":  # Keras' ONNX export needs tf2onnx + onnx in the image too
+        assert pins["tf2onnx"] == version("tf2onnx") and pins["onnx"] == version("onnx")
+    # AND only engines that install on that architecture are offered there (OpenVINO aarch64 needs glibc 2.35)
+    assert ("openvino" in pins) == ("openvino" in ENGINES_BY_ARCHITECTURE[architecture])
+    assert set(ENGINES_BY_ARCHITECTURE[architecture]) <= {"tensorflow", *pins}

@@ -43,6 +43,21 @@ def test_bad_values_are_refused_with_the_context_key() -> None:
     assert load_config({"jobPrecision": "bfloat16"}, env={}).job_precision == "bfloat16"
 
 
+def test_job_engine_defaults_to_what_installs_on_the_architecture() -> None:
+    # GIVEN no jobEngine THEN each architecture gets its default engine (spark_jobs.engines.DEFAULT_ENGINE)
+    assert load_config({}, env={}).job_engine == "onnxruntime"  # ARM64 is the default architecture
+    assert load_config({"emrArchitecture": "X86_64"}, env={}).job_engine == "openvino"
+    assert load_config({"jobEngine": "tensorflow"}, env={}).job_engine == "tensorflow"
+    assert load_config({"jobPrecision": "bfloat16"}, env={}).job_engine == "tensorflow"
+    # AND an engine whose wheel does not install in the ARM64 image (OpenVINO: glibc 2.35) is refused
+    with pytest.raises(ConfigError, match="jobEngine"):
+        load_config({"jobEngine": "openvino"}, env={})
+    with pytest.raises(ConfigError, match="jobEngine"):
+        load_config({"jobEngine": "tensorrt", "emrArchitecture": "X86_64"}, env={})
+    with pytest.raises(ConfigError, match="float32 only"):
+        load_config({"jobEngine": "onnxruntime", "jobPrecision": "bfloat16"}, env={})
+
+
 def test_powertools_layer_arn_is_the_official_arm64_python312_layer_with_a_context_version() -> None:
     default = load_config({}, env={})
     pinned = load_config({"powertoolsLayerVersion": "31"}, env={})

@@ -277,6 +277,7 @@ def test_lambdas_are_arm64_python312_with_powertools_layer_and_every_contract_en
         assert env["POWERTOOLS_METRICS_NAMESPACE"] == "Fruits"
         assert env["IMAGES_PREFIX"] == r.IMAGES_PREFIX
         assert env["JOB_WEIGHTS"].endswith("_notop.h5") and env["JOB_PRECISION"] == "float32"
+        assert env["JOB_ENGINE"] == "onnxruntime"  # the ARM64 default engine
         assert f"PYSPARK_PYTHON={JOB_PYTHON}" in env["SPARK_SUBMIT_PARAMETERS"]
         log_group_id = props["LoggingConfig"]["LogGroup"]["Ref"]
         assert synthesized.resources[log_group_id]["Properties"]["RetentionInDays"] == 30

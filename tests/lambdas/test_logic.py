@@ -118,6 +118,16 @@ def test_start_job_run_request_and_client_tokens() -> None:
     assert args[-2:] == ["--precision", "bfloat16"]
     with pytest.raises(SettingsError, match="JOB_PRECISION"):
         settings_from_env({**ENV, "JOB_PRECISION": "float16"})
+    # the engine setting is passed as --engine; empty (the default) leaves the job's per-architecture default
+    assert "--engine" not in build_start_job_run_request(
+        settings_from_env(ENV), batch_id="b1", attempt=1, manifest_uri="s3://m")["jobDriver"]["sparkSubmit"][
+        "entryPointArguments"]
+    ort = settings_from_env({**ENV, "JOB_ENGINE": "onnxruntime"})
+    args = build_start_job_run_request(ort, batch_id="b1", attempt=1, manifest_uri="s3://m")["jobDriver"][
+        "sparkSubmit"]["entryPointArguments"]
+    assert args[args.index("--engine") + 1] == "onnxruntime"
+    with pytest.raises(SettingsError, match="JOB_ENGINE"):
+        settings_from_env({**ENV, "JOB_ENGINE": "tensorrt"})
     with pytest.raises(ValueError):
         client_token("b1", 0)
 

@@ -103,12 +103,13 @@ def run(args: argparse.Namespace) -> int:
     if not lake.startswith("s3://"):
         Path(lake).mkdir(parents=True, exist_ok=True)
 
+    from fruits.local.progress import SparkProgress
     from spark_jobs import lake as lake_io
     from spark_jobs.main import main as job_main
     from spark_jobs.session import local_spark_session
 
-    local_spark_session(app_name="fruits-featurize")
-    with tempfile.TemporaryDirectory(prefix="fruits-manifest-") as tmp:
+    spark = local_spark_session(app_name="fruits-featurize")
+    with tempfile.TemporaryDirectory(prefix="fruits-manifest-") as tmp, SparkProgress(spark.sparkContext, len(records)):
         manifest = Path(tmp) / f"{batch_id}.jsonl"
         manifest.write_bytes(content)
         argv = ["--manifest", str(manifest), "--lake", lake, "--batch-id", batch_id,

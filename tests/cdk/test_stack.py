@@ -8,10 +8,13 @@ import re
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
 from aws_cdk.assertions import Match
+from moto import mock_aws
 
 from cdk.components.processing import BOOTSTRAP_VERSION_PARAMETER, MIN_BOOTSTRAP_VERSION
+from fruits.local.provision import provision
 from lambdas import resources as r
 from spark_jobs.release import EMR_RELEASE_LABEL, JOB_PYTHON
 
@@ -107,6 +110,22 @@ def test_bucket_notifies_the_queue_for_every_object_under_the_images_prefix(synt
     [config] = configs
     assert config["Filter"]["Key"]["FilterRules"] == [{"Name": "prefix", "Value": r.IMAGES_PREFIX}]
     assert config["Events"] == ["s3:ObjectCreated:*"]
+
+
+def test_local_provisioner_sets_up_the_same_bucket_notification_as_the_stack(
+    synthesized: Synthesized, aws_credentials: None
+) -> None:
+    # GIVEN the stack's bucket notification rules (events + key filter; the queue ARN is a token)
+    (notifications,) = synthesized.of_type("Custom::S3BucketNotifications").values()
+    stack_rules = [(c["Events"], c["Filter"]) for c in notifications["Properties"]["NotificationConfiguration"]
+                   ["QueueConfigurations"]]  # fmt: skip
+    # WHEN `fruits demo`'s provisioner creates the local bucket and queue (moto)
+    with mock_aws():
+        res = provision()
+        local = boto3.client("s3").get_bucket_notification_configuration(Bucket=res.bucket)["QueueConfigurations"]
+    # THEN the local bucket notifies the local ingest queue with exactly the stack's rules
+    assert [(c["Events"], c["Filter"]) for c in local] == stack_rules
+    assert [c["QueueArn"] for c in local] == [res.queue_arn]
 
 
 def test_ingest_queue_has_a_dlq_and_both_queues_are_encrypted_and_tls_only(synthesized: Synthesized) -> None:

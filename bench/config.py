@@ -27,6 +27,7 @@ class BenchConfig:
     native_images: int = 64  # raw TF 100x100 vs 224 side by side
     warmup_images: int = 8  # job warm-up run (worker start, TF import, model build), reported separately
     infer_batch_size: int = 32
+    engine_job_images: int = 500  # batch of the per-engine job runs (bench/engines.py), Training photos
     incremental_n: int | None = None  # N of the incremental benchmark; None = history images // history_factor
     history_factor: int = 10
     lake_commit_n: int = 500  # rows of a batch in the lake_commit benchmark (a threshold-sized batch)
@@ -40,7 +41,7 @@ class BenchConfig:
 FULL = BenchConfig()
 TINY = replace(
     FULL, train_per_class=1, test_per_class=1, ceiling_images=4, seed_images=2, bf16_images=2, native_images=2,
-    warmup_images=2,
+    warmup_images=2, engine_job_images=4,
     infer_batch_size=4, image_size=32, fast_image_size=32, pca_k=4, incremental_n=2, history_factor=2,
     pca_history_sizes=(8, 16), ingest_records=6, ingest_batch_size=3, lake_commit_n=5,
 )

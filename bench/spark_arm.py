@@ -15,7 +15,8 @@ from bench.common import stopwatch
 
 
 def job_argv(manifest: Path, lake: Path, batch_id: str, weights: str = "random:0", image_size: int = 224,
-             pca_k: int = 150, infer_batch_size: int | None = None, precision: str = "float32") -> list[str]:
+             pca_k: int = 150, infer_batch_size: int | None = None, precision: str = "float32",
+             engine: str | None = None) -> list[str]:
     """``entryPointArguments`` of one job run (contract: docs/contracts.md, "Spark job arguments")."""
     argv = ["--manifest", str(manifest), "--lake", str(lake), "--batch-id", batch_id, "--weights", weights,
             "--pca-k", str(pca_k), "--image-size", str(image_size)]
@@ -23,6 +24,8 @@ def job_argv(manifest: Path, lake: Path, batch_id: str, weights: str = "random:0
         argv += ["--infer-batch-size", str(infer_batch_size)]
     if precision != "float32":
         argv += ["--precision", precision]
+    if engine:
+        argv += ["--engine", engine]
     return argv
 
 

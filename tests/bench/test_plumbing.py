@@ -152,3 +152,14 @@ def test_profile_classifies_py_spy_stacks() -> None:
     assert counts["image read + decode (Pillow)"] == 5
     assert counts["waiting for the JVM (next task / data)"] == 50
     assert counts["other"] == 2 and sum(counts.values()) == 87
+
+
+def test_physical_limit_formula() -> None:
+    from bench.engines import physical_limit
+
+    # GIVEN 2 AVX-512 cores with bf16 at 3 GHz WHEN the limit is computed THEN 2 x 64 x 3 / 8.2 images/s, bf16 2x
+    limit = physical_limit(2, {"avx512f", "fma", "avx512_bf16"}, 3000.0)
+    assert limit["flop_per_cycle_f32"] == 64 and limit["images_per_s_f32"] == 46.8
+    assert limit["images_per_s_bf16"] == 93.7
+    assert physical_limit(1, {"avx2"}, 2000.0)["images_per_s_bf16"] == physical_limit(1, {"avx2"}, 2000.0)[
+        "images_per_s_f32"] == 7.8

@@ -21,12 +21,13 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import Progress
 
 from fruits.local.emr_runner import JobRunOutcome, LocalEmrRunner, temp_work_dir
 from fruits.local.images import list_images, split_waves, upload
 from fruits.local.lambda_runtime import LocalLambdaContext, drain_queue
 from fruits.local.moto_server import moto_server
+from fruits.local.progress import progress_bars
 from fruits.local.provision import lambda_environment, provision
 from lambdas.resources import REGION
 
@@ -149,16 +150,32 @@ def run_demo(config: DemoConfig, console: Console | None = None) -> DemoResult:
                 rec = progress.add_task("record (ingest Lambda)", total=len(photos))
                 proc = progress.add_task("featurize (job runs)", total=len(photos))
 
+                featurized = {"done": 0, "stage": (None, -1, 0, 0)}  # images of finished runs; widest stage seen
+                sizes: dict[str, int] = {}
+
+                def on_task_progress(batch_id: str | None, stage: int, done: int, total: int) -> None:
+                    # the widest stage of a job run is its featurize pass: its task fraction times the batch size
+                    seen_batch, seen_stage, _, seen_total = featurized["stage"]
+                    if seen_batch != batch_id or stage == seen_stage or total > seen_total:
+                        featurized["stage"] = (batch_id, stage, done, total)
+                    _, _, widest_done, widest_total = featurized["stage"]
+                    size = _batch_size(batch_id, sizes)
+                    if size and widest_total:
+                        progress.update(proc, completed=featurized["done"] + size * widest_done // widest_total)
+
                 def on_job_run(outcome: JobRunOutcome) -> None:
                     report = _read_report(lake, outcome)
                     if report:
                         result.batch_reports.append(report)
-                        progress.advance(proc, int(report["counts"]["listed"]))
+                        featurized["done"] += int(report["counts"]["listed"])
+                    progress.update(proc, completed=featurized["done"])
+                    featurized["stage"] = (None, -1, 0, 0)
                     result.job_runs.append(outcome)
                     result.seconds_processing += outcome.seconds
                     if outcome.state != "SUCCESS":
                         console.print(f"[red]job run {outcome.job_run_id} FAILED[/] — log: {outcome.log_path}")
 
+                runner.on_progress = on_task_progress
                 for wave in waves:
                     result.uploaded += upload(res.bucket, config.images, wave, lambda: progress.advance(up))
                     polled = drain_queue(res.queue_url, res.queue_arn, ingest, lambda n: progress.advance(rec, n))
@@ -180,14 +197,19 @@ def run_demo(config: DemoConfig, console: Console | None = None) -> DemoResult:
 
 
 def _progress(console: Console) -> Progress:
-    return Progress(
-        TextColumn("{task.description:<24}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-        transient=False,
-    )
+    return progress_bars(console)
+
+
+def _batch_size(batch_id: str | None, cache: dict[str, int]) -> int:
+    """Images sealed into ``batch_id`` (its manifest item), 0 when unknown; remembered in ``cache``."""
+    if not batch_id:
+        return 0
+    if batch_id not in cache:
+        from lambdas.pipeline import get_pipeline
+
+        batch = get_pipeline().table.get_batch(batch_id) or {}
+        cache[batch_id] = int(batch.get("image_count") or 0)
+    return cache[batch_id]
 
 
 def _read_report(lake: Path, outcome: JobRunOutcome) -> dict[str, Any] | None:

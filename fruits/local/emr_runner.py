@@ -10,6 +10,7 @@ runner plays the EMR Serverless service: for each job run it has not executed ye
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -38,6 +39,27 @@ EMR_ONLY_CONF_PREFIXES = (
 )
 
 
+STAGE_PROGRESS = re.compile(rb"\[Stage (\d+):[=> ]*\((\d+) \+ \d+\) / (\d+)\]")
+
+
+def last_stage_progress(log_path: Path, tail_bytes: int = 4096) -> tuple[int, int, int] | None:
+    """``(stage id, tasks done, tasks total)`` of the last Spark console progress line in a driver log, or None.
+
+    Spark's console progress bar (``spark.ui.showConsoleProgress``) writes ``[Stage 3:==>   (5 + 2) / 12]``
+    (done + running / total), redrawn with carriage returns; only the last ``tail_bytes`` of the log are read.
+    """
+    try:
+        with log_path.open("rb") as log:
+            log.seek(max(0, log_path.stat().st_size - tail_bytes))
+            matches = STAGE_PROGRESS.findall(log.read())
+    except OSError:
+        return None
+    if not matches:
+        return None
+    stage, done, total = matches[-1]
+    return int(stage), int(done), int(total)
+
+
 @dataclass(frozen=True)
 class JobRunOutcome:
     """One locally executed job run."""
@@ -61,6 +83,8 @@ class LocalEmrRunner:
     driver_memory: str = "4g"
     seen: set[str] = field(default_factory=set)
     outcomes: list[JobRunOutcome] = field(default_factory=list)
+    # called every 0.5 s while a job run executes: (batch_id, stage id, tasks done, tasks in the stage)
+    on_progress: Callable[[str | None, int, int, int], None] | None = None
 
     def new_job_runs(self) -> list[dict[str, Any]]:
         """Job runs of the application not executed yet, in creation order."""
@@ -93,12 +117,17 @@ class LocalEmrRunner:
         command = self.spark_submit_command(submit, run_dir)
         log_path = run_dir / "driver.log"
         started = time.perf_counter()
+        batch_id = argument(submit.get("entryPointArguments", []), "--batch-id")
         with log_path.open("w") as log:
-            completed = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, env=self._env(), check=False)
+            process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=self._env())
+            while process.poll() is None:
+                time.sleep(0.5)
+                if self.on_progress and (stage := last_stage_progress(log_path)):
+                    self.on_progress(batch_id, *stage)
+        completed = process
         seconds = time.perf_counter() - started
         state = "SUCCESS" if completed.returncode == 0 else "FAILED"
         self._upload_log(job_run, log_path)
-        batch_id = argument(submit.get("entryPointArguments", []), "--batch-id")
         outcome = JobRunOutcome(job_run_id, job_run.get("name", ""), batch_id, state, seconds, log_path)
         self.outcomes.append(outcome)
         event = job_state_event(job_run, state, details=f"local spark-submit exit code {completed.returncode}")
@@ -118,6 +147,8 @@ class LocalEmrRunner:
             "spark.ui.enabled=false",
             "--conf",
             "spark.sql.session.timeZone=UTC",
+            "--conf",  # "[Stage 3:==>   (5 + 2) / 12]" lines in the driver log: the demo's per-task progress
+            "spark.ui.showConsoleProgress=true",
         ]
         tokens = shlex.split(submit.get("sparkSubmitParameters") or "")
         index = 0

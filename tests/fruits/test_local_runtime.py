@@ -171,3 +171,16 @@ def test_local_emr_runner_lists_no_job_runs_before_the_first_start(tmp_path: Pat
                 raise AssertionError("expected ResourceNotFoundException")
             except ClientError as err:
                 assert err.response["Error"]["Code"] == "ResourceNotFoundException"
+
+
+def test_last_stage_progress_reads_sparks_console_progress_bar(tmp_path: Path) -> None:
+    # GIVEN a driver log with Spark's console progress bar redrawn by carriage returns
+    log = tmp_path / "driver.log"
+    log.write_bytes(b"INFO start\n[Stage 2:>      (0 + 2) / 8]\r[Stage 2:===>   (5 + 2) / 8]\rfruits: built x\n")
+    # WHEN the runner reads it THEN it gets the last (stage, done, total); a log without a bar gives None
+    from fruits.local.emr_runner import last_stage_progress
+
+    assert last_stage_progress(log) == (2, 5, 8)
+    log.write_text("nothing yet\n")
+    assert last_stage_progress(log) is None
+    assert last_stage_progress(tmp_path / "missing.log") is None

@@ -22,7 +22,7 @@ DEFAULT_SAMPLE_DIR = REPO_ROOT.parent / "shared" / "data" / "fruits-360-sample"
 SAMPLE_DIR = Path(os.environ.get("FRUITS_SAMPLE_DIR", DEFAULT_SAMPLE_DIR)).resolve()
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 PACKAGES = ("tensorflow-cpu", "tensorflow", "keras", "pyspark", "pyarrow", "numpy", "scikit-learn", "boto3", "moto",
-            "aws-lambda-powertools", "pillow")
+            "aws-lambda-powertools", "pillow", "openvino", "onnxruntime")
 
 
 def cpu_model() -> str:

@@ -158,7 +158,17 @@ def run(cfg: Any, workdir: Path) -> dict[str, Any]:
                                         f"{job['job_over_raw']}, warm-up job {job['warmup_seconds']} s, "
                                         f"USD/1000 images x86 {usd['x86_64']} arm64 {usd['arm64']}, "
                                         f"load {job['loadavg_1min_before']}"))
-    doc = {"description": __doc__.splitlines()[0], "default_engine": default, "physical_limit": limit,
+    notes = [
+        f"Physical limit: {limit['formula']} = {limit['cores']} x {limit['flop_per_cycle_f32']} x {limit['ghz']} / "
+        f"{GFLOP_PER_IMAGE} = {limit['images_per_s_f32']} images/s f32, {limit['images_per_s_bf16']} bf16 "
+        "(FLOP/cycle from /proc/cpuinfo flags assuming 2 FMA units; GHz = cpu MHz).",
+        "Job = spark_jobs.main on local[*] after a warm-up job of the same engine (its wall time = the per-run "
+        "start-up: JVM, Python workers, engine import and model build or cached-file load); job/raw = job rate / "
+        "the same engine's raw rate in this run.",
+        "Default engine per architecture: openvino on X86_64 (fastest exact); onnxruntime on ARM64 because "
+        "OpenVINO's aarch64 wheel needs glibc 2.35 and EMR 7.x images are Amazon Linux 2023 (glibc 2.34).",
+    ]
+    doc = {"description": __doc__.splitlines()[0], "notes": notes, "default_engine": default, "physical_limit": limit,
            "raw": raw, "jobs": jobs, "cost": costs, "summary": summary}
     write_result("engines", doc, cfg.results_dir)
     return doc

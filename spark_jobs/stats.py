@@ -98,7 +98,8 @@ def merge(a: SufficientStats, b: SufficientStats) -> SufficientStats:
     n = a.n + b.n
     delta = b.mean - a.mean
     mean = a.mean + delta * (b.n / n)
-    m2 = a.m2 + b.m2 + np.outer(delta, delta) * (a.n * b.n / n)
+    m2 = a.m2 + b.m2  # one (d, d) temporary: the outer product is added in place
+    m2 += np.outer(delta * (a.n * b.n / n), delta)
     return SufficientStats(n, mean, m2)
 
 

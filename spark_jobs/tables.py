@@ -214,7 +214,10 @@ class Lake:
                 schema=SCHEMAS[name],
                 partition_spec=SPECS[name],
                 location=storage.join(self.uri, name),
-                properties={"format-version": FORMAT_VERSION, "write.parquet.compression-codec": "zstd"},
+                properties={"format-version": FORMAT_VERSION, "write.parquet.compression-codec": "zstd",
+                            # merge small manifests on commit: the metadata a commit reads stays small as
+                            # batch runs accumulate (Iceberg table properties, commit.manifest-merge.*)
+                            "commit.manifest-merge.enabled": "true"},
             )
         except TableAlreadyExistsError:  # created concurrently
             return catalog.load_table(identifier)

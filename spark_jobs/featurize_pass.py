@@ -2,7 +2,7 @@
 
 This is the seam between the distributed work (Spark) and the driver's commit (PCA version, projection, table
 writes). Each partition runs one ``mapInPandas`` task that, per chunk of ``infer_batch_size`` manifest rows,
-fetches the bytes, decodes them (:func:`spark_jobs.images.decode_image`), featurizes the decoded ones on the
+fetches the bytes and decodes them (:func:`spark_jobs.images.fetch_decode`), featurizes the decoded ones on the
 engine (:mod:`spark_jobs.engines`) and folds their vectors into the partition's ``(n, mean, M2)``; it yields the
 feature rows and reject rows as it goes and one statistics row at the end, all in :data:`PASS_SCHEMA`. The
 driver collects that frame once and merges the statistics rows (Chan-Golub-LeVeque, :func:`spark_jobs.stats.merge`).
@@ -21,7 +21,6 @@ table: at 1,000 images about 8.2 MB (1,000 x 2,048 float32) plus metadata column
 
 from __future__ import annotations
 
-import hashlib
 import json
 import resource
 import time
@@ -35,7 +34,7 @@ import pyarrow as pa
 from pyspark.sql import DataFrame
 from pyspark.sql import types as T
 
-from spark_jobs.images import decode_image, fetch_bytes
+from spark_jobs.images import fetch_decode
 from spark_jobs.models import FEATURE_DIM, ModelSpec, get_featurizer
 from spark_jobs.stats import SufficientStats, merge, merge_all
 
@@ -102,16 +101,6 @@ class BatchFeatures:
         return dict(sorted(Counter(self.rejects.column("reason").to_pylist()).items()))
 
 
-def _fetch_decode(uri: str, image_size: int) -> tuple:
-    """(content_sha256, width, height, pixels, reason) of one image; never raises for bad data."""
-    try:
-        data = fetch_bytes(uri)
-    except Exception:  # missing object, permissions, network: reject, batch goes on
-        return None, None, None, None, "unreadable"
-    out = decode_image(data, image_size)
-    return hashlib.sha256(data).hexdigest(), out.width, out.height, out.pixels, out.reason
-
-
 def _one_pass(spec: ModelSpec, image_size: int, infer_batch_size: int, threads: int, engine: str):
     def run(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         clock = {"fetch_decode_s": 0.0, "infer_s": 0.0, "statistics_s": 0.0, "engine_build_s": 0.0}
@@ -132,7 +121,7 @@ def _one_pass(spec: ModelSpec, image_size: int, infer_batch_size: int, threads: 
             for start in range(0, len(frame), infer_batch_size):
                 chunk = frame.iloc[start : start + infer_batch_size]
                 started = time.perf_counter()
-                decoded = [_fetch_decode(uri, image_size) for uri in chunk["image_uri"]]
+                decoded = [fetch_decode(uri, image_size) for uri in chunk["image_uri"]]
                 clock["fetch_decode_s"] += time.perf_counter() - started
                 rows, good, pixels = [], [], []
                 for uri, label, (sha, width, height, pix, reason) in zip(

@@ -108,19 +108,24 @@ def decode_image(data: bytes, size: int = 224) -> Decoded:
         return Decoded(reason="truncated" if "truncat" in text or isinstance(err, EOFError) else "corrupt")
 
 
+def fetch_decode(uri: str, size: int = 224) -> tuple[str | None, int | None, int | None, bytes | None, str | None]:
+    """Fetch and decode one image: ``(content_sha256, width, height, pixels, reason)`` (see :func:`decode_image`).
+
+    A fetch failure (missing object, permissions, network) gives reason ``unreadable``; never raises.
+    """
+    try:
+        data = fetch_bytes(uri)
+    except Exception:  # missing object, permissions, network: reject, batch goes on
+        return None, None, None, None, "unreadable"
+    out = decode_image(data, size)
+    return hashlib.sha256(data).hexdigest(), out.width, out.height, out.pixels, out.reason
+
+
 def _decode_partition(size: int):
     def run(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         for frame in frames:
-            rows = []
-            for uri, label in zip(frame["image_uri"], frame["label"], strict=True):
-                try:
-                    data = fetch_bytes(uri)
-                except Exception:  # missing object, permissions, network: reject, batch goes on
-                    rows.append((uri, label, None, None, None, None, "unreadable"))
-                    continue
-                sha = hashlib.sha256(data).hexdigest()
-                out = decode_image(data, size)
-                rows.append((uri, label, sha, out.width, out.height, out.pixels, out.reason))
+            rows = [(uri, label, *fetch_decode(uri, size))
+                    for uri, label in zip(frame["image_uri"], frame["label"], strict=True)]
             yield pd.DataFrame(rows, columns=DECODED_SCHEMA.fieldNames()).astype(
                 {"width": "Int32", "height": "Int32"}
             )

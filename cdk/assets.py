@@ -3,12 +3,14 @@
 * the Lambda asset: the whole ``lambdas`` package (``.py`` files, no caches); operator tools live in the
   ``fruits`` package and never ship; Powertools (+ pydantic) comes from the public layer, boto3 from the runtime;
 * the Spark job code: ``spark_jobs/main.py`` (the EMR Serverless ``entryPoint``) and ``spark_jobs.zip``
-  (the package, for ``--py-files``), zipped deterministically so the asset hash only changes with the code.
+  (the package + ``lambdas/contracts.py``, for ``--py-files``), zipped deterministically by
+  :func:`spark_package_zip` so the asset hash only changes with the code (the local provisioner uploads the same).
 """
 
 from __future__ import annotations
 
 import atexit
+import io
 import shutil
 import tempfile
 import zipfile
@@ -19,6 +21,8 @@ LAMBDA_PACKAGE = "lambdas"
 SPARK_PACKAGE = "spark_jobs"
 SPARK_ENTRY_POINT = "main.py"
 SPARK_ZIP = "spark_jobs.zip"
+# lambdas modules the Spark job imports (standard library only): the contracts both deployed packages share
+SHARED_MODULES = ("lambdas/__init__.py", "lambdas/contracts.py")
 _ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)  # fixed timestamps: same code, same zip bytes, same asset hash
 
 
@@ -68,10 +72,22 @@ def stage_spark_code(repo_root: Path = REPO_ROOT) -> Path:
         raise FileNotFoundError(f"{entry_point} not found: it is the EMR Serverless entry point")
     staging = _staging_dir("fruits-spark-asset-")
     shutil.copyfile(entry_point, staging / SPARK_ENTRY_POINT)
-    with zipfile.ZipFile(staging / SPARK_ZIP, "w", zipfile.ZIP_DEFLATED) as archive:
-        for path in _python_files(package):
+    (staging / SPARK_ZIP).write_bytes(spark_package_zip(repo_root))
+    return staging
+
+
+def spark_package_zip(repo_root: Path = REPO_ROOT) -> bytes:
+    """The ``--py-files`` zip: ``spark_jobs/**.py`` + :data:`SHARED_MODULES` present, deterministic bytes.
+
+    Entries are sorted, dated 1980-01-01 with mode 0644, so the same code gives the same bytes (and asset hash).
+    """
+    files = _python_files(repo_root / SPARK_PACKAGE)
+    files += [repo_root / name for name in SHARED_MODULES if (repo_root / name).is_file()]
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for path in files:
             info = zipfile.ZipInfo(path.relative_to(repo_root).as_posix(), date_time=_ZIP_EPOCH)
             info.compress_type = zipfile.ZIP_DEFLATED
             info.external_attr = 0o644 << 16
             archive.writestr(info, path.read_bytes())
-    return staging
+    return buffer.getvalue()

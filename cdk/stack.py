@@ -7,7 +7,7 @@ from pathlib import Path
 from aws_cdk import CfnOutput, Environment, Stack
 from constructs import Construct
 
-from cdk.components.ingestion import METRICS_NAMESPACE, SERVICE_NAME, Ingestion, JobSettings
+from cdk.components.ingestion import Ingestion, JobSettings
 from cdk.components.manifest_table import ManifestTable
 from cdk.components.monitoring import Monitoring
 from cdk.components.processing import Processing
@@ -17,6 +17,7 @@ from cdk.config import DeployConfig
 from cdk.nag import acknowledge_library_singletons
 from lambdas import resources as r
 from lambdas.config import SETTING_NAMES, stack_output_key
+from lambdas.contracts import METRICS_NAMESPACE, SERVICE_NAME
 
 
 class FruitsStack(Stack):

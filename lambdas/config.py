@@ -11,9 +11,9 @@ import os
 from collections.abc import Mapping
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from lambdas import resources
+from lambdas import contracts, resources
 
 
 class SettingsError(ValueError):
@@ -34,7 +34,7 @@ class Settings(BaseModel):
     job_py_files: str = ""
     lake_uri: str = ""  # default s3://$DATA_BUCKET/lake (filled by the validator)
     job_weights: str = "imagenet"
-    job_precision: Literal["float32", "bfloat16"] = "float32"  # bfloat16: opt-in, model_id suffix -bf16
+    job_precision: str = contracts.DEFAULT_JOB_PRECISION  # contracts.JOB_PRECISIONS; bfloat16: opt-in (-bf16)
     # --engine of the job (resources.JOB_ENGINES); empty: the job's default for its architecture
     job_engine: Literal["", "tensorflow", "openvino", "onnxruntime"] = ""
     # Iceberg catalog of the lake's tables, passed as --catalog: glue[:DATABASE] on AWS, sql:PATH locally;
@@ -50,6 +50,13 @@ class Settings(BaseModel):
     # reconcile applies a job run's terminal state itself when its EventBridge event is this late; 0 = never
     # (set 0 against moto, whose job runs report SUCCESS at once).
     reconcile_lost_event_minutes: int = Field(default=60, ge=0)
+
+    @field_validator("job_precision")
+    @classmethod
+    def _known_precision(cls, value: str) -> str:
+        if value not in contracts.JOB_PRECISIONS:
+            raise ValueError(f"expected one of {', '.join(contracts.JOB_PRECISIONS)}, got {value!r}")
+        return value
 
     @model_validator(mode="after")
     def _defaults_and_bounds(self) -> Settings:
@@ -75,6 +82,64 @@ SETTING_NAMES: tuple[str, ...] = tuple(name.upper() for name in Settings.model_f
 REQUIRED_SETTING_NAMES: tuple[str, ...] = tuple(
     name.upper() for name, field in Settings.model_fields.items() if field.is_required()
 )
+
+
+def _default(name: str) -> str:
+    """The default of setting ``name`` as an environment value (a string)."""
+    return str(Settings.model_fields[name].default)
+
+
+def lambda_environment(
+    *,
+    data_bucket: str,
+    manifest_table: str,
+    emr_application_id: str,
+    emr_execution_role_arn: str,
+    job_entry_point: str,
+    job_py_files: str,
+    lake_uri: str = "",
+    job_weights: str = _default("job_weights"),
+    job_precision: str = _default("job_precision"),
+    job_engine: str = _default("job_engine"),
+    job_catalog: str = _default("job_catalog"),
+    pca_k: int | str = _default("pca_k"),
+    job_timeout_minutes: int | str = _default("job_timeout_minutes"),
+    spark_submit_parameters: str = _default("spark_submit_parameters"),
+    batch_threshold: int | str = _default("batch_threshold"),
+    batch_max_images: int | str = _default("batch_max_images"),
+    max_attempts: int | str = _default("max_attempts"),
+) -> dict[str, str]:
+    """The Lambdas' environment (docs/contracts.md "Lambda environment"): one block for CDK and the local run.
+
+    ``cdk/components/ingestion.py`` calls it with the deployed resources (values may be CDK tokens) and
+    ``fruits/local/provision.py`` with the moto ones, so both set the same variables. ``lake_uri`` defaults to
+    ``s3://<data_bucket>/lake``; the job log URI is always ``s3://<data_bucket>/logs/``. Numbers become strings
+    (Lambda environment values are strings); values are not validated here (:func:`settings_from_env` does that
+    when a Lambda starts, and CDK tokens have no value at synth time).
+    """
+    return {
+        "DATA_BUCKET": data_bucket,
+        "IMAGES_PREFIX": resources.IMAGES_PREFIX,
+        "MANIFEST_TABLE": manifest_table,
+        "EMR_APPLICATION_ID": emr_application_id,
+        "EMR_EXECUTION_ROLE_ARN": emr_execution_role_arn,
+        "JOB_ENTRY_POINT": job_entry_point,
+        "JOB_PY_FILES": job_py_files,
+        "LAKE_URI": lake_uri or f"s3://{data_bucket}/{resources.LAKE_PREFIX.rstrip('/')}",
+        "JOB_WEIGHTS": job_weights,
+        "JOB_PRECISION": job_precision,
+        "JOB_ENGINE": job_engine,
+        "JOB_CATALOG": job_catalog,
+        "PCA_K": str(pca_k),
+        "JOB_LOG_URI": f"s3://{data_bucket}/{resources.LOGS_PREFIX}",
+        "JOB_TIMEOUT_MINUTES": str(job_timeout_minutes),
+        "SPARK_SUBMIT_PARAMETERS": spark_submit_parameters,
+        "BATCH_THRESHOLD": str(batch_threshold),
+        "BATCH_MAX_IMAGES": str(batch_max_images),
+        "MAX_ATTEMPTS": str(max_attempts),
+        "POWERTOOLS_SERVICE_NAME": contracts.SERVICE_NAME,
+        "POWERTOOLS_METRICS_NAMESPACE": contracts.METRICS_NAMESPACE,
+    }
 
 
 def stack_output_key(env_name: str) -> str:

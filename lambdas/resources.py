@@ -5,6 +5,8 @@ Everything that must agree between what CDK deploys and what the local run creat
 
 from __future__ import annotations
 
+from lambdas import contracts
+
 # --- S3 layout (one data bucket) -------------------------------------------------------------------
 IMAGES_PREFIX = "images/"  # uploads land here; the bucket notifies SQS for these keys only
 MANIFESTS_PREFIX = "manifests/"  # batch manifests written by the Lambdas, read by the Spark job
@@ -28,7 +30,7 @@ EMR_EVENT_SOURCE = "aws.emr-serverless"
 EMR_JOB_STATE_DETAIL_TYPE = "EMR Serverless Job Run State Change"
 
 # --- Spark job ---------------------------------------------------------------------------------------
-JOB_PRECISIONS = ("float32", "bfloat16")  # the job's --precision (spark_jobs/models.py PRECISIONS)
+JOB_PRECISIONS = contracts.JOB_PRECISIONS  # the job's --precision (spark_jobs/models.py PRECISIONS)
 # The job's --engine (spark_jobs/engines.py ENGINES) and the default per EMR architecture (engines.DEFAULT_ENGINE):
 # the fastest exact engine whose wheel installs in the custom image (OpenVINO aarch64 needs glibc 2.35 > AL2023's).
 JOB_ENGINES = ("tensorflow", "openvino", "onnxruntime")

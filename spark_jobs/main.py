@@ -13,29 +13,28 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 import traceback
 
 from pyspark.sql import SparkSession
 
-try:  # on EMR the entry point runs as a script with the package shipped via --py-files
+try:  # on EMR the entry point runs as a script with the package (and lambdas.contracts) shipped via --py-files
+    from lambdas.contracts import DEFAULT_JOB_PRECISION, JOB_PRECISIONS, check_batch_id
     from spark_jobs.engines import ENGINES, EngineError, check_engine, default_engine
     from spark_jobs.job import JobConfig, run_batch
     from spark_jobs.tables import CatalogSpecError, parse_catalog
 except ImportError:  # pragma: no cover
     sys.path.insert(0, __file__.rsplit("/", 2)[0])
+    from lambdas.contracts import DEFAULT_JOB_PRECISION, JOB_PRECISIONS, check_batch_id
     from spark_jobs.engines import ENGINES, EngineError, check_engine, default_engine
     from spark_jobs.job import JobConfig, run_batch
     from spark_jobs.tables import CatalogSpecError, parse_catalog
 
-BATCH_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-
-
 def _batch_id(text: str) -> str:
-    if not BATCH_ID.match(text):
-        raise argparse.ArgumentTypeError(f"batch id must match {BATCH_ID.pattern}, got {text!r}")
-    return text
+    try:
+        return check_batch_id(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def _positive(text: str) -> int:
@@ -61,7 +60,7 @@ def parse_args(argv: list[str] | None) -> JobConfig:
     parser.add_argument("--pca-k", type=_positive, default=150)
     parser.add_argument("--image-size", type=_positive, default=224)
     parser.add_argument("--infer-batch-size", type=_positive, default=32)
-    parser.add_argument("--precision", choices=("float32", "bfloat16"), default="float32",
+    parser.add_argument("--precision", choices=JOB_PRECISIONS, default=DEFAULT_JOB_PRECISION,
                         help="bfloat16: opt-in mixed precision (model_id suffix -bf16)")
     parser.add_argument("--catalog", type=_catalog, default=None,
                         help="Iceberg catalog: sql:PATH (SQLite) | glue[:DATABASE]; default sql:<lake>/catalog.db")

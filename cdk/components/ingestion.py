@@ -20,9 +20,8 @@ from constructs import Construct
 
 from cdk.nag import acknowledge, acknowledge_object_prefixes, acknowledge_s3_grant_actions, token_ref
 from lambdas import resources as r
+from lambdas.config import lambda_environment
 
-SERVICE_NAME = "fruits-ingestion"
-METRICS_NAMESPACE = "Fruits"
 HANDLERS = ("ingest", "job_state", "flush", "reconcile")
 # The ingest queue's visibility timeout must be >= 6x the function timeout (AWS Lambda SQS guidance).
 INGEST_TIMEOUT_S = r.INGEST_QUEUE_VISIBILITY_TIMEOUT_S // 6
@@ -76,29 +75,24 @@ class Ingestion(Construct):
         super().__init__(scope, construct_id)
         code = lambda_.Code.from_asset(str(lambda_code_dir))
         layer = lambda_.LayerVersion.from_layer_version_arn(self, "Powertools", powertools_layer_arn)
-        environment = {
-            "DATA_BUCKET": bucket.bucket_name,
-            "IMAGES_PREFIX": r.IMAGES_PREFIX,
-            "MANIFEST_TABLE": table.table_name,
-            "EMR_APPLICATION_ID": job.application_id,
-            "EMR_EXECUTION_ROLE_ARN": job.execution_role.role_arn,
-            "JOB_ENTRY_POINT": job.entry_point_uri,
-            "JOB_PY_FILES": job.py_files_uri,
-            "LAKE_URI": f"s3://{bucket.bucket_name}/{r.LAKE_PREFIX.rstrip('/')}",
-            "JOB_WEIGHTS": job.weights,
-            "JOB_PRECISION": job.precision,
-            "JOB_ENGINE": job.engine,
-            "JOB_CATALOG": job.catalog,
-            "PCA_K": str(job.pca_k),
-            "JOB_LOG_URI": f"s3://{bucket.bucket_name}/{r.LOGS_PREFIX}",
-            "JOB_TIMEOUT_MINUTES": str(job.job_timeout_minutes),
-            "SPARK_SUBMIT_PARAMETERS": job.spark_submit_parameters,
-            "BATCH_THRESHOLD": str(job.batch_threshold),
-            "BATCH_MAX_IMAGES": str(job.batch_max_images),
-            "MAX_ATTEMPTS": str(job.max_attempts),
-            "POWERTOOLS_SERVICE_NAME": SERVICE_NAME,
-            "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
-        }
+        environment = lambda_environment(
+            data_bucket=bucket.bucket_name,
+            manifest_table=table.table_name,
+            emr_application_id=job.application_id,
+            emr_execution_role_arn=job.execution_role.role_arn,
+            job_entry_point=job.entry_point_uri,
+            job_py_files=job.py_files_uri,
+            job_weights=job.weights,
+            job_precision=job.precision,
+            job_engine=job.engine,
+            job_catalog=job.catalog,
+            pca_k=job.pca_k,
+            job_timeout_minutes=job.job_timeout_minutes,
+            spark_submit_parameters=job.spark_submit_parameters,
+            batch_threshold=job.batch_threshold,
+            batch_max_images=job.batch_max_images,
+            max_attempts=job.max_attempts,
+        )
         self.environment: dict[str, str] = environment  # the stack exports its settings (fruits --stack)
         timeouts = {"ingest": INGEST_TIMEOUT_S, "job_state": 60, "flush": 120, "reconcile": 600}
         self.functions: dict[str, lambda_.Function] = {}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from lambdas.logic.batches import BATCH_ID_RE
+from lambdas.contracts import check_batch_id
 from lambdas.resources import JOB_ENGINES, JOB_PRECISIONS
 
 
@@ -21,10 +21,11 @@ def positive_int(text: str) -> int:
 
 
 def valid_batch_id(text: str) -> str:
-    """Parse a batch id (docs/contracts.md "Batch id": ``[A-Za-z0-9][A-Za-z0-9_.-]{0,63}``)."""
-    if not BATCH_ID_RE.match(text):
-        raise argparse.ArgumentTypeError(f"batch id must match {BATCH_ID_RE.pattern}, got {text!r}")
-    return text
+    """Parse a batch id (docs/contracts.md "Batch id", ``lambdas.contracts.BATCH_ID_RE``); one-line error."""
+    try:
+        return check_batch_id(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def add_engine_argument(parser: argparse.ArgumentParser) -> None:

@@ -8,15 +8,15 @@ under code/. Returns the Lambda environment the handlers read, exactly as CDK wo
 
 from __future__ import annotations
 
-import io
 import json
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import boto3
 
+from cdk.assets import spark_package_zip
 from lambdas import resources as r
+from lambdas.config import lambda_environment as settings_environment
 from spark_jobs.release import EMR_RELEASE_LABEL
 
 SPARK_JOBS_DIR = Path(__file__).resolve().parents[2] / "spark_jobs"
@@ -33,15 +33,6 @@ class LocalResources:
     table: str
     application_id: str
     execution_role_arn: str
-
-
-def _zip_package(package_dir: Path) -> bytes:
-    """Zip ``package_dir`` (``*.py`` only) as an importable package for ``--py-files``."""
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        for path in sorted(package_dir.rglob("*.py")):
-            archive.write(path, path.relative_to(package_dir.parent).as_posix())
-    return buffer.getvalue()
 
 
 def provision(name: str = "fruits-local") -> LocalResources:
@@ -112,7 +103,7 @@ def provision(name: str = "fruits-local") -> LocalResources:
     ]
 
     s3.put_object(Bucket=bucket, Key=f"{r.CODE_PREFIX}main.py", Body=(SPARK_JOBS_DIR / "main.py").read_bytes())
-    s3.put_object(Bucket=bucket, Key=f"{r.CODE_PREFIX}spark_jobs.zip", Body=_zip_package(SPARK_JOBS_DIR))
+    s3.put_object(Bucket=bucket, Key=f"{r.CODE_PREFIX}spark_jobs.zip", Body=spark_package_zip(SPARK_JOBS_DIR.parent))
     return LocalResources(
         bucket=bucket,
         queue_url=queue_url,
@@ -136,26 +127,25 @@ def lambda_environment(
     catalog: str = "",
     engine: str = "",
 ) -> dict[str, str]:
-    """The env vars the Lambdas get on AWS (see docs/contracts.md), filled with the local resources."""
+    """The env vars the Lambdas get on AWS (:func:`lambdas.config.lambda_environment`, the block CDK sets), filled
+    with the local resources, plus local-only Powertools switches (no metrics, no tracing, warnings only)."""
     return {
-        "DATA_BUCKET": res.bucket,
-        "IMAGES_PREFIX": r.IMAGES_PREFIX,
-        "MANIFEST_TABLE": res.table,
-        "EMR_APPLICATION_ID": res.application_id,
-        "EMR_EXECUTION_ROLE_ARN": res.execution_role_arn,
-        "JOB_ENTRY_POINT": f"s3://{res.bucket}/{r.CODE_PREFIX}main.py",
-        "JOB_PY_FILES": f"s3://{res.bucket}/{r.CODE_PREFIX}spark_jobs.zip",
-        "LAKE_URI": lake_uri,
-        "JOB_WEIGHTS": weights,
-        "JOB_PRECISION": precision,
-        "JOB_ENGINE": engine,
-        "JOB_CATALOG": catalog,
-        "PCA_K": str(pca_k),
-        "JOB_LOG_URI": f"s3://{res.bucket}/{r.LOGS_PREFIX}",
-        "BATCH_THRESHOLD": str(threshold),
-        "BATCH_MAX_IMAGES": str(max_images),
-        "POWERTOOLS_SERVICE_NAME": "fruits-ingestion",
-        "POWERTOOLS_METRICS_NAMESPACE": "Fruits",
+        **settings_environment(
+            data_bucket=res.bucket,
+            manifest_table=res.table,
+            emr_application_id=res.application_id,
+            emr_execution_role_arn=res.execution_role_arn,
+            job_entry_point=f"s3://{res.bucket}/{r.CODE_PREFIX}main.py",
+            job_py_files=f"s3://{res.bucket}/{r.CODE_PREFIX}spark_jobs.zip",
+            lake_uri=lake_uri,
+            job_weights=weights,
+            job_precision=precision,
+            job_engine=engine,
+            job_catalog=catalog,
+            pca_k=pca_k,
+            batch_threshold=threshold,
+            batch_max_images=max_images,
+        ),
         "POWERTOOLS_METRICS_DISABLED": "true",
         "POWERTOOLS_TRACE_DISABLED": "true",
         "POWERTOOLS_LOG_LEVEL": "WARNING",

@@ -1,7 +1,8 @@
 """Powertools Logger / Metrics / Tracer shared by the handlers (created once per process, at import).
 
 Service name and namespace come from POWERTOOLS_SERVICE_NAME / POWERTOOLS_METRICS_NAMESPACE (defaults
-``fruits-ingestion`` / ``Fruits``); POWERTOOLS_METRICS_DISABLED=true silences metrics (local runs).
+``lambdas.contracts.SERVICE_NAME`` / ``METRICS_NAMESPACE``); POWERTOOLS_METRICS_DISABLED=true silences metrics
+(local runs).
 """
 
 from __future__ import annotations
@@ -14,8 +15,10 @@ from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.metrics.functions import is_metrics_disabled
 
-SERVICE = os.environ.get("POWERTOOLS_SERVICE_NAME", "fruits-ingestion")
-NAMESPACE = os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "Fruits")
+from lambdas.contracts import METRICS_NAMESPACE, SERVICE_NAME
+
+SERVICE = os.environ.get("POWERTOOLS_SERVICE_NAME", SERVICE_NAME)
+NAMESPACE = os.environ.get("POWERTOOLS_METRICS_NAMESPACE", METRICS_NAMESPACE)
 
 # An invocation that had nothing to count (e.g. a RUNNING state event) is normal here, not a warning.
 warnings.filterwarnings("ignore", message="No application metrics to publish", category=UserWarning)

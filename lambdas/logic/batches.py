@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import re
 import secrets
 
-BATCH_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")  # docs/contracts.md "Batch id"
+from lambdas.contracts import BATCH_ID_RE
 
 
 def new_batch_id(seq: int, suffix: str | None = None) -> str:

@@ -40,6 +40,7 @@ def repo(tmp_path: Path) -> Path:
             "spark_jobs/main.py": "def main(argv=None): return 0\n",
             "spark_jobs/lake.py": "SCHEMA = 1\n",
             "spark_jobs/__pycache__/lake.cpython-311.pyc": "junk",
+            "lambdas/contracts.py": "BATCH_ID_RE = None\n",
         },
     )
 
@@ -49,6 +50,7 @@ def test_lambda_asset_is_the_whole_lambdas_package_without_caches_or_tools(repo:
     files = sorted(p.relative_to(staged).as_posix() for p in staged.rglob("*") if p.is_file())
     assert files == [
         "lambdas/__init__.py",
+        "lambdas/contracts.py",
         "lambdas/handlers/__init__.py",
         "lambdas/handlers/ingest.py",
         "lambdas/logic/batches.py",
@@ -67,7 +69,13 @@ def test_spark_code_is_entry_point_plus_a_deterministic_package_zip(repo: Path) 
     assert sorted(p.name for p in first.iterdir()) == ["main.py", "spark_jobs.zip"]
     assert (first / "spark_jobs.zip").read_bytes() == (second / "spark_jobs.zip").read_bytes()
     with zipfile.ZipFile(first / "spark_jobs.zip") as archive:
-        assert archive.namelist() == ["spark_jobs/__init__.py", "spark_jobs/lake.py", "spark_jobs/main.py"]
+        assert archive.namelist() == [
+            "spark_jobs/__init__.py",
+            "spark_jobs/lake.py",
+            "spark_jobs/main.py",
+            "lambdas/__init__.py",  # the contracts both deployed packages share ship with the job
+            "lambdas/contracts.py",
+        ]
 
 
 def test_image_dockerfile_follows_the_release_pairing_and_bakes_the_weights_the_job_is_given() -> None:
@@ -152,3 +160,21 @@ def test_image_requirements_install_the_default_engine_of_each_architecture(mach
     # AND only engines that install on that architecture are offered there (OpenVINO aarch64 needs glibc 2.35)
     assert ("openvino" in pins) == ("openvino" in ENGINES_BY_ARCHITECTURE[architecture])
     assert set(ENGINES_BY_ARCHITECTURE[architecture]) <= {"tensorflow", *pins}
+
+
+def test_real_spark_zip_runs_the_entry_point_with_the_shared_contracts_alone(tmp_path: Path) -> None:
+    """GIVEN the real spark_jobs.zip WHEN a fresh interpreter imports lambdas.contracts and the job's argument
+    parser from the zip alone THEN the batch-id rule and precisions are the ones the Lambdas use."""
+    import subprocess
+    import sys
+
+    from lambdas import contracts
+
+    zip_path = stage_spark_code() / "spark_jobs.zip"
+    code = (
+        f"import lambdas, lambdas.contracts as c; assert lambdas.__file__.startswith({str(zip_path)!r}), "
+        "lambdas.__file__; print(c.BATCH_ID_RE.pattern, *c.JOB_PRECISIONS)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], env={"PYTHONPATH": str(zip_path)}, cwd=tmp_path,
+                         capture_output=True, text=True, check=True).stdout.split()
+    assert out == [contracts.BATCH_ID_RE.pattern, *contracts.JOB_PRECISIONS]

@@ -429,3 +429,20 @@ def test_every_lambda_setting_is_a_stack_output_the_cli_reads(synthesized: Synth
     assert {"JOB_PY_FILES", "LAKE_URI", "JOB_CATALOG", "PCA_K"} <= set(exported)
     assert all(exported[name] == environment[name] for name in exported)
     assert set(exported) == {name for name, value in environment.items() if name in SETTING_NAMES and value != ""}
+
+
+def test_the_local_provisioner_sets_the_same_lambda_environment_as_the_stack(synthesized: Synthesized) -> None:
+    """GIVEN the stack's functions and the local provisioner's environment (both from lambdas.config.lambda_environment)
+    THEN they set the same variable names (the local run adds only its Powertools switches) and the local block
+    validates with the Lambdas' defaults for what it does not choose (MAX_ATTEMPTS, JOB_TIMEOUT_MINUTES)."""
+    from fruits.local.provision import LocalResources, lambda_environment
+    from lambdas.config import settings_from_env
+
+    res = LocalResources("b-data", "q", "arn:q", "dlq", "t-manifest", "app", "arn:aws:iam::123456789012:role/r")
+    local = lambda_environment(res, lake_uri="/tmp/lake", weights="random", threshold=10, max_images=100, pca_k=5)
+    local_only = {"POWERTOOLS_METRICS_DISABLED", "POWERTOOLS_TRACE_DISABLED", "POWERTOOLS_LOG_LEVEL"}
+    for function in _functions(synthesized).values():
+        assert set(function["Properties"]["Environment"]["Variables"]) == set(local) - local_only
+    assert {"MAX_ATTEMPTS", "JOB_TIMEOUT_MINUTES"} <= set(local)
+    settings = settings_from_env(local)
+    assert (settings.max_attempts, settings.job_timeout_minutes, settings.lake_uri) == (3, 120, "/tmp/lake")

@@ -17,6 +17,7 @@ import numpy as np
 
 from fruits.cli.errors import CliError
 from fruits.cli.types import existing_dir
+from lambdas.logic import keys
 
 TRAIN_MARKER = "/Training/"
 TEST_MARKER = "/Test/"
@@ -75,8 +76,7 @@ class ProbeResult:
 
 def folder_label(image_uri: str) -> str:
     """Label of an image = name of the folder directly containing it (``…/Training/Apple/1.jpg`` -> ``Apple``)."""
-    parts = image_uri.replace("\\", "/").rstrip("/").split("/")
-    return parts[-2] if len(parts) >= 2 else ""
+    return keys.folder_label(image_uri) or ""
 
 
 def _latest_pca(lake: Path, model_id: str):

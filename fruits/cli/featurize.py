@@ -26,7 +26,8 @@ from fruits.cli.types import (
     valid_batch_id,
     weights_source,
 )
-from lambdas.resources import IMAGE_SUFFIXES
+from fruits.local.images import image_files
+from lambdas.logic.keys import folder_label
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -54,11 +55,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def manifest_from_images(root: Path, limit: int | None = None) -> list[dict]:
     """Manifest records for the image files under ``root`` (sorted paths; suffixes from lambdas.resources)."""
-    files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
     records = [
         {"image_uri": str(p.resolve()), "bucket": None, "key": None, "version_id": None, "etag": None,
-         "size": p.stat().st_size, "label": p.parent.name}
-        for p in files
+         "size": p.stat().st_size, "label": folder_label(p.as_posix())}
+        for p in image_files(root)
     ]
     return records[:limit] if limit else records
 

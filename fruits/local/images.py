@@ -13,13 +13,18 @@ import boto3
 from lambdas.resources import IMAGE_SUFFIXES, IMAGES_PREFIX
 
 
+def image_files(root: Path) -> list[Path]:
+    """Every image file under ``root`` (any depth, suffix in ``IMAGE_SUFFIXES`` in any case), sorted; may be empty."""
+    return sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
 def list_images(root: Path, limit: int | None = None) -> list[Path]:
     """Image files under ``root`` (suffix in ``IMAGE_SUFFIXES``, any case), sorted.
 
     With ``limit`` the files are taken round-robin across their folders (classes), so a small demo still
     covers every label. Raises ``FileNotFoundError`` if ``root`` holds no image.
     """
-    files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    files = image_files(root)
     if not files:
         raise FileNotFoundError(f"no image files ({', '.join(IMAGE_SUFFIXES)}) under {root}")
     if limit is None or limit >= len(files):

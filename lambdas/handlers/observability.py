@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import warnings
-from dataclasses import dataclass
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
@@ -36,16 +35,3 @@ def count(name: str, value: int = 1) -> None:
     """
     if value and not is_metrics_disabled():
         metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
-
-
-@dataclass(frozen=True)
-class LocalLambdaContext:
-    """Minimal Lambda context for calling a handler outside Lambda (tests, CLI, local runner)."""
-
-    function_name: str = "fruits-local"
-    memory_limit_in_mb: int = 512
-    invoked_function_arn: str = "arn:aws:lambda:eu-west-3:123456789012:function:fruits-local"
-    aws_request_id: str = "local-request"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 900_000

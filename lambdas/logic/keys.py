@@ -55,6 +55,16 @@ def skip_reason(key: str, images_prefix: str, suffixes: tuple[str, ...] = resour
     return None
 
 
+def folder_label(path: str) -> str | None:
+    """The label rule: the name of the folder directly containing the file at ``path``; None for a bare file name.
+
+    ``path`` is ``/``-separated (a Windows ``\\`` counts as ``/``): ``Training/Apple Braeburn/0_100.jpg`` →
+    ``Apple Braeburn``, ``s3://b/images/Test/Kiwi/3.jpg`` → ``Kiwi``, ``photo.jpg`` → None.
+    """
+    folders = path.replace("\\", "/").split("/")[:-1]
+    return folders[-1] if folders and folders[-1] else None
+
+
 def label_for_key(key: str, images_prefix: str) -> str | None:
     """Label of an image: the folder directly containing it, below ``images_prefix``; None when there is none.
 
@@ -63,8 +73,7 @@ def label_for_key(key: str, images_prefix: str) -> str | None:
     """
     if not key.startswith(images_prefix):
         raise ValueError(f"key {key!r} is not under {images_prefix!r}")
-    folders = key[len(images_prefix) :].split("/")[:-1]
-    return folders[-1] if folders and folders[-1] else None
+    return folder_label(key[len(images_prefix) :])
 
 
 def image_item_key(bucket: str, key: str, etag: str) -> tuple[str, str]:

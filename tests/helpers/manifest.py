@@ -79,8 +79,8 @@ class JobRunWatch:
 
 def ingest_objects(events_dir: Any, objects: list[Any]) -> None:
     """Deliver the objects' notifications to the ingest handler in SQS batches of 10 (all must succeed)."""
+    from fruits.local.lambda_runtime import LocalLambdaContext
     from lambdas.handlers import ingest
-    from lambdas.handlers.observability import LocalLambdaContext
     from tests.helpers.aws_fixtures import sqs_event
 
     for start in range(0, len(objects), 10):
@@ -90,9 +90,9 @@ def ingest_objects(events_dir: Any, objects: list[Any]) -> None:
 
 def send_job_state(events_dir: Any, state: str, job_run_id: str, application_id: str | None = None) -> dict[str, Any]:
     """Deliver a real-shaped EMR Serverless job run state change to the job_state handler."""
+    from fruits.local.lambda_runtime import LocalLambdaContext
     from lambdas.config import get_settings
     from lambdas.handlers import job_state
-    from lambdas.handlers.observability import LocalLambdaContext
     from tests.helpers.aws_fixtures import job_state_event
 
     app_id = application_id or get_settings().emr_application_id

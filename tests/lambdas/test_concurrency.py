@@ -7,10 +7,10 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from fruits.local.lambda_runtime import LocalLambdaContext
 from lambdas.config import get_settings
 from lambdas.dal import BatchStatus
 from lambdas.handlers import ingest, job_state
-from lambdas.handlers.observability import LocalLambdaContext
 from tests.helpers.aws_fixtures import Obj, job_state_event, sqs_event
 from tests.helpers.manifest import JobRunWatch, read_manifest, table
 

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from fruits.local.lambda_runtime import LocalLambdaContext
 from lambdas import aws
 from lambdas.config import get_settings
 from lambdas.dal import ManifestTable
 from lambdas.handlers import ingest
-from lambdas.handlers.observability import LocalLambdaContext
 from tests.helpers.aws_fixtures import BUCKET, TABLE, Obj, load_event, sqs_event, upload
 
 CTX = LocalLambdaContext(function_name="fruits-ingest")

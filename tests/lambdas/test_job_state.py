@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from fruits.local.lambda_runtime import LocalLambdaContext
 from lambdas.config import get_settings
 from lambdas.handlers import job_state
-from lambdas.handlers.observability import LocalLambdaContext
 from tests.helpers.aws_fixtures import Obj, load_event
 from tests.helpers.manifest import JobRunWatch, ingest_objects, send_job_state, table
 

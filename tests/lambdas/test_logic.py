@@ -158,3 +158,17 @@ def test_handlers_import_without_any_environment() -> None:
     # THEN they import, and no boto3 client exists yet (settings and clients are created at the first call)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "ok"
+
+
+def test_one_label_rule_for_keys_local_paths_and_uris() -> None:
+    # GIVEN the same photo as an S3 key, a local path, a Windows path and a lake URI THEN one label rule names it
+    from fruits.cli.evaluate import folder_label as evaluate_label
+    from lambdas.logic.keys import folder_label, label_for_key
+
+    assert label_for_key("images/Training/Apple Braeburn/0_100.jpg", "images/") == "Apple Braeburn"
+    assert folder_label("/data/Training/Apple Braeburn/0_100.jpg") == "Apple Braeburn"
+    assert folder_label("C:\\data\\Training\\Kiwi\\1.jpg") == "Kiwi"
+    assert evaluate_label("s3://b/images/Test/Kiwi/3.jpg") == folder_label("s3://b/images/Test/Kiwi/3.jpg") == "Kiwi"
+    # AND a bare file name has no label (None for the manifest, "" for the evaluation's fallback)
+    assert folder_label("photo.jpg") is None and label_for_key("images/photo.jpg", "images/") is None
+    assert evaluate_label("photo.jpg") == ""

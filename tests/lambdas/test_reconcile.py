@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
+from fruits.local.lambda_runtime import LocalLambdaContext
 from lambdas.config import get_settings
 from lambdas.dal import ManifestTable
 from lambdas.handlers import flush, ingest, reconcile
-from lambdas.handlers.observability import LocalLambdaContext
 from tests.helpers.aws_fixtures import load_event, sqs_event, upload
 from tests.helpers.manifest import JobRunWatch, ingest_objects, read_manifest, send_job_state, table
 

@@ -101,7 +101,9 @@ class BatchFeatures:
         return dict(sorted(Counter(self.rejects.column("reason").to_pylist()).items()))
 
 
-def _one_pass(spec: ModelSpec, image_size: int, infer_batch_size: int, threads: int, engine: str):
+def _one_pass(
+    spec: ModelSpec, image_size: int, infer_batch_size: int, threads: int, engine: str, versions: dict[str, str]
+):
     def run(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         clock = {"fetch_decode_s": 0.0, "infer_s": 0.0, "statistics_s": 0.0, "engine_build_s": 0.0}
         total = SufficientStats.empty(FEATURE_DIM)
@@ -121,7 +123,7 @@ def _one_pass(spec: ModelSpec, image_size: int, infer_batch_size: int, threads: 
             for start in range(0, len(frame), infer_batch_size):
                 chunk = frame.iloc[start : start + infer_batch_size]
                 started = time.perf_counter()
-                decoded = [fetch_decode(uri, image_size) for uri in chunk["image_uri"]]
+                decoded = [fetch_decode(uri, image_size, versions.get(uri)) for uri in chunk["image_uri"]]
                 clock["fetch_decode_s"] += time.perf_counter() - started
                 rows, good, pixels = [], [], []
                 for uri, label, (sha, width, height, pix, reason) in zip(
@@ -165,6 +167,16 @@ def _task_metrics(rows: pd.Series, engine: str) -> dict[str, float | int | str]:
     return out
 
 
+def _recorded_versions(manifest: DataFrame) -> dict[str, str]:
+    """``image_uri`` → the S3 ``VersionId`` the manifest recorded (rows with one), so each image is fetched at
+    exactly that version. A small driver-side map (a batch has at most BATCH_MAX_IMAGES rows) shipped with the
+    pass's closure, leaving the pass's input columns (and so its partitions) as they were."""
+    if "version_id" not in manifest.columns:
+        return {}
+    rows = manifest.where("version_id IS NOT NULL AND version_id != ''").select("image_uri", "version_id").collect()
+    return {row["image_uri"]: row["version_id"] for row in rows}
+
+
 def featurize_batch(
     manifest: DataFrame,
     spec: ModelSpec,
@@ -195,7 +207,7 @@ def featurize_batch(
         seconds[name] = round(now - clock, 3)
         clock = now
 
-    one_pass = _one_pass(spec, image_size, infer_batch_size, threads, engine)
+    one_pass = _one_pass(spec, image_size, infer_batch_size, threads, engine, _recorded_versions(manifest))
     collected = manifest.select("image_uri", "label").mapInPandas(one_pass, PASS_SCHEMA).toPandas()
     lap("featurize")
     kind = collected["kind"]

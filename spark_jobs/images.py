@@ -52,9 +52,10 @@ class Decoded:
     reason: str | None = None
 
 
-def fetch_bytes(uri: str) -> bytes:
-    """Bytes of an image at an ``s3://`` / ``file://`` URI or absolute path (see :mod:`spark_jobs.storage`)."""
-    return storage.read_bytes(uri)
+def fetch_bytes(uri: str, version_id: str | None = None) -> bytes:
+    """Bytes of an image at an ``s3://`` / ``file://`` URI or absolute path (see :mod:`spark_jobs.storage`);
+    with ``version_id`` (the manifest's), exactly that S3 object version, so a batch featurizes what it recorded."""
+    return storage.read_bytes(uri, version_id)
 
 
 def _to_rgb(img: Image.Image) -> Image.Image:
@@ -108,13 +109,15 @@ def decode_image(data: bytes, size: int = 224) -> Decoded:
         return Decoded(reason="truncated" if "truncat" in text or isinstance(err, EOFError) else "corrupt")
 
 
-def fetch_decode(uri: str, size: int = 224) -> tuple[str | None, int | None, int | None, bytes | None, str | None]:
+def fetch_decode(
+    uri: str, size: int = 224, version_id: str | None = None
+) -> tuple[str | None, int | None, int | None, bytes | None, str | None]:
     """Fetch and decode one image: ``(content_sha256, width, height, pixels, reason)`` (see :func:`decode_image`).
 
     A fetch failure (missing object, permissions, network) gives reason ``unreadable``; never raises.
     """
     try:
-        data = fetch_bytes(uri)
+        data = fetch_bytes(uri, version_id)
     except Exception:  # missing object, permissions, network: reject, batch goes on
         return None, None, None, None, "unreadable"
     out = decode_image(data, size)

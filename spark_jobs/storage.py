@@ -51,8 +51,10 @@ def join(root: str, *parts: str) -> str:
     return out
 
 
-def read_bytes(uri: str) -> bytes:
-    """Read a whole object/file.
+def read_bytes(uri: str, version_id: str | None = None) -> bytes:
+    """Read a whole object/file; with ``version_id`` that version of an S3 object (``GetObject VersionId``).
+
+    Local files have no versions: ``version_id`` is ignored for them.
 
     Raises:
         FileNotFoundError: local file missing, or S3 ``NoSuchKey``/404.
@@ -63,9 +65,10 @@ def read_bytes(uri: str) -> bytes:
 
         bucket, key = split_s3(uri)
         try:
-            return _s3_client().get_object(Bucket=bucket, Key=key)["Body"].read()
+            version = {"VersionId": version_id} if version_id else {}
+            return _s3_client().get_object(Bucket=bucket, Key=key, **version)["Body"].read()
         except ClientError as err:
-            if err.response.get("Error", {}).get("Code") in ("NoSuchKey", "404", "NotFound"):
+            if err.response.get("Error", {}).get("Code") in ("NoSuchKey", "NoSuchVersion", "404", "NotFound"):
                 raise FileNotFoundError(uri) from err
             raise
     return local_path(uri).read_bytes()

@@ -154,3 +154,47 @@ def test_bfloat16_precision_is_its_own_feature_space_close_to_float32() -> None:
     assert keras.mixed_precision.global_policy().name == "float32"
     with pytest.raises(ValueError, match="precision"):
         resolve_weights("random", 64, "float16")
+
+
+def test_read_bytes_and_fetch_decode_take_the_manifest_version_of_an_overwritten_object(s3_bucket) -> None:
+    # GIVEN a versioned bucket where an image was recorded at version 1, then overwritten by a non-image
+    import io
+
+    from PIL import Image
+
+    from spark_jobs.images import fetch_decode
+
+    s3 = boto3.client("s3", region_name="eu-west-3")
+    s3.put_bucket_versioning(Bucket="lake-bucket", VersioningConfiguration={"Status": "Enabled"})
+    png = io.BytesIO()
+    Image.new("RGB", (8, 6), (200, 30, 30)).save(png, format="PNG")
+    first = s3.put_object(Bucket="lake-bucket", Key="images/Apple/1.png", Body=png.getvalue())["VersionId"]
+    s3.put_object(Bucket="lake-bucket", Key="images/Apple/1.png", Body=b"not an image any more")
+    uri = "s3://lake-bucket/images/Apple/1.png"
+    # WHEN read with and without the recorded version id THEN each gives its own bytes
+    assert storage.read_bytes(uri, first) == png.getvalue()
+    assert storage.read_bytes(uri) == b"not an image any more"
+    # AND the decode step featurizes the recorded version (the latest would be rejected: not_an_image)
+    sha, width, height, _pixels, reason = fetch_decode(uri, 32, first)
+    assert (width, height, reason) == (8, 6, None) and sha == hashlib.sha256(png.getvalue()).hexdigest()
+    assert fetch_decode(uri, 32)[4] == "not_an_image"
+    # AND an unknown version is a missing object (FileNotFoundError), unreadable for the decode step
+    with pytest.raises(FileNotFoundError):
+        storage.read_bytes(uri, "no-such-version")
+    assert fetch_decode(uri, 32, "no-such-version")[4] == "unreadable"
+
+
+def test_the_one_pass_gets_each_recorded_version_id_of_the_manifest(spark, tmp_path) -> None:
+    # GIVEN a manifest with a version id on one row, none (null / empty) on the others
+    from spark_jobs.featurize_pass import _recorded_versions
+    from spark_jobs.manifest import read_manifest
+
+    path = tmp_path / "m.jsonl"
+    path.write_text(
+        '{"image_uri": "s3://b/images/A/1.jpg", "version_id": "v1"}\n'
+        '{"image_uri": "s3://b/images/A/2.jpg", "version_id": null}\n'
+        '{"image_uri": "s3://b/images/A/3.jpg", "version_id": ""}\n'
+    )
+    # WHEN the pass's version map is built THEN only the recorded version is there (the others fetch the latest)
+    assert _recorded_versions(read_manifest(spark, str(path))) == {"s3://b/images/A/1.jpg": "v1"}
+    assert _recorded_versions(spark.createDataFrame([("s3://b/x.jpg", None)], "image_uri string, label string")) == {}

@@ -108,6 +108,7 @@ def lambda_environment(
     batch_threshold: int | str = _default("batch_threshold"),
     batch_max_images: int | str = _default("batch_max_images"),
     max_attempts: int | str = _default("max_attempts"),
+    reconcile_lost_event_minutes: int | str = _default("reconcile_lost_event_minutes"),
 ) -> dict[str, str]:
     """The Lambdas' environment (docs/contracts.md "Lambda environment"): one block for CDK and the local run.
 
@@ -137,6 +138,7 @@ def lambda_environment(
         "BATCH_THRESHOLD": str(batch_threshold),
         "BATCH_MAX_IMAGES": str(batch_max_images),
         "MAX_ATTEMPTS": str(max_attempts),
+        "RECONCILE_LOST_EVENT_MINUTES": str(reconcile_lost_event_minutes),
         "POWERTOOLS_SERVICE_NAME": contracts.SERVICE_NAME,
         "POWERTOOLS_METRICS_NAMESPACE": contracts.METRICS_NAMESPACE,
     }

@@ -2,7 +2,7 @@
 
 1. Cheap TransactWriteItems rollback. moto 5 snapshots *every table a transaction names* with ``copy.deepcopy``
    before applying it, so each ``TransactWriteItems`` costs O(table size) and ingesting N images costs O(N²)
-   (measured here: 1,000 images through the ingest handler took ~190 s, ~20 s with this patch). A transaction can
+   (``bench/ingestion.py`` measures the ingest path; figures in bench/README.md). A transaction can
    only change the items it names, so snapshotting just those items and restoring them when moto cancels the
    transaction has the same semantics.
 2. EMR Serverless job runs of an application that has none yet. moto (≤ 5.2.5) keeps job runs in a dict keyed by

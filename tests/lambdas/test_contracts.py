@@ -63,3 +63,16 @@ def test_the_spark_job_and_the_lambdas_check_batch_ids_and_precisions_alike() ->
         assert settings_from_env({**env, "JOB_PRECISION": precision}).job_precision == precision
     with pytest.raises(SettingsError, match="JOB_PRECISION"):
         settings_from_env({**env, "JOB_PRECISION": "float16"})
+
+
+def test_the_environment_table_documents_every_variable_the_lambdas_get() -> None:
+    # GIVEN the one environment table of docs/contracts.md and the block lambda_environment writes
+    from lambdas.config import SETTING_NAMES, lambda_environment
+
+    table = (ROOT / "docs" / "contracts.md").read_text().split("## Lambda environment", 1)[1].split("\n## ", 1)[0]
+    documented = {name for pair in re.findall(r"^\| `([A-Z_]+)`(?: / `([A-Z_]+)`)?", table, re.M) for name in pair}
+    environment = lambda_environment(data_bucket="b", manifest_table="t", emr_application_id="a",
+                                     emr_execution_role_arn="r", job_entry_point="e", job_py_files="p")
+    # THEN the table, the block and the settings name the same variables (plus the two Powertools names)
+    powertools = {"POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE"}
+    assert documented - {""} == set(environment) == set(SETTING_NAMES) | powertools

@@ -51,7 +51,8 @@ META = "META"
 COUNTER_KEY = {PK: META, SK: "COUNTER"}
 SLOT_KEY = {PK: META, SK: "JOB_RUN_SLOT"}
 PENDING_GSI_PK = "IMAGES#PENDING"
-MAX_CLAIM_CHUNK = 99  # TransactWriteItems holds at most 100 items: 99 images + the batch item
+MAX_TRANSACTION_ITEMS = 100  # TransactWriteItems limit (AWS DynamoDB quotas)
+MAX_CLAIM_CHUNK = MAX_TRANSACTION_ITEMS - 1  # 99 images + the batch item
 RETRYABLE_CANCEL_CODES = {"None", "TransactionConflict", "ThrottlingError", "ProvisionedThroughputExceeded"}
 
 
@@ -223,25 +224,39 @@ class ManifestTable:
         return list(self._query_gsi(f"BATCH#{batch_id}"))
 
     def mark_images_done(self, batch_id: str, images: list[dict[str, Any]], *, now: str) -> int:
-        """Set ``status=DONE`` on the batch's images (idempotent, one UpdateItem each); returns how many changed."""
+        """Set ``status=DONE`` on the batch's images (idempotent); returns how many changed.
+
+        Transactions of up to :data:`MAX_TRANSACTION_ITEMS` updates, each conditioned on ``batch_id``; a chunk
+        whose condition fails for some image (it no longer belongs to the batch) is redone one image at a time,
+        so the others are still marked.
+        """
+        todo = [image for image in images if image.get("status") != ImageStatus.DONE]
         changed = 0
-        for image in images:
-            if image.get("status") == ImageStatus.DONE:
+        for start in range(0, len(todo), MAX_TRANSACTION_ITEMS):
+            chunk = todo[start : start + MAX_TRANSACTION_ITEMS]
+            updates = [self._done_update(batch_id, image, now) for image in chunk]
+            if self._transact([{"Update": update} for update in updates]) is None:
+                changed += len(chunk)
                 continue
-            try:
-                self._client.update_item(
-                    TableName=self.table_name,
-                    Key=_key({PK: image[PK], SK: image[SK]}),
-                    UpdateExpression="SET #s = :done, done_at = :now",
-                    ConditionExpression="batch_id = :b",
-                    ExpressionAttributeNames={"#s": "status"},
-                    ExpressionAttributeValues=values(done=ImageStatus.DONE.value, now=now, b=batch_id),
-                )
-                changed += 1
-            except ClientError as err:
-                if err.response["Error"]["Code"] != "ConditionalCheckFailedException":
-                    raise
+            for update in updates:
+                try:
+                    self._client.update_item(**{**update, "TableName": self.table_name})
+                    changed += 1
+                except ClientError as err:
+                    if err.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                        raise
         return changed
+
+    @staticmethod
+    def _done_update(batch_id: str, image: dict[str, Any], now: str) -> dict[str, Any]:
+        """The UpdateItem arguments (without TableName) that mark ``image`` DONE if it belongs to ``batch_id``."""
+        return {
+            "Key": _key({PK: image[PK], SK: image[SK]}),
+            "UpdateExpression": "SET #s = :done, done_at = :now",
+            "ConditionExpression": "batch_id = :b",
+            "ExpressionAttributeNames": {"#s": "status"},
+            "ExpressionAttributeValues": values(done=ImageStatus.DONE.value, now=now, b=batch_id),
+        }
 
     # --- batches -------------------------------------------------------------------------------------
     def reserve_batch(self, *, batch_id: str, seq: int, expected_seq: int, size: int, reason: str, now: str) -> bool:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from lambdas.handlers.observability import count, logger, metrics, tracer
+from lambdas.handlers.observability import count, count_job_starts, logger, metrics, tracer
 from lambdas.pipeline import get_pipeline
 
 
@@ -16,7 +16,5 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     outcome = get_pipeline().flush()
     logger.info("flush done", extra={"sealed": outcome.sealed, "started": [r.job_run_id for r in outcome.started]})
     count("BatchesSealed", len(outcome.sealed))
-    count("JobRunsStarted", len(outcome.started))
-    count("JobRunStartFailures", outcome.start_failures)
-    count("BatchesQuarantined", outcome.start_quarantined)
+    count_job_starts(len(outcome.started), outcome.start_failures, outcome.start_quarantined)
     return {"sealed": outcome.sealed, "started": [run.job_run_id for run in outcome.started]}

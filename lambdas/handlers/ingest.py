@@ -8,7 +8,7 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.data_classes.s3_event import S3Event
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
-from lambdas.handlers.observability import count, logger, metrics, tracer
+from lambdas.handlers.observability import count, count_job_starts, logger, metrics, tracer
 from lambdas.logic.keys import ImageRef, decode_event_key
 from lambdas.pipeline import get_pipeline
 
@@ -39,9 +39,7 @@ def record_handler(record: SQSRecord) -> None:
             logger.info("image recorded", extra={"uri": ref.uri, "pending": outcome.pending})
             count("ImagesRecorded", 1)
         count("BatchesSealed", len(outcome.sealed))
-        count("JobRunsStarted", len(outcome.started))
-        count("JobRunStartFailures", outcome.start_failures)
-        count("BatchesQuarantined", outcome.start_quarantined)
+        count_job_starts(len(outcome.started), outcome.start_failures, outcome.start_quarantined)
 
 
 @logger.inject_lambda_context(correlation_id_path="Records[0].messageId")

@@ -7,7 +7,7 @@ from typing import Any
 from aws_lambda_powertools.utilities.data_classes import EventBridgeEvent, event_source
 
 from lambdas import resources
-from lambdas.handlers.observability import count, logger, metrics, tracer
+from lambdas.handlers.observability import count, count_job_starts, logger, metrics, tracer
 from lambdas.pipeline import get_pipeline
 
 
@@ -27,10 +27,8 @@ def handler(event: EventBridgeEvent, context: Any) -> dict[str, Any]:
     logger.info("job state handled", extra={"job_run_id": detail.get("jobRunId"), "state": detail["state"],
                                             "action": outcome.action, "reason": outcome.reason,
                                             "batch_id": outcome.batch_id})  # fmt: skip
-    if outcome.action in ("retry", "quarantined"):
-        count("JobRunsFailed", 1)
-    count("BatchesQuarantined", int(outcome.action == "quarantined") + outcome.start_quarantined)
-    count("JobRunsStarted", len(outcome.started))
-    count("JobRunStartFailures", outcome.start_failures)
+    count("JobRunsFailed", int(outcome.action in ("retry", "quarantined")))
+    quarantined = int(outcome.action == "quarantined") + outcome.start_quarantined
+    count_job_starts(len(outcome.started), outcome.start_failures, quarantined)
     return {"action": outcome.action, "reason": outcome.reason, "batch_id": outcome.batch_id,
             "started": [run.job_run_id for run in outcome.started]}  # fmt: skip

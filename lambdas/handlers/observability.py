@@ -35,3 +35,14 @@ def count(name: str, value: int = 1) -> None:
     """
     if value and not is_metrics_disabled():
         metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
+
+
+def count_job_starts(started: int, failures: int, quarantined: int) -> None:
+    """The job-start metrics every handler emits: JobRunsStarted, JobRunStartFailures, BatchesQuarantined.
+
+    ``quarantined`` = batches quarantined by this invocation (a refused StartJobRun's MAX_ATTEMPTS-th failure, or
+    a failed job run's); 0 values are not emitted (see :func:`count`).
+    """
+    count("JobRunsStarted", started)
+    count("JobRunStartFailures", failures)
+    count("BatchesQuarantined", quarantined)

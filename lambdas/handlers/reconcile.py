@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from lambdas.handlers.observability import count, logger, metrics, tracer
+from lambdas.handlers.observability import count, count_job_starts, logger, metrics, tracer
 from lambdas.pipeline import get_pipeline
 
 
@@ -26,11 +26,10 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     logger.info("reconcile done", extra=result)
     count("ImagesRecorded", outcome.missing_recorded)
     count("BatchesSealed", len(outcome.sealed))
-    started = len(outcome.started) + len(outcome.redriven) + len(outcome.recovered.started if outcome.recovered else [])
-    count("JobRunsStarted", started)
-    count("JobRunStartFailures", outcome.start_failures)
-    count("BatchesQuarantined", outcome.start_quarantined)
-    if outcome.recovered and outcome.recovered.action in ("retry", "quarantined"):
-        count("JobRunsFailed", 1)
-        count("BatchesQuarantined", int(outcome.recovered.action == "quarantined"))
+    recovered = outcome.recovered
+    started = len(outcome.started) + len(outcome.redriven) + len(recovered.started if recovered else [])
+    failed_run = bool(recovered and recovered.action in ("retry", "quarantined"))
+    count("JobRunsFailed", int(failed_run))
+    quarantined = outcome.start_quarantined + int(bool(recovered and recovered.action == "quarantined"))
+    count_job_starts(started, outcome.start_failures, quarantined)
     return result

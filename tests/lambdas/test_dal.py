@@ -53,3 +53,32 @@ def test_reservation_is_optimistic_on_seq_and_bounded_by_pending(moto_aws) -> No
     assert dal.release_shortfall("b000001-dddddddd", 7, now=NOW)
     assert dal.counter() == (7, 1)
     assert dal.drop_empty_batch("b000001-dddddddd") and dal.all_batches() == []
+
+
+def test_a_batch_s_images_are_marked_done_in_transactions_of_at_most_100(moto_aws, monkeypatch) -> None:
+    # GIVEN 150 images claimed by one batch and 5 by another
+    record(155)
+    dal = table()
+    assert dal.reserve_batch(batch_id="b000001-aaaaaaaa", seq=1, expected_seq=0, size=150, reason="t", now=NOW)
+    assert dal.reserve_batch(batch_id="b000002-bbbbbbbb", seq=2, expected_seq=1, size=5, reason="t", now=NOW)
+    pending = dal.pending_images(limit=155)
+    for start in range(0, 150, 99):
+        dal.claim_images("b000001-aaaaaaaa", pending[start : min(start + 99, 150)])
+    dal.claim_images("b000002-bbbbbbbb", pending[150:])
+    ours, theirs = dal.batch_images("b000001-aaaaaaaa"), dal.batch_images("b000002-bbbbbbbb")
+    assert len(ours) == 150 and len(theirs) == 5
+    transactions: list[int] = []
+    transact = dal._client.transact_write_items
+    monkeypatch.setattr(dal._client, "transact_write_items",
+                        lambda **kw: transactions.append(len(kw["TransactItems"])) or transact(**kw))
+    # WHEN the batch's images are marked DONE THEN two transactions (100 + 50) mark all 150
+    assert dal.mark_images_done("b000001-aaaaaaaa", ours, now=NOW) == 150
+    assert transactions == [100, 50]
+    assert {image["status"] for image in dal.batch_images("b000001-aaaaaaaa")} == {"DONE"}
+    # AND again: nothing to change (idempotent, no write)
+    assert dal.mark_images_done("b000001-aaaaaaaa", dal.batch_images("b000001-aaaaaaaa"), now=NOW) == 0
+    assert transactions == [100, 50]
+    # AND an image of another batch in the list is left alone while the others are marked
+    mixed = theirs[:1] + [dict(image, status="CLAIMED") for image in ours[:3]]
+    assert dal.mark_images_done("b000001-aaaaaaaa", mixed, now=NOW) == 3
+    assert {image["status"] for image in dal.batch_images("b000002-bbbbbbbb")} == {"CLAIMED"}

@@ -275,9 +275,12 @@ class Pipeline:
         except ClientError as err:
             failures = int(batch.get("failures", 0)) + 1
             quarantine = failures >= self.settings.max_attempts
-            if self.table.fail_start(
-                batch_id, attempt=attempt, error=str(err), quarantine=quarantine, now=self.clock()
-            ) and quarantine:
+            if (
+                self.table.fail_start(
+                    batch_id, attempt=attempt, error=str(err), quarantine=quarantine, now=self.clock()
+                )
+                and quarantine
+            ):
                 self.start_quarantines += 1
             self.start_failures += 1
             log.error("start_job_run failed", extra={"batch_id": batch_id, "attempt": attempt, "error": str(err)})
@@ -360,8 +363,9 @@ class Pipeline:
         if batch_id != slot["holder"] or not attempt.isdigit():
             return None
         token = client_token(batch_id, int(attempt))
-        self.table.mark_running(batch_id, attempt=int(attempt), job_run_id=job_run_id, client_token=token,
-                                now=self.clock())  # fmt: skip
+        self.table.mark_running(
+            batch_id, attempt=int(attempt), job_run_id=job_run_id, client_token=token, now=self.clock()
+        )
         return self.table.get_job_run(job_run_id)
 
     # --- flush, reconcile, manual --------------------------------------------------------------------
@@ -501,8 +505,13 @@ class Pipeline:
         for batch in batches:
             count = int(batch.get("image_count") or batch.get("claimed") or 0)
             images["DONE" if batch["status"] == BatchStatus.SUCCEEDED else "CLAIMED"] += count
-        return {"pending": pending, "batches_created": seq, "images": images, "batches": batches,
-                "slot": self.table.get_slot()}  # fmt: skip
+        return {
+            "pending": pending,
+            "batches_created": seq,
+            "images": images,
+            "batches": batches,
+            "slot": self.table.get_slot(),
+        }
 
 
 def get_pipeline(settings: Settings | None = None) -> Pipeline:

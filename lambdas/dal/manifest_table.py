@@ -184,12 +184,22 @@ class ManifestTable:
         }
         codes = self._transact(
             [
-                {"Put": {"Item": to_item(item), "ConditionExpression": "attribute_not_exists(#pk)",
-                         "ExpressionAttributeNames": {"#pk": PK}}},
-                {"Update": {"Key": _key(COUNTER_KEY), "UpdateExpression": "ADD pending :one",
-                            "ExpressionAttributeValues": values(one=1)}},
+                {
+                    "Put": {
+                        "Item": to_item(item),
+                        "ConditionExpression": "attribute_not_exists(#pk)",
+                        "ExpressionAttributeNames": {"#pk": PK},
+                    }
+                },
+                {
+                    "Update": {
+                        "Key": _key(COUNTER_KEY),
+                        "UpdateExpression": "ADD pending :one",
+                        "ExpressionAttributeValues": values(one=1),
+                    }
+                },
             ]
-        )  # fmt: skip
+        )
         return codes is None
 
     def existing_images(self, keys: list[tuple[str, str]]) -> set[tuple[str, str]]:
@@ -286,14 +296,23 @@ class ManifestTable:
         }
         codes = self._transact(
             [
-                {"Update": {"Key": _key(COUNTER_KEY),
-                            "UpdateExpression": "SET pending = pending - :k, seq = :seq",
-                            "ConditionExpression": f"pending >= :k AND {seq_condition}",
-                            "ExpressionAttributeValues": values(k=size, seq=seq, expected=expected_seq)}},
-                {"Put": {"Item": to_item(batch), "ConditionExpression": "attribute_not_exists(#pk)",
-                         "ExpressionAttributeNames": {"#pk": PK}}},
+                {
+                    "Update": {
+                        "Key": _key(COUNTER_KEY),
+                        "UpdateExpression": "SET pending = pending - :k, seq = :seq",
+                        "ConditionExpression": f"pending >= :k AND {seq_condition}",
+                        "ExpressionAttributeValues": values(k=size, seq=seq, expected=expected_seq),
+                    }
+                },
+                {
+                    "Put": {
+                        "Item": to_item(batch),
+                        "ConditionExpression": "attribute_not_exists(#pk)",
+                        "ExpressionAttributeNames": {"#pk": PK},
+                    }
+                },
             ]
-        )  # fmt: skip
+        )
         return codes is None
 
     def claim_images(self, batch_id: str, candidates: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -308,22 +327,33 @@ class ManifestTable:
         while todo:
             n = len(todo)
             items: list[dict[str, Any]] = [
-                {"Update": {"Key": _key(batch_key(batch_id)),
-                            "UpdateExpression": "SET remaining = remaining - :n, claimed = claimed + :n",
-                            "ConditionExpression": "#s = :claiming AND remaining >= :n",
-                            "ExpressionAttributeNames": {"#s": "status"},
-                            "ExpressionAttributeValues": values(n=n, claiming=BatchStatus.CLAIMING.value)}}
-            ]  # fmt: skip
+                {
+                    "Update": {
+                        "Key": _key(batch_key(batch_id)),
+                        "UpdateExpression": "SET remaining = remaining - :n, claimed = claimed + :n",
+                        "ConditionExpression": "#s = :claiming AND remaining >= :n",
+                        "ExpressionAttributeNames": {"#s": "status"},
+                        "ExpressionAttributeValues": values(n=n, claiming=BatchStatus.CLAIMING.value),
+                    }
+                }
+            ]
             for image in todo:
                 items.append(
-                    {"Update": {"Key": _key({PK: image[PK], SK: image[SK]}),
-                                "UpdateExpression": "SET #s = :claimed, batch_id = :b, #gpk = :gpk",
-                                "ConditionExpression": "#s = :pending",
-                                "ExpressionAttributeNames": {"#s": "status", "#gpk": GSI_PK},
-                                "ExpressionAttributeValues": values(
-                                    claimed=ImageStatus.CLAIMED.value, b=batch_id, gpk=f"BATCH#{batch_id}",
-                                    pending=ImageStatus.PENDING.value)}}
-                )  # fmt: skip
+                    {
+                        "Update": {
+                            "Key": _key({PK: image[PK], SK: image[SK]}),
+                            "UpdateExpression": "SET #s = :claimed, batch_id = :b, #gpk = :gpk",
+                            "ConditionExpression": "#s = :pending",
+                            "ExpressionAttributeNames": {"#s": "status", "#gpk": GSI_PK},
+                            "ExpressionAttributeValues": values(
+                                claimed=ImageStatus.CLAIMED.value,
+                                b=batch_id,
+                                gpk=f"BATCH#{batch_id}",
+                                pending=ImageStatus.PENDING.value,
+                            ),
+                        }
+                    }
+                )
             codes = self._transact(items)
             if codes is None:
                 return [{**image, "status": ImageStatus.CLAIMED.value, "batch_id": batch_id} for image in todo]
@@ -339,16 +369,26 @@ class ManifestTable:
         """Give ``remaining`` unclaimed reservations back to the pending counter (batch ``remaining`` → 0)."""
         codes = self._transact(
             [
-                {"Update": {"Key": _key(batch_key(batch_id)),
-                            "UpdateExpression": "SET remaining = :zero, target = target - :r, updated_at = :now",
-                            "ConditionExpression": "#s = :claiming AND remaining = :r",
-                            "ExpressionAttributeNames": {"#s": "status"},
-                            "ExpressionAttributeValues": values(zero=0, r=remaining, now=now,
-                                                                claiming=BatchStatus.CLAIMING.value)}},
-                {"Update": {"Key": _key(COUNTER_KEY), "UpdateExpression": "ADD pending :r",
-                            "ExpressionAttributeValues": values(r=remaining)}},
+                {
+                    "Update": {
+                        "Key": _key(batch_key(batch_id)),
+                        "UpdateExpression": "SET remaining = :zero, target = target - :r, updated_at = :now",
+                        "ConditionExpression": "#s = :claiming AND remaining = :r",
+                        "ExpressionAttributeNames": {"#s": "status"},
+                        "ExpressionAttributeValues": values(
+                            zero=0, r=remaining, now=now, claiming=BatchStatus.CLAIMING.value
+                        ),
+                    }
+                },
+                {
+                    "Update": {
+                        "Key": _key(COUNTER_KEY),
+                        "UpdateExpression": "ADD pending :r",
+                        "ExpressionAttributeValues": values(r=remaining),
+                    }
+                },
             ]
-        )  # fmt: skip
+        )
         return codes is None
 
     def drop_empty_batch(self, batch_id: str) -> bool:
@@ -373,9 +413,14 @@ class ManifestTable:
             batch_id,
             "SET #s = :sealed, #gpk = :gpk, image_count = :n, manifest_uri = :m, sealed_at = :now, updated_at = :now",
             "#s = :claiming AND remaining = :zero AND claimed = :n",
-            sealed=BatchStatus.SEALED.value, gpk=f"BATCHES#{BatchStatus.SEALED.value}", n=image_count,
-            m=manifest_uri, now=now, claiming=BatchStatus.CLAIMING.value, zero=0,
-        )  # fmt: skip
+            sealed=BatchStatus.SEALED.value,
+            gpk=f"BATCHES#{BatchStatus.SEALED.value}",
+            n=image_count,
+            m=manifest_uri,
+            now=now,
+            claiming=BatchStatus.CLAIMING.value,
+            zero=0,
+        )
 
     def _update_batch(self, batch_id: str, update: str, condition: str, **vals: Any) -> bool:
         try:
@@ -412,9 +457,13 @@ class ManifestTable:
             batch_id,
             "SET #s = :sealed, #gpk = :gpk, failures = :zero, updated_at = :now",
             "#s IN (:succeeded, :quarantined, :sealed)",
-            sealed=BatchStatus.SEALED.value, gpk=f"BATCHES#{BatchStatus.SEALED.value}", zero=0, now=now,
-            succeeded=BatchStatus.SUCCEEDED.value, quarantined=BatchStatus.QUARANTINED.value,
-        )  # fmt: skip
+            sealed=BatchStatus.SEALED.value,
+            gpk=f"BATCHES#{BatchStatus.SEALED.value}",
+            zero=0,
+            now=now,
+            succeeded=BatchStatus.SUCCEEDED.value,
+            quarantined=BatchStatus.QUARANTINED.value,
+        )
 
     # --- job run slot and job runs -------------------------------------------------------------------
     def get_slot(self) -> dict[str, Any]:
@@ -426,40 +475,81 @@ class ManifestTable:
         attempt = attempts + 1
         codes = self._transact(
             [
-                {"Update": {"Key": _key(SLOT_KEY), "UpdateExpression": "SET holder = :b, attempt = :a, since = :now",
-                            "ConditionExpression": "attribute_not_exists(holder)",
-                            "ExpressionAttributeValues": values(b=batch_id, a=attempt, now=now)}},
-                {"Update": {"Key": _key(batch_key(batch_id)),
-                            "UpdateExpression": "SET #s = :starting, #gpk = :gpk, attempts = :a, updated_at = :now",
-                            "ConditionExpression": "#s = :sealed AND attempts = :prev",
-                            "ExpressionAttributeNames": {"#s": "status", "#gpk": GSI_PK},
-                            "ExpressionAttributeValues": values(
-                                starting=BatchStatus.STARTING.value, gpk=f"BATCHES#{BatchStatus.STARTING.value}",
-                                a=attempt, now=now, sealed=BatchStatus.SEALED.value, prev=attempts)}},
+                {
+                    "Update": {
+                        "Key": _key(SLOT_KEY),
+                        "UpdateExpression": "SET holder = :b, attempt = :a, since = :now",
+                        "ConditionExpression": "attribute_not_exists(holder)",
+                        "ExpressionAttributeValues": values(b=batch_id, a=attempt, now=now),
+                    }
+                },
+                {
+                    "Update": {
+                        "Key": _key(batch_key(batch_id)),
+                        "UpdateExpression": "SET #s = :starting, #gpk = :gpk, attempts = :a, updated_at = :now",
+                        "ConditionExpression": "#s = :sealed AND attempts = :prev",
+                        "ExpressionAttributeNames": {"#s": "status", "#gpk": GSI_PK},
+                        "ExpressionAttributeValues": values(
+                            starting=BatchStatus.STARTING.value,
+                            gpk=f"BATCHES#{BatchStatus.STARTING.value}",
+                            a=attempt,
+                            now=now,
+                            sealed=BatchStatus.SEALED.value,
+                            prev=attempts,
+                        ),
+                    }
+                },
             ]
-        )  # fmt: skip
+        )
         return codes is None
 
     def mark_running(self, batch_id: str, *, attempt: int, job_run_id: str, client_token: str, now: str) -> bool:
         """STARTING → RUNNING with ``job_run_id`` and the job run lookup item; False if already recorded."""
-        job_run = {"attempt": attempt, "client_token": client_token, "state": "SUBMITTED",
-                   "started_at": now, "updated_at": now}  # fmt: skip
+        job_run = {
+            "attempt": attempt,
+            "client_token": client_token,
+            "state": "SUBMITTED",
+            "started_at": now,
+            "updated_at": now,
+        }
         codes = self._transact(
             [
-                {"Update": {"Key": _key(batch_key(batch_id)),
-                            "UpdateExpression": "SET #s = :running, #gpk = :gpk, job_run_id = :j, "
-                                                "job_runs.#j = :jr, updated_at = :now",
-                            "ConditionExpression": "#s = :starting AND attempts = :a",
-                            "ExpressionAttributeNames": {"#s": "status", "#gpk": GSI_PK, "#j": job_run_id},
-                            "ExpressionAttributeValues": values(
-                                running=BatchStatus.RUNNING.value, gpk=f"BATCHES#{BatchStatus.RUNNING.value}",
-                                j=job_run_id, jr=job_run, now=now, starting=BatchStatus.STARTING.value,
-                                a=attempt)}},
-                {"Put": {"Item": to_item({**job_run_key(job_run_id), "type": "job_run", "batch_id": batch_id,
-                                          "attempt": attempt, "client_token": client_token, "started_at": now}),
-                         "ConditionExpression": "attribute_not_exists(#pk)", "ExpressionAttributeNames": {"#pk": PK}}},
+                {
+                    "Update": {
+                        "Key": _key(batch_key(batch_id)),
+                        "UpdateExpression": "SET #s = :running, #gpk = :gpk, job_run_id = :j, "
+                        "job_runs.#j = :jr, updated_at = :now",
+                        "ConditionExpression": "#s = :starting AND attempts = :a",
+                        "ExpressionAttributeNames": {"#s": "status", "#gpk": GSI_PK, "#j": job_run_id},
+                        "ExpressionAttributeValues": values(
+                            running=BatchStatus.RUNNING.value,
+                            gpk=f"BATCHES#{BatchStatus.RUNNING.value}",
+                            j=job_run_id,
+                            jr=job_run,
+                            now=now,
+                            starting=BatchStatus.STARTING.value,
+                            a=attempt,
+                        ),
+                    }
+                },
+                {
+                    "Put": {
+                        "Item": to_item(
+                            {
+                                **job_run_key(job_run_id),
+                                "type": "job_run",
+                                "batch_id": batch_id,
+                                "attempt": attempt,
+                                "client_token": client_token,
+                                "started_at": now,
+                            }
+                        ),
+                        "ConditionExpression": "attribute_not_exists(#pk)",
+                        "ExpressionAttributeNames": {"#pk": PK},
+                    }
+                },
             ]
-        )  # fmt: skip
+        )
         return codes is None
 
     def get_job_run(self, job_run_id: str) -> dict[str, Any] | None:
@@ -477,22 +567,38 @@ class ManifestTable:
             "SET #s = :new, #gpk = :gpk, job_runs.#j.#st = :state, job_runs.#j.updated_at = :now, updated_at = :now"
             + (", failures = failures + :one" if failed else ", finished_at = :now")
         )
-        vals = {"new": new_status.value, "gpk": f"BATCHES#{new_status.value}", "state": state, "now": now,
-                "running": BatchStatus.RUNNING.value, "j": job_run_id, "b": batch_id}  # fmt: skip
+        vals = {
+            "new": new_status.value,
+            "gpk": f"BATCHES#{new_status.value}",
+            "state": state,
+            "now": now,
+            "running": BatchStatus.RUNNING.value,
+            "j": job_run_id,
+            "b": batch_id,
+        }
         if failed:
             vals["one"] = 1
         codes = self._transact(
             [
-                {"Update": {"Key": _key(batch_key(batch_id)), "UpdateExpression": update,
-                            "ConditionExpression": "#s = :running AND job_run_id = :j",
-                            "ExpressionAttributeNames": {"#s": "status", "#gpk": GSI_PK, "#j": job_run_id,
-                                                         "#st": "state"},
-                            "ExpressionAttributeValues": values(**vals)}},
-                {"Update": {"Key": _key(SLOT_KEY), "UpdateExpression": "REMOVE holder, attempt SET since = :now",
-                            "ConditionExpression": "holder = :b",
-                            "ExpressionAttributeValues": values(b=batch_id, now=now)}},
+                {
+                    "Update": {
+                        "Key": _key(batch_key(batch_id)),
+                        "UpdateExpression": update,
+                        "ConditionExpression": "#s = :running AND job_run_id = :j",
+                        "ExpressionAttributeNames": {"#s": "status", "#gpk": GSI_PK, "#j": job_run_id, "#st": "state"},
+                        "ExpressionAttributeValues": values(**vals),
+                    }
+                },
+                {
+                    "Update": {
+                        "Key": _key(SLOT_KEY),
+                        "UpdateExpression": "REMOVE holder, attempt SET since = :now",
+                        "ConditionExpression": "holder = :b",
+                        "ExpressionAttributeValues": values(b=batch_id, now=now),
+                    }
+                },
             ]
-        )  # fmt: skip
+        )
         return codes is None
 
     def fail_start(self, batch_id: str, *, attempt: int, error: str, quarantine: bool, now: str) -> bool:
@@ -500,19 +606,34 @@ class ManifestTable:
         new_status = BatchStatus.QUARANTINED if quarantine else BatchStatus.SEALED
         codes = self._transact(
             [
-                {"Update": {"Key": _key(batch_key(batch_id)),
-                            "UpdateExpression": "SET #s = :new, #gpk = :gpk, failures = failures + :one, "
-                                                "last_error = :err, updated_at = :now",
-                            "ConditionExpression": "#s = :starting AND attempts = :a",
-                            "ExpressionAttributeNames": {"#s": "status", "#gpk": GSI_PK},
-                            "ExpressionAttributeValues": values(
-                                new=new_status.value, gpk=f"BATCHES#{new_status.value}", one=1, err=error[:1000],
-                                now=now, starting=BatchStatus.STARTING.value, a=attempt)}},
-                {"Update": {"Key": _key(SLOT_KEY), "UpdateExpression": "REMOVE holder, attempt SET since = :now",
-                            "ConditionExpression": "holder = :b",
-                            "ExpressionAttributeValues": values(b=batch_id, now=now)}},
+                {
+                    "Update": {
+                        "Key": _key(batch_key(batch_id)),
+                        "UpdateExpression": "SET #s = :new, #gpk = :gpk, failures = failures + :one, "
+                        "last_error = :err, updated_at = :now",
+                        "ConditionExpression": "#s = :starting AND attempts = :a",
+                        "ExpressionAttributeNames": {"#s": "status", "#gpk": GSI_PK},
+                        "ExpressionAttributeValues": values(
+                            new=new_status.value,
+                            gpk=f"BATCHES#{new_status.value}",
+                            one=1,
+                            err=error[:1000],
+                            now=now,
+                            starting=BatchStatus.STARTING.value,
+                            a=attempt,
+                        ),
+                    }
+                },
+                {
+                    "Update": {
+                        "Key": _key(SLOT_KEY),
+                        "UpdateExpression": "REMOVE holder, attempt SET since = :now",
+                        "ConditionExpression": "holder = :b",
+                        "ExpressionAttributeValues": values(b=batch_id, now=now),
+                    }
+                },
             ]
-        )  # fmt: skip
+        )
         return codes is None
 
 

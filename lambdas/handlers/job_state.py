@@ -24,11 +24,22 @@ def handler(event: EventBridgeEvent, context: Any) -> dict[str, Any]:
     outcome = get_pipeline().handle_job_state(
         application_id=detail.get("applicationId", ""), job_run_id=detail.get("jobRunId", ""), state=detail["state"]
     )
-    logger.info("job state handled", extra={"job_run_id": detail.get("jobRunId"), "state": detail["state"],
-                                            "action": outcome.action, "reason": outcome.reason,
-                                            "batch_id": outcome.batch_id})  # fmt: skip
+    logger.info(
+        "job state handled",
+        extra={
+            "job_run_id": detail.get("jobRunId"),
+            "state": detail["state"],
+            "action": outcome.action,
+            "reason": outcome.reason,
+            "batch_id": outcome.batch_id,
+        },
+    )
     count("JobRunsFailed", int(outcome.action in ("retry", "quarantined")))
     quarantined = int(outcome.action == "quarantined") + outcome.start_quarantined
     count_job_starts(len(outcome.started), outcome.start_failures, quarantined)
-    return {"action": outcome.action, "reason": outcome.reason, "batch_id": outcome.batch_id,
-            "started": [run.job_run_id for run in outcome.started]}  # fmt: skip
+    return {
+        "action": outcome.action,
+        "reason": outcome.reason,
+        "batch_id": outcome.batch_id,
+        "started": [run.job_run_id for run in outcome.started],
+    }

@@ -47,13 +47,18 @@ def build_start_job_run_request(
     submit: dict[str, Any] = {
         "entryPoint": settings.job_entry_point,
         "entryPointArguments": [
-            "--manifest", manifest_uri,
-            "--lake", settings.lake_uri,
-            "--batch-id", batch_id,
-            "--weights", settings.job_weights,
-            "--pca-k", str(settings.pca_k),
+            "--manifest",
+            manifest_uri,
+            "--lake",
+            settings.lake_uri,
+            "--batch-id",
+            batch_id,
+            "--weights",
+            settings.job_weights,
+            "--pca-k",
+            str(settings.pca_k),
         ],
-    }  # fmt: skip
+    }
     if settings.job_precision != "float32":  # the default request stays the same
         submit["entryPointArguments"] += ["--precision", settings.job_precision]
     if settings.job_engine:

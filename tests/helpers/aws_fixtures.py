@@ -98,8 +98,12 @@ def lambda_env(aws_credentials: None, monkeypatch: pytest.MonkeyPatch) -> Iterat
 
 def create_table(client: Any) -> None:
     """The manifest table as CDK defines it (pk/sk, GSI gsi1 projecting ALL, on-demand)."""
-    names = (resources.TABLE_PARTITION_KEY, resources.TABLE_SORT_KEY, resources.GSI1_PARTITION_KEY,
-             resources.GSI1_SORT_KEY)  # fmt: skip
+    names = (
+        resources.TABLE_PARTITION_KEY,
+        resources.TABLE_SORT_KEY,
+        resources.GSI1_PARTITION_KEY,
+        resources.GSI1_SORT_KEY,
+    )
     client.create_table(
         TableName=TABLE,
         BillingMode="PAY_PER_REQUEST",

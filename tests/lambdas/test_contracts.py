@@ -57,8 +57,13 @@ def test_the_spark_job_and_the_lambdas_check_batch_ids_and_precisions_alike() ->
     with pytest.raises(ValueError, match="batch id must match"):
         contracts.check_batch_id("../escape")
     # AND a precision outside the contract is refused by the Lambdas' settings with the variable's name
-    env = {"DATA_BUCKET": "bucket", "MANIFEST_TABLE": "table", "EMR_APPLICATION_ID": "app", "JOB_ENTRY_POINT": "e",
-           "EMR_EXECUTION_ROLE_ARN": "arn:aws:iam::123456789012:role/r"}
+    env = {
+        "DATA_BUCKET": "bucket",
+        "MANIFEST_TABLE": "table",
+        "EMR_APPLICATION_ID": "app",
+        "JOB_ENTRY_POINT": "e",
+        "EMR_EXECUTION_ROLE_ARN": "arn:aws:iam::123456789012:role/r",
+    }
     for precision in contracts.JOB_PRECISIONS:
         assert settings_from_env({**env, "JOB_PRECISION": precision}).job_precision == precision
     with pytest.raises(SettingsError, match="JOB_PRECISION"):
@@ -71,8 +76,14 @@ def test_the_environment_table_documents_every_variable_the_lambdas_get() -> Non
 
     table = (ROOT / "docs" / "contracts.md").read_text().split("## Lambda environment", 1)[1].split("\n## ", 1)[0]
     documented = {name for pair in re.findall(r"^\| `([A-Z_]+)`(?: / `([A-Z_]+)`)?", table, re.M) for name in pair}
-    environment = lambda_environment(data_bucket="b", manifest_table="t", emr_application_id="a",
-                                     emr_execution_role_arn="r", job_entry_point="e", job_py_files="p")
+    environment = lambda_environment(
+        data_bucket="b",
+        manifest_table="t",
+        emr_application_id="a",
+        emr_execution_role_arn="r",
+        job_entry_point="e",
+        job_py_files="p",
+    )
     # THEN the table, the block and the settings name the same variables (plus the two Powertools names)
     powertools = {"POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE"}
     assert documented - {""} == set(environment) == set(SETTING_NAMES) | powertools

@@ -69,8 +69,11 @@ def test_a_batch_s_images_are_marked_done_in_transactions_of_at_most_100(moto_aw
     assert len(ours) == 150 and len(theirs) == 5
     transactions: list[int] = []
     transact = dal._client.transact_write_items
-    monkeypatch.setattr(dal._client, "transact_write_items",
-                        lambda **kw: transactions.append(len(kw["TransactItems"])) or transact(**kw))
+    monkeypatch.setattr(
+        dal._client,
+        "transact_write_items",
+        lambda **kw: transactions.append(len(kw["TransactItems"])) or transact(**kw),
+    )
     # WHEN the batch's images are marked DONE THEN two transactions (100 + 50) mark all 150
     assert dal.mark_images_done("b000001-aaaaaaaa", ours, now=NOW) == 150
     assert transactions == [100, 50]

@@ -138,8 +138,10 @@ def test_ingest_metrics_count_recorded_duplicates_sealed_and_started(
     ingest.handler(sqs_event(events_dir, objects[:3]), CTX)
     # THEN the metrics say 7 recorded, 3 duplicates, 1 batch sealed and 1 job run started
     emf = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith('{"_aws"')]
-    totals = {name: sum(sum(e.get(name, [])) for e in emf)
-              for name in ("ImagesRecorded", "DuplicatesIgnored", "BatchesSealed", "JobRunsStarted")}
+    totals = {
+        name: sum(sum(e.get(name, [])) for e in emf)
+        for name in ("ImagesRecorded", "DuplicatesIgnored", "BatchesSealed", "JobRunsStarted")
+    }
     assert totals == {"ImagesRecorded": 7, "DuplicatesIgnored": 3, "BatchesSealed": 1, "JobRunsStarted": 1}
 
 

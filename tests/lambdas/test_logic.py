@@ -28,9 +28,14 @@ ENV = {
 
 @pytest.mark.parametrize(
     "key",
-    ["images/Training/Apple Braeburn/0_100.jpg", "images/a+b/c d+e.png", "images/Pêche/ü 100%.jpeg",
-     "images/x/%41%20.jpg", "images/日本/りんご.tif"],
-)  # fmt: skip
+    [
+        "images/Training/Apple Braeburn/0_100.jpg",
+        "images/a+b/c d+e.png",
+        "images/Pêche/ü 100%.jpeg",
+        "images/x/%41%20.jpg",
+        "images/日本/りんご.tif",
+    ],
+)
 def test_decode_event_key_inverts_s3_url_encoding(key: str) -> None:
     # GIVEN a key as S3 puts it in a notification (URL-encoded, space as '+') WHEN decoded THEN it is the real key
     assert decode_event_key(quote_plus(key, safe="/")) == key
@@ -80,28 +85,51 @@ def test_manifest_lines_follow_the_contract() -> None:
     lines = render_manifest(
         [
             {"bucket": "b", "key": "images/T/Pêche/2.jpg", "etag": "e2", "size": 7, "label": "Pêche"},
-            {"bucket": "b", "key": "images/T/Apple Braeburn/0_100.jpg", "etag": "e1", "size": 4711,
-             "label": "Apple Braeburn", "version_id": "v1"},
+            {
+                "bucket": "b",
+                "key": "images/T/Apple Braeburn/0_100.jpg",
+                "etag": "e1",
+                "size": 4711,
+                "label": "Apple Braeburn",
+                "version_id": "v1",
+            },
         ]
-    ).splitlines()  # fmt: skip
+    ).splitlines()
     assert json.loads(lines[0]) == {
-        "image_uri": "s3://b/images/T/Apple Braeburn/0_100.jpg", "bucket": "b",
-        "key": "images/T/Apple Braeburn/0_100.jpg", "version_id": "v1", "etag": '"e1"', "size": 4711,
+        "image_uri": "s3://b/images/T/Apple Braeburn/0_100.jpg",
+        "bucket": "b",
+        "key": "images/T/Apple Braeburn/0_100.jpg",
+        "version_id": "v1",
+        "etag": '"e1"',
+        "size": 4711,
         "label": "Apple Braeburn",
-    }  # fmt: skip
+    }
     assert "Pêche" in lines[1] and json.loads(lines[1])["version_id"] is None
     assert manifest_key("manifests/", "b000001-00000000") == "manifests/b000001-00000000.jsonl"
 
 
 def test_start_job_run_request_and_client_tokens() -> None:
-    settings = settings_from_env({**ENV, "JOB_PY_FILES": "s3://fruits-data/code/spark_jobs.zip",
-                                  "SPARK_SUBMIT_PARAMETERS": "--conf spark.executor.memory=4g"})  # fmt: skip
+    settings = settings_from_env(
+        {
+            **ENV,
+            "JOB_PY_FILES": "s3://fruits-data/code/spark_jobs.zip",
+            "SPARK_SUBMIT_PARAMETERS": "--conf spark.executor.memory=4g",
+        }
+    )
     request = build_start_job_run_request(settings, batch_id="b000003-0a1b2c3d", attempt=2, manifest_uri="s3://m")
     assert request["clientToken"] == "b000003-0a1b2c3d-a2" == client_token("b000003-0a1b2c3d", 2)
     assert request["jobDriver"]["sparkSubmit"]["entryPointArguments"] == [
-        "--manifest", "s3://m", "--lake", "s3://fruits-data/lake", "--batch-id", "b000003-0a1b2c3d",
-        "--weights", "imagenet", "--pca-k", "150",
-    ]  # fmt: skip
+        "--manifest",
+        "s3://m",
+        "--lake",
+        "s3://fruits-data/lake",
+        "--batch-id",
+        "b000003-0a1b2c3d",
+        "--weights",
+        "imagenet",
+        "--pca-k",
+        "150",
+    ]
     assert spark_submit_parameters(settings) == (
         "--py-files s3://fruits-data/code/spark_jobs.zip --conf spark.executor.memory=4g"
     )
@@ -114,17 +142,22 @@ def test_start_job_run_request_and_client_tokens() -> None:
     # the opt-in bf16 precision is passed to the job; float32 (the default) adds nothing
     bf16 = settings_from_env({**ENV, "JOB_PRECISION": "bfloat16"})
     args = build_start_job_run_request(bf16, batch_id="b1", attempt=1, manifest_uri="s3://m")["jobDriver"][
-        "sparkSubmit"]["entryPointArguments"]
+        "sparkSubmit"
+    ]["entryPointArguments"]
     assert args[-2:] == ["--precision", "bfloat16"]
     with pytest.raises(SettingsError, match="JOB_PRECISION"):
         settings_from_env({**ENV, "JOB_PRECISION": "float16"})
     # the engine setting is passed as --engine; empty (the default) leaves the job's per-architecture default
-    assert "--engine" not in build_start_job_run_request(
-        settings_from_env(ENV), batch_id="b1", attempt=1, manifest_uri="s3://m")["jobDriver"]["sparkSubmit"][
-        "entryPointArguments"]
+    assert (
+        "--engine"
+        not in build_start_job_run_request(settings_from_env(ENV), batch_id="b1", attempt=1, manifest_uri="s3://m")[
+            "jobDriver"
+        ]["sparkSubmit"]["entryPointArguments"]
+    )
     ort = settings_from_env({**ENV, "JOB_ENGINE": "onnxruntime"})
     args = build_start_job_run_request(ort, batch_id="b1", attempt=1, manifest_uri="s3://m")["jobDriver"][
-        "sparkSubmit"]["entryPointArguments"]
+        "sparkSubmit"
+    ]["entryPointArguments"]
     assert args[args.index("--engine") + 1] == "onnxruntime"
     with pytest.raises(SettingsError, match="JOB_ENGINE"):
         settings_from_env({**ENV, "JOB_ENGINE": "tensorrt"})
@@ -153,8 +186,14 @@ def test_handlers_import_without_any_environment() -> None:
         "import sys, lambdas.handlers.ingest, lambdas.handlers.job_state, lambdas.handlers.flush, "
         "lambdas.handlers.reconcile, lambdas.aws as a; assert a._clients == {}; print('ok')"
     )
-    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120,
-                            cwd=Path(__file__).resolve().parents[2])  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=Path(__file__).resolve().parents[2],
+    )
     # THEN they import, and no boto3 client exists yet (settings and clients are created at the first call)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "ok"

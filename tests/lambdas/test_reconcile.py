@@ -242,8 +242,9 @@ def test_a_start_stuck_longer_than_a_lambda_timeout_is_redriven_by_the_next_flus
     set_batches(monkeypatch, 5, 20)
     watch = JobRunWatch().install()
     crashes = crash_first_start_job_run()
-    ingest.handler(sqs_event(events_dir, upload([f"images/Training/Fig/{i}.jpg" for i in range(5)])),
-                   LocalLambdaContext("ingest"))
+    ingest.handler(
+        sqs_event(events_dir, upload([f"images/Training/Fig/{i}.jpg" for i in range(5)])), LocalLambdaContext("ingest")
+    )
     [batch] = table().all_batches()
     assert batch["status"] == "STARTING" and crashes == [f"{batch['batch_id']}-a1"]
     # WHEN a flush runs while the starter could still be alive (10 minutes later)

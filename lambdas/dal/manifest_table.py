@@ -87,6 +87,18 @@ def _key(key: dict[str, str]) -> dict[str, Any]:
     return to_item(key)
 
 
+def _free_slot(batch_id: str, now: str) -> dict[str, Any]:
+    """The transaction item that frees the job run slot held by ``batch_id`` (paired with its status change)."""
+    return {
+        "Update": {
+            "Key": _key(SLOT_KEY),
+            "UpdateExpression": "REMOVE holder, attempt SET since = :now",
+            "ConditionExpression": "holder = :b",
+            "ExpressionAttributeValues": values(b=batch_id, now=now),
+        }
+    }
+
+
 class ManifestTable:
     """Typed operations on the manifest table; ``client`` is a boto3 DynamoDB client (thread-safe)."""
 
@@ -589,14 +601,7 @@ class ManifestTable:
                         "ExpressionAttributeValues": values(**vals),
                     }
                 },
-                {
-                    "Update": {
-                        "Key": _key(SLOT_KEY),
-                        "UpdateExpression": "REMOVE holder, attempt SET since = :now",
-                        "ConditionExpression": "holder = :b",
-                        "ExpressionAttributeValues": values(b=batch_id, now=now),
-                    }
-                },
+                _free_slot(batch_id, now),
             ]
         )
         return codes is None
@@ -624,14 +629,7 @@ class ManifestTable:
                         ),
                     }
                 },
-                {
-                    "Update": {
-                        "Key": _key(SLOT_KEY),
-                        "UpdateExpression": "REMOVE holder, attempt SET since = :now",
-                        "ConditionExpression": "holder = :b",
-                        "ExpressionAttributeValues": values(b=batch_id, now=now),
-                    }
-                },
+                _free_slot(batch_id, now),
             ]
         )
         return codes is None

@@ -1,0 +1,141 @@
+"""Manifest table: the pending counter and image items (record, look up, list, mark DONE)."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from lambdas.dal.codec import from_item, to_item, values
+from lambdas.dal.table_core import (
+    COUNTER_KEY,
+    GSI_PK,
+    GSI_SK,
+    MAX_TRANSACTION_ITEMS,
+    PENDING_GSI_PK,
+    PK,
+    SK,
+    ImageStatus,
+    TableCore,
+    _key,
+)
+from lambdas.logic.keys import ImageRef, image_item_key, short_hash
+
+
+class ImageItems(TableCore):
+    """Counter and image operations (see :mod:`lambdas.dal.manifest_table` for item shapes)."""
+
+    # --- counter -------------------------------------------------------------------------------------
+    def counter(self) -> tuple[int, int]:
+        """``(pending, seq)`` read with strong consistency (0, 0 on an empty table)."""
+        item = self._get(COUNTER_KEY) or {}
+        return int(item.get("pending", 0)), int(item.get("seq", 0))
+
+    # --- images --------------------------------------------------------------------------------------
+    def record_image(self, ref: ImageRef, *, label: str | None, now: str) -> bool:
+        """Record one image as PENDING and count it, atomically; False if it was already recorded (no-op).
+
+        ``label`` None (an image with no class folder) leaves the attribute out.
+        """
+        pk, sk = image_item_key(ref.bucket, ref.key, ref.etag)
+        item = {
+            PK: pk,
+            SK: sk,
+            "type": "image",
+            "bucket": ref.bucket,
+            "key": ref.key,
+            "version_id": ref.version_id,
+            "etag": ref.etag,
+            "size": ref.size,
+            "label": label,
+            "status": ImageStatus.PENDING.value,
+            "recorded_at": now,
+            GSI_PK: PENDING_GSI_PK,
+            GSI_SK: f"{now}#{short_hash(pk, sk)}",
+        }
+        codes = self._transact(
+            [
+                {
+                    "Put": {
+                        "Item": to_item(item),
+                        "ConditionExpression": "attribute_not_exists(#pk)",
+                        "ExpressionAttributeNames": {"#pk": PK},
+                    }
+                },
+                {
+                    "Update": {
+                        "Key": _key(COUNTER_KEY),
+                        "UpdateExpression": "ADD pending :one",
+                        "ExpressionAttributeValues": values(one=1),
+                    }
+                },
+            ]
+        )
+        return codes is None
+
+    def existing_images(self, keys: list[tuple[str, str]]) -> set[tuple[str, str]]:
+        """Which of the image ``(pk, sk)`` keys are already recorded (BatchGetItem, 100 keys per call)."""
+        found: set[tuple[str, str]] = set()
+        for start in range(0, len(keys), 100):
+            request = {
+                self.table_name: {
+                    "Keys": [_key({PK: pk, SK: sk}) for pk, sk in dict.fromkeys(keys[start : start + 100])],
+                    "ProjectionExpression": "#pk, #sk",
+                    "ExpressionAttributeNames": {"#pk": PK, "#sk": SK},
+                }
+            }
+            attempt = 0
+            while request:
+                response = self._client.batch_get_item(RequestItems=request)
+                for raw in response.get("Responses", {}).get(self.table_name, []):
+                    item = from_item(raw) or {}
+                    found.add((item[PK], item[SK]))
+                request = response.get("UnprocessedKeys") or {}
+                if request:
+                    self._sleep(random.uniform(0, min(1.0, 0.02 * 2**attempt)))
+                    attempt += 1
+        return found
+
+    def pending_images(self, limit: int) -> list[dict[str, Any]]:
+        """Up to ``limit`` PENDING images, oldest first (GSI: may lag a just-recorded image)."""
+        return list(self._query_gsi(PENDING_GSI_PK, limit=limit))
+
+    def batch_images(self, batch_id: str) -> list[dict[str, Any]]:
+        """Every image claimed by ``batch_id`` (GSI, eventually consistent)."""
+        return list(self._query_gsi(f"BATCH#{batch_id}"))
+
+    def mark_images_done(self, batch_id: str, images: list[dict[str, Any]], *, now: str) -> int:
+        """Set ``status=DONE`` on the batch's images (idempotent); returns how many changed.
+
+        Transactions of up to :data:`MAX_TRANSACTION_ITEMS` updates, each conditioned on ``batch_id``; a chunk
+        whose condition fails for some image (it no longer belongs to the batch) is redone one image at a time,
+        so the others are still marked.
+        """
+        todo = [image for image in images if image.get("status") != ImageStatus.DONE]
+        changed = 0
+        for start in range(0, len(todo), MAX_TRANSACTION_ITEMS):
+            chunk = todo[start : start + MAX_TRANSACTION_ITEMS]
+            updates = [self._done_update(batch_id, image, now) for image in chunk]
+            if self._transact([{"Update": update} for update in updates]) is None:
+                changed += len(chunk)
+                continue
+            for update in updates:
+                try:
+                    self._client.update_item(**{**update, "TableName": self.table_name})
+                    changed += 1
+                except ClientError as err:
+                    if err.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                        raise
+        return changed
+
+    @staticmethod
+    def _done_update(batch_id: str, image: dict[str, Any], now: str) -> dict[str, Any]:
+        """The UpdateItem arguments (without TableName) that mark ``image`` DONE if it belongs to ``batch_id``."""
+        return {
+            "Key": _key({PK: image[PK], SK: image[SK]}),
+            "UpdateExpression": "SET #s = :done, done_at = :now",
+            "ConditionExpression": "batch_id = :b",
+            "ExpressionAttributeNames": {"#s": "status"},
+            "ExpressionAttributeValues": values(done=ImageStatus.DONE.value, now=now, b=batch_id),
+        }

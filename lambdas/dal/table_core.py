@@ -1,0 +1,135 @@
+"""Keys, statuses and the generic DynamoDB helpers of the manifest table (item shapes: ``manifest_table``)."""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Iterator
+from enum import StrEnum
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from lambdas import resources
+from lambdas.dal.codec import from_item, to_item, values
+
+PK, SK = resources.TABLE_PARTITION_KEY, resources.TABLE_SORT_KEY
+GSI, GSI_PK, GSI_SK = resources.GSI1_NAME, resources.GSI1_PARTITION_KEY, resources.GSI1_SORT_KEY
+META = "META"
+COUNTER_KEY = {PK: META, SK: "COUNTER"}
+SLOT_KEY = {PK: META, SK: "JOB_RUN_SLOT"}
+PENDING_GSI_PK = "IMAGES#PENDING"
+MAX_TRANSACTION_ITEMS = 100  # TransactWriteItems limit (AWS DynamoDB quotas)
+MAX_CLAIM_CHUNK = MAX_TRANSACTION_ITEMS - 1  # 99 images + the batch item
+RETRYABLE_CANCEL_CODES = {"None", "TransactionConflict", "ThrottlingError", "ProvisionedThroughputExceeded"}
+
+
+class ImageStatus(StrEnum):
+    PENDING = "PENDING"
+    CLAIMED = "CLAIMED"
+    DONE = "DONE"
+
+
+class BatchStatus(StrEnum):
+    CLAIMING = "CLAIMING"
+    SEALED = "SEALED"
+    STARTING = "STARTING"
+    RUNNING = "RUNNING"
+    SUCCEEDED = "SUCCEEDED"
+    QUARANTINED = "QUARANTINED"
+
+
+class TransactionGaveUp(RuntimeError):
+    """A transaction kept being cancelled for conflicts/throttling after every retry."""
+
+
+def batch_key(batch_id: str) -> dict[str, str]:
+    return {PK: f"BATCH#{batch_id}", SK: "BATCH"}
+
+
+def job_run_key(job_run_id: str) -> dict[str, str]:
+    return {PK: f"JOBRUN#{job_run_id}", SK: "JOBRUN"}
+
+
+def _key(key: dict[str, str]) -> dict[str, Any]:
+    return to_item(key)
+
+
+def _free_slot(batch_id: str, now: str) -> dict[str, Any]:
+    """The transaction item that frees the job run slot held by ``batch_id`` (paired with its status change)."""
+    return {
+        "Update": {
+            "Key": _key(SLOT_KEY),
+            "UpdateExpression": "REMOVE holder, attempt SET since = :now",
+            "ConditionExpression": "holder = :b",
+            "ExpressionAttributeValues": values(b=batch_id, now=now),
+        }
+    }
+
+
+class TableCore:
+    """The table name, the client and the generic helpers every item family uses (``client``: boto3 DynamoDB)."""
+
+    def __init__(
+        self,
+        table_name: str,
+        client: Any,
+        *,
+        max_transaction_attempts: int = 12,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.table_name = table_name
+        self._client = client
+        self._max_tx = max_transaction_attempts
+        self._sleep = sleep
+
+    # --- generic helpers -----------------------------------------------------------------------------
+    def _transact(self, items: list[dict[str, Any]]) -> list[str] | None:
+        """Run one transaction; None on success, else the per-item cancellation codes of a failed condition.
+
+        Conflicts and throttling are retried with full-jitter exponential backoff (base 20 ms, cap 1 s);
+        raises :class:`TransactionGaveUp` when they persist, ``ClientError`` for anything else.
+        """
+        for op in items:
+            next(iter(op.values()))["TableName"] = self.table_name
+        for attempt in range(self._max_tx):
+            try:
+                self._client.transact_write_items(TransactItems=items)
+                return None
+            except ClientError as err:
+                code = err.response.get("Error", {}).get("Code", "")
+                if code == "TransactionCanceledException":
+                    codes = [r.get("Code") or "None" for r in err.response.get("CancellationReasons", [])]
+                    if "ConditionalCheckFailed" in codes:
+                        return codes
+                    if not codes or not set(codes) <= RETRYABLE_CANCEL_CODES:
+                        raise
+                elif code not in ("TransactionConflictException", "TransactionInProgressException"):
+                    raise
+            self._sleep(random.uniform(0, min(1.0, 0.02 * 2**attempt)))
+        raise TransactionGaveUp(f"transaction still conflicting after {self._max_tx} attempts")
+
+    def _get(self, key: dict[str, str]) -> dict[str, Any] | None:
+        response = self._client.get_item(TableName=self.table_name, Key=_key(key), ConsistentRead=True)
+        return from_item(response.get("Item"))
+
+    def _query_gsi(self, gsi_pk: str, *, limit: int | None = None) -> Iterator[dict[str, Any]]:
+        """Items of one GSI partition in ascending ``gsi1sk`` order (eventually consistent, paginated)."""
+        kwargs: dict[str, Any] = {
+            "TableName": self.table_name,
+            "IndexName": GSI,
+            "KeyConditionExpression": "#p = :p",
+            "ExpressionAttributeNames": {"#p": GSI_PK},
+            "ExpressionAttributeValues": values(p=gsi_pk),
+        }
+        returned = 0
+        while True:
+            if limit is not None:
+                kwargs["Limit"] = limit - returned
+            page = self._client.query(**kwargs)
+            for raw in page.get("Items", []):
+                returned += 1
+                yield from_item(raw)  # type: ignore[misc]
+            if "LastEvaluatedKey" not in page or (limit is not None and returned >= limit):
+                return
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]

@@ -4,17 +4,18 @@ PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
 EXTRAS := lambda,spark,local,cdk,dev
-STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | sha256sum | cut -c1-12)
 DEMO_ARGS ?=
 CDK_CLI := node_modules/.bin/cdk
 
-.PHONY: help demo test lint bench synth java clean
+.PHONY: help demo test lint bench synth java clean lock
 
 help:
 	@echo "make demo   - run the whole loop locally (moto + local Spark) on the Fruits-360 sample"
 	@echo "make test   - lint + full pytest suite (moto, local Spark, CDK synth)"
 	@echo "make lint   - ruff check + ruff format --check (lambdas, tests/lambdas, tests/helpers)"
 	@echo "make bench  - benchmarks; figures to bench/results/*.json and bench/README.md"
+	@echo "make lock   - re-pin constraints.txt from the installed .venv (after editing pyproject.toml)"
 	@echo "make synth  - cdk synth with the aws-cdk CLI (offline, no Docker, no credentials)"
 
 $(PY):
@@ -22,8 +23,8 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 
-$(STAMP): $(PY) pyproject.toml
-	$(PY) -m pip install --quiet -e ".[$(EXTRAS)]"
+$(STAMP): $(PY) pyproject.toml constraints.txt
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[$(EXTRAS)]"
 	@rm -f $(VENV)/.installed-*
 	@touch $(STAMP)
 
@@ -59,3 +60,10 @@ synth: $(STAMP) $(CDK_CLI)
 
 clean:
 	rm -rf lake cdk.out .pytest_cache .ruff_cache
+
+# Re-pin every installed package (the project itself excluded) into constraints.txt.
+lock: $(PY)
+	$(PY) -m pip install --quiet -e ".[$(EXTRAS)]"
+	{ echo "# Pinned versions of every package make installs (pip constraints), so CI resolves what was tested."; \
+	  echo "# Regenerate after changing pyproject.toml: make lock"; \
+	  $(PY) -m pip freeze --exclude-editable | grep -v '^#'; } > constraints.txt

@@ -38,7 +38,7 @@ def run_sql(args: argparse.Namespace) -> int:
             scan = tables.scan(lake, name)
             con.register(name, scan)
     try:
-        result = con.execute(args.query).fetch_arrow_table()
+        result = con.execute(args.query).to_arrow_table()
     except duckdb.Error as err:
         raise CliError(f"SQL error: {str(err).splitlines()[0]}") from None
     if args.format == "csv":

@@ -38,9 +38,12 @@ def run_sql(args: argparse.Namespace) -> int:
             scan = tables.scan(lake, name)
             con.register(name, scan)
     try:
-        result = con.execute(args.query).to_arrow_table()
+        relation = con.sql(args.query)
+        result = relation.to_arrow_table() if relation is not None else None
     except duckdb.Error as err:
         raise CliError(f"SQL error: {str(err).splitlines()[0]}") from None
+    if result is None:
+        raise CliError("fruits sql runs queries that return rows (SELECT, WITH, DESCRIBE, ...)")
     if args.format == "csv":
         import sys
 

@@ -10,7 +10,7 @@ from lambdas import contracts
 # --- S3 layout (one data bucket) -------------------------------------------------------------------
 IMAGES_PREFIX = "images/"  # uploads land here; the bucket notifies SQS for these keys only
 MANIFESTS_PREFIX = "manifests/"  # batch manifests written by the Lambdas, read by the Spark job
-LAKE_PREFIX = "lake/"  # Parquet lake (features/, rejects/, batches/, pca/)
+LAKE_PREFIX = "lake/"  # Iceberg tables (features, rejects, batches) + PCA state (pca/)
 CODE_PREFIX = "code/"  # Spark job code (entry point + zipped package)
 LOGS_PREFIX = "logs/"  # EMR Serverless job run logs
 

@@ -29,7 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "demo",
         help="run the whole pipeline locally on real photos (moto + local Spark)",
         description="Upload photos in waves to a local moto S3; SQS → ingest Lambda → DynamoDB manifest → "
-        "threshold batches → EMR Serverless job runs executed by local Spark → Parquet lake on disk.",
+        "threshold batches → EMR Serverless job runs executed by local Spark → Iceberg tables on disk.",
     )
     parser.add_argument("--images", type=existing_dir, default=None, help=f"photo folder (default {DEFAULT_IMAGES})")
     parser.add_argument("--lake", type=Path, default=Path("lake"), help="lake directory")

@@ -33,7 +33,8 @@ def _partition_stats(dim: int, column: str, chunk_rows: int):
                 buffered.extend(frame[column].to_numpy())
             if buffered and (frame is None or len(buffered) >= chunk_rows):
                 # float32 as stored in Parquet, widened to float64: the state matches the stored features.
-                total = merge(total, SufficientStats.from_array(np.stack(buffered).astype(np.float64)))
+                part = SufficientStats.from_array(np.stack(buffered).astype(np.float64))
+                total = merge(total, part, overwrite_a=True)  # total is this task's own
                 buffered = []
         yield pd.DataFrame({"stats": [total.to_bytes()]})
 

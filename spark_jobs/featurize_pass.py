@@ -115,7 +115,8 @@ def _one_pass(
             if buffered and (force or sum(len(b) for b in buffered) >= STATS_CHUNK_ROWS):
                 started = time.perf_counter()
                 # float32 as stored, widened to float64: the state matches the stored features exactly.
-                total = merge(total, SufficientStats.from_array(np.concatenate(buffered).astype(np.float64)))
+                part = SufficientStats.from_array(np.concatenate(buffered).astype(np.float64))
+                total = merge(total, part, overwrite_a=True)  # total is this task's own
                 buffered = []
                 clock["statistics_s"] += time.perf_counter() - started
 

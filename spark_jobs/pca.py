@@ -183,7 +183,7 @@ def _rebuild_without(lake: str, model_id: str, ledger: list[dict[str, Any]], dim
     else:
         state, start = SufficientStats.empty(dim), 0
     for entry in ledger[start:]:
-        state = merge(state, _load_stats(lake, model_id, entry))
+        state = merge(state, _load_stats(lake, model_id, entry), overwrite_a=True)
     return state
 
 
@@ -206,7 +206,7 @@ def plan_version(lake: str, model_id: str, batch_id: str, batch_stats: Sufficien
         base = _rebuild_without(lake, model_id, old_ledger, batch_stats.dim)
     else:
         base = latest.state
-    state = merge(base, batch_stats)
+    state = merge(base, batch_stats, overwrite_a=True)  # base was loaded for this plan only
     created = datetime.now(UTC).isoformat(timespec="seconds")
     return PcaVersion(model_id, version, batch_id, run_id, state, fit_pca(state, k), [*old_ledger, entry], created)
 

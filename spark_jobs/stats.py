@@ -83,8 +83,12 @@ class SufficientStats:
             return cls(int(npz["n"]), npz["mean"].astype(np.float64), npz["m2"].astype(np.float64))
 
 
-def merge(a: SufficientStats, b: SufficientStats) -> SufficientStats:
+def merge(a: SufficientStats, b: SufficientStats, *, overwrite_a: bool = False) -> SufficientStats:
     """Exact statistics of the union of two disjoint sets (Chan, Golub & LeVeque 1979, see module doc).
+
+    ``overwrite_a=True`` lets the result reuse ``a.m2``'s memory (the caller must not use ``a`` afterwards): no
+    (d, d) allocation at all. Otherwise one (d, d) float64 array is allocated for the result; the rank-1 term is
+    added in place with BLAS ``dger`` (no (d, d) temporary for the outer product).
 
     Raises:
         ValueError: dimensions differ.
@@ -98,9 +102,23 @@ def merge(a: SufficientStats, b: SufficientStats) -> SufficientStats:
     n = a.n + b.n
     delta = b.mean - a.mean
     mean = a.mean + delta * (b.n / n)
-    m2 = a.m2 + b.m2  # one (d, d) temporary: the outer product is added in place
-    m2 += np.outer(delta * (a.n * b.n / n), delta)
+    if overwrite_a and a.m2.dtype == np.float64 and a.m2.flags.c_contiguous and a.m2.flags.writeable:
+        m2 = a.m2
+        m2 += b.m2
+    else:
+        m2 = np.add(a.m2, b.m2, dtype=np.float64)
+    _add_outer(m2, delta, a.n * b.n / n)
     return SufficientStats(n, mean, m2)
+
+
+def _add_outer(m2: np.ndarray, v: np.ndarray, alpha: float) -> None:
+    """``m2 += alpha * outer(v, v)`` in place for a C-contiguous float64 (d, d) ``m2`` (BLAS ``dger`` on ``m2.T``,
+    which is the same memory in Fortran order; the update is symmetric, so transposing changes nothing)."""
+    from scipy.linalg import blas
+
+    out = blas.dger(alpha, v, v, a=m2.T, overwrite_x=0, overwrite_y=0, overwrite_a=1)
+    if not np.shares_memory(out, m2):  # BLAS had to copy (should not happen for a contiguous float64 array)
+        m2[...] = out.T
 
 
 def downdate(total: SufficientStats, part: SufficientStats) -> SufficientStats:

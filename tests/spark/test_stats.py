@@ -118,3 +118,21 @@ def test_downdate_rejects_more_than_the_total() -> None:
     with pytest.raises(ValueError, match="cannot remove 3"):
         downdate(a, SufficientStats.from_array(np.ones((3, 3))))
     assert downdate(a, a).n == 0
+
+
+def test_merge_in_place_equals_the_copying_merge_and_leaves_inputs_alone_unless_asked() -> None:
+    # GIVEN two disjoint sets of 2,048-d vectors (the feature size) summarised separately
+    rng = np.random.default_rng(7)
+    x, y = rng.standard_normal((40, 2048)) + 0.5, rng.standard_normal((30, 2048)) - 0.2
+    a, b = SufficientStats.from_array(x), SufficientStats.from_array(y)
+    a_m2_before = a.m2.copy()
+    # WHEN they merge by copy, then in place
+    copied = merge(a, b)
+    assert np.array_equal(a.m2, a_m2_before)  # the copying merge never writes into its inputs
+    in_place = merge(a, b, overwrite_a=True)
+    # THEN both equal the statistics of the union, and the in-place result reuses a's memory
+    whole = SufficientStats.from_array(np.vstack([x, y]))
+    assert_same_state(copied, whole)
+    assert_same_state(in_place, whole)
+    assert np.shares_memory(in_place.m2, a.m2)
+    assert np.allclose(in_place.m2, in_place.m2.T, rtol=0, atol=1e-9 * np.abs(in_place.m2).max())

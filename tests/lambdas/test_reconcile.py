@@ -182,10 +182,10 @@ def test_reconcile_applies_a_terminal_state_whose_event_was_lost(
     # WHEN it runs 2 days later and the event never came
     import datetime as dt
 
-    import lambdas.pipeline
+    import lambdas.service.base
 
     later = dt.datetime.now(dt.UTC) + dt.timedelta(days=2)
-    monkeypatch.setattr(lambdas.pipeline, "utc_now_dt", lambda: later)
+    monkeypatch.setattr(lambdas.service.base, "utc_now_dt", lambda: later)
     result = reconcile.handler({}, LocalLambdaContext("reconcile"))
 
     # THEN it applies the SUCCESS itself and the next batch starts

@@ -1,0 +1,74 @@
+"""Operator (CLI) operations: start a job run by hand, show its request, the manifest's status."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lambdas.dal.manifest_table import BatchStatus
+from lambdas.service.base import (
+    ServiceBase,
+)
+from lambdas.service.outcomes import (
+    FlushOutcome,
+)
+
+
+class Admin(ServiceBase):
+    """Operator (CLI) operations: start a job run by hand, show its request, the manifest's status."""
+
+    def start_job(self, batch_id: str | None = None) -> FlushOutcome:
+        """Manual start (``fruits start-job``): flush and start the next batch, or re-run ``batch_id``.
+
+        Re-running requeues a SUCCEEDED / QUARANTINED / SEALED batch (``failures`` reset, next attempt number)
+        and starts it if the job run slot is free. Raises ValueError for an unknown batch or one in another state,
+        RuntimeError if the slot is held by another batch.
+        """
+        if batch_id is None:
+            return self.flush()
+        batch = self.table.get_batch(batch_id)
+        if batch is None:
+            raise ValueError(f"unknown batch {batch_id!r}")
+        if not self.table.requeue_batch(batch_id, now=self.clock()):
+            raise ValueError(f"batch {batch_id} is {batch['status']}; only SEALED, SUCCEEDED or QUARANTINED re-run")
+        holder = self.table.get_slot().get("holder")
+        if holder:
+            raise RuntimeError(f"batch {batch_id} queued; job run slot busy with batch {holder}")
+        batch = self.table.get_batch(batch_id) or batch
+        if not self.table.acquire_slot(batch_id, attempts=int(batch["attempts"]), now=self.clock()):
+            raise RuntimeError(f"batch {batch_id} queued; job run slot was taken concurrently")
+        started = self._call_start_job_run(batch, int(batch["attempts"]) + 1)
+        return FlushOutcome(started=[started] if started else [])
+
+    def dry_run_request(self, batch_id: str | None = None) -> dict[str, Any]:
+        """The ``start_job_run`` request the next start would send (``batch_id`` or the oldest SEALED batch).
+
+        Changes nothing. Raises ValueError when there is no such batch or it has no manifest yet.
+        """
+        if batch_id is None:
+            sealed = self.table.batches_by_status(BatchStatus.SEALED, limit=1)
+            if not sealed:
+                pending, _ = self.table.counter()
+                raise ValueError(f"no sealed batch to start ({pending} pending images; run without --dry-run to flush)")
+            batch_id = sealed[0]["batch_id"]
+        batch = self.table.get_batch(batch_id)
+        if batch is None:
+            raise ValueError(f"unknown batch {batch_id!r}")
+        if not batch.get("manifest_uri"):
+            raise ValueError(f"batch {batch_id} is {batch['status']} and has no manifest yet")
+        return self.start_request(batch)
+
+    def status(self) -> dict[str, Any]:
+        """Snapshot for ``fruits status``: pending count, batches (sorted), images by status, the job run slot."""
+        pending, seq = self.table.counter()
+        batches = self.table.all_batches()
+        images = {"PENDING": pending, "CLAIMED": 0, "DONE": 0}
+        for batch in batches:
+            count = int(batch.get("image_count") or batch.get("claimed") or 0)
+            images["DONE" if batch["status"] == BatchStatus.SUCCEEDED else "CLAIMED"] += count
+        return {
+            "pending": pending,
+            "batches_created": seq,
+            "images": images,
+            "batches": batches,
+            "slot": self.table.get_slot(),
+        }

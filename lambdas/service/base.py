@@ -1,0 +1,54 @@
+"""What every use case shares: settings, the manifest table, the S3 and EMR Serverless clients, the clock."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from lambdas.config import Settings
+from lambdas.dal.manifest_table import ManifestTable
+
+log = logging.getLogger(__name__)
+
+TERMINAL_SUCCESS = "SUCCESS"
+TERMINAL_FAILURE = ("FAILED", "CANCELLED")
+MANIFEST_GSI_WAIT_SECONDS = (0.2, 0.5, 1.0, 2.0, 4.0)  # waits for the GSI to show every claimed image
+# A batch STARTING for longer than the longest Lambda timeout (15 min, AWS Lambda quota) has no live starter:
+# its invocation died between taking the job run slot and recording the job run.
+STALE_START_SECONDS = 15 * 60
+
+
+def utc_now_dt() -> dt.datetime:
+    """Current time, timezone-aware UTC."""
+    return dt.datetime.now(dt.UTC)
+
+
+def utc_now() -> str:
+    """Current UTC time, ISO-8601 with microseconds (sortable)."""
+    return utc_now_dt().isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+class ServiceBase:
+    """The service's state; the use-case classes (``batching``, ``job_runs``, ``repair``, ``admin``) add behaviour."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        table: ManifestTable,
+        s3: Any,
+        emr: Any,
+        *,
+        clock: Callable[[], str] = utc_now,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.settings = settings
+        self.table = table
+        self.s3 = s3
+        self.emr = emr
+        self.clock = clock
+        self.sleep = sleep
+        self.start_failures = 0  # start_job_run errors during this object's life (for metrics)
+        self.start_quarantines = 0  # batches those errors quarantined

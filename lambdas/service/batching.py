@@ -1,0 +1,129 @@
+"""Ingest: record an image, seal batches at the threshold (reserve, claim, write the manifest, seal)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lambdas.dal.manifest_table import BatchStatus
+from lambdas.logic.batches import flush_claim_size, new_batch_id, threshold_claim_size
+from lambdas.logic.keys import ImageRef, label_for_key, normalize_etag, skip_reason
+from lambdas.logic.manifest import manifest_key, render_manifest
+from lambdas.resources import MANIFESTS_PREFIX
+from lambdas.service.base import (
+    MANIFEST_GSI_WAIT_SECONDS,
+    ServiceBase,
+    log,
+)
+from lambdas.service.outcomes import (
+    IngestOutcome,
+)
+
+
+class Batching(ServiceBase):
+    """Ingest: record an image, seal batches at the threshold (reserve, claim, write the manifest, seal)."""
+
+    # --- ingest --------------------------------------------------------------------------------------
+    def ingest(self, ref: ImageRef, *, seal: bool = True) -> IngestOutcome:
+        """Record one S3 object (decoded key) and seal/start batches when the threshold is reached.
+
+        Skips keys outside IMAGES_PREFIX / non-image suffixes (``skipped`` holds the reason). A duplicate
+        delivery records nothing (``duplicate=True``) but still seals if pending ≥ threshold, so the SQS retry of
+        an invocation that crashed after recording completes its work. Raises ``ClientError`` on AWS errors.
+        """
+        outcome = IngestOutcome(uri=ref.uri)
+        reason = skip_reason(ref.key, self.settings.images_prefix)
+        if reason is not None:
+            outcome.skipped = reason
+            return outcome
+        ref = ImageRef(ref.bucket, ref.key, normalize_etag(ref.etag), int(ref.size), ref.version_id or None)
+        if not ref.etag:
+            outcome.skipped = "missing_etag"
+            return outcome
+        label = label_for_key(ref.key, self.settings.images_prefix)
+        if not self.table.record_image(ref, label=label, now=self.clock()):
+            outcome.duplicate = True  # still check the threshold: an SQS retry finishes a crashed seal
+        outcome.recorded = not outcome.duplicate
+        outcome.pending, _ = self.table.counter()
+        if seal and outcome.pending >= self.settings.batch_threshold:
+            outcome.sealed = self.seal_pending(reason="threshold")
+            self._start_next_quietly(outcome)
+        return outcome
+
+    # --- sealing -------------------------------------------------------------------------------------
+    def seal_pending(self, *, reason: str = "threshold") -> list[str]:
+        """Reserve, claim, write manifests and seal batches while enough images are pending.
+
+        ``reason="threshold"`` seals multiples of BATCH_THRESHOLD (capped at BATCH_MAX_IMAGES) while pending ≥
+        threshold; ``reason="flush"`` seals everything pending (≥ 1) in batches of ≤ BATCH_MAX_IMAGES.
+        Returns the sealed batch ids in sealing order. Safe under any concurrency (see :mod:`lambdas.dal`).
+        """
+        sealed: list[str] = []
+        while True:
+            pending, seq = self.table.counter()
+            if reason == "flush":
+                size = flush_claim_size(pending, self.settings.batch_max_images)
+            else:
+                size = threshold_claim_size(pending, self.settings.batch_threshold, self.settings.batch_max_images)
+            if size == 0:
+                return sealed
+            batch_id = new_batch_id(seq + 1)
+            if not self.table.reserve_batch(
+                batch_id=batch_id, seq=seq + 1, expected_seq=seq, size=size, reason=reason, now=self.clock()
+            ):
+                continue  # another invocation reserved first: re-read the counter
+            log.info("batch reserved", extra={"batch_id": batch_id, "size": size, "reason": reason})
+            if self.fill_and_seal(batch_id):
+                sealed.append(batch_id)
+
+    def fill_and_seal(self, batch_id: str) -> bool:
+        """Claim pending images until the CLAIMING batch is full, then write its manifest and seal it.
+
+        Idempotent and safe to run concurrently for the same batch (a crashed sealer's batch is resumed by
+        ``reconcile``). Reservations that cannot be filled (no pending image visible) go back to the counter.
+        Returns True when the batch is SEALED by this call.
+        """
+        empty_rounds = 0
+        while True:
+            batch = self.table.get_batch(batch_id)
+            if batch is None or batch["status"] != BatchStatus.CLAIMING:
+                return False
+            remaining = int(batch["remaining"])
+            if remaining == 0:
+                break
+            candidates = self.table.pending_images(limit=min(remaining, 99))
+            if not candidates:
+                empty_rounds += 1
+                if empty_rounds > len(MANIFEST_GSI_WAIT_SECONDS):
+                    self.table.release_shortfall(batch_id, remaining, now=self.clock())
+                    continue
+                self.sleep(MANIFEST_GSI_WAIT_SECONDS[empty_rounds - 1])  # GSI lag after a recent record
+                continue
+            empty_rounds = 0
+            self.table.claim_images(batch_id, candidates)
+        return self._write_manifest_and_seal(batch)
+
+    def _write_manifest_and_seal(self, batch: dict[str, Any]) -> bool:
+        batch_id, claimed = batch["batch_id"], int(batch["claimed"])
+        if claimed == 0:
+            self.table.drop_empty_batch(batch_id)  # every reservation went back to the counter: nothing to run
+            return False
+        images = self.table.batch_images(batch_id)
+        for wait in MANIFEST_GSI_WAIT_SECONDS:
+            if len(images) >= claimed:
+                break
+            self.sleep(wait)
+            images = self.table.batch_images(batch_id)
+        if len(images) != claimed:
+            raise RuntimeError(f"batch {batch_id}: GSI shows {len(images)} images, {claimed} claimed; retry later")
+        key = manifest_key(MANIFESTS_PREFIX, batch_id)
+        self.s3.put_object(
+            Bucket=self.settings.data_bucket,
+            Key=key,
+            Body=render_manifest(images).encode("utf-8"),
+            ContentType="application/x-ndjson",
+        )
+        manifest_uri = f"s3://{self.settings.data_bucket}/{key}"
+        sealed = self.table.seal_batch(batch_id, image_count=claimed, manifest_uri=manifest_uri, now=self.clock())
+        if sealed:
+            log.info("batch sealed", extra={"batch_id": batch_id, "images": claimed, "manifest_uri": manifest_uri})
+        return sealed

@@ -1,0 +1,116 @@
+"""Flush and reconcile: seal what waits, repair lost events, crashed seals and unstarted batches."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from lambdas.dal.manifest_table import BatchStatus
+from lambdas.logic.keys import ImageRef, image_item_key, normalize_etag, skip_reason
+from lambdas.service import base
+from lambdas.service.base import (
+    TERMINAL_FAILURE,
+    TERMINAL_SUCCESS,
+    ServiceBase,
+    log,
+)
+from lambdas.service.outcomes import (
+    FlushOutcome,
+    JobStateOutcome,
+    ReconcileOutcome,
+    StartedJobRun,
+)
+
+
+class Repair(ServiceBase):
+    """Flush and reconcile: seal what waits, repair lost events, crashed seals and unstarted batches."""
+
+    # --- flush, reconcile, manual --------------------------------------------------------------------
+    def flush(self) -> FlushOutcome:
+        """Seal whatever is pending (≥ 1 image, ≤ BATCH_MAX_IMAGES per batch) and start the next batch."""
+        outcome = FlushOutcome(sealed=self.seal_pending(reason="flush"))
+        self._start_next_quietly(outcome)
+        return outcome
+
+    def reconcile(self) -> ReconcileOutcome:
+        """Repair what lost events and crashed invocations left behind.
+
+        1. list IMAGES_PREFIX and record images missing from the manifest (BatchGetItem per 100 keys first);
+        2. resume CLAIMING batches (a sealer crashed mid-claim);
+        3. re-drive the batch holding the job run slot without a job run (crash between claim and start:
+           same attempt, same ``clientToken``, so AWS cannot start it twice);
+        4. apply the terminal state of the RUNNING job run when its event is RECONCILE_LOST_EVENT_MINUTES late;
+        5. seal by threshold, then start the next sealed batch if the slot is free.
+        """
+        outcome = ReconcileOutcome()
+        paginator = self.s3.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=self.settings.data_bucket, Prefix=self.settings.images_prefix):
+            refs = []
+            for obj in page.get("Contents", []):
+                outcome.listed += 1
+                if skip_reason(obj["Key"], self.settings.images_prefix) is not None:
+                    outcome.skipped += 1
+                    continue
+                refs.append(ImageRef(self.settings.data_bucket, obj["Key"], normalize_etag(obj["ETag"]), obj["Size"]))
+            keys = {image_item_key(r.bucket, r.key, r.etag): r for r in refs}
+            existing = self.table.existing_images(list(keys))
+            for item_key, ref in keys.items():
+                if item_key not in existing and self.ingest(ref, seal=False).recorded:
+                    outcome.missing_recorded += 1
+        for batch in self.table.batches_by_status(BatchStatus.CLAIMING):
+            outcome.claiming_resumed.append(batch["batch_id"])
+            if self.fill_and_seal(batch["batch_id"]):
+                outcome.sealed.append(batch["batch_id"])
+        with self._counting_start_failures(outcome):
+            redriven = self._redrive_starting()
+        if redriven:
+            outcome.redriven.append(redriven)
+        with self._counting_start_failures(outcome):  # its own next start may fail too
+            outcome.recovered = self._recover_lost_terminal_event()
+        outcome.sealed += self.seal_pending(reason="threshold")
+        self._start_next_quietly(outcome)
+        return outcome
+
+    def _held_longer_than(self, slot: dict[str, Any], seconds: float) -> bool:
+        since = slot.get("since")
+        if not since:
+            return False
+        held = dt.datetime.fromisoformat(self.clock()) - dt.datetime.fromisoformat(since)
+        return held.total_seconds() > seconds
+
+    def _redrive_starting(self, slot: dict[str, Any] | None = None) -> StartedJobRun | None:
+        holder = (slot if slot is not None else self.table.get_slot()).get("holder")
+        batch = self.table.get_batch(holder) if holder else None
+        if batch is None or batch["status"] != BatchStatus.STARTING:
+            return None
+        log.warning("re-driving batch without job run", extra={"batch_id": holder, "attempt": batch["attempts"]})
+        try:
+            return self._call_start_job_run(batch, int(batch["attempts"]))
+        except ClientError:
+            return None
+
+    def _recover_lost_terminal_event(self) -> JobStateOutcome | None:
+        minutes = self.settings.reconcile_lost_event_minutes
+        holder = self.table.get_slot().get("holder")
+        batch = self.table.get_batch(holder) if holder and minutes > 0 else None
+        if batch is None or batch["status"] != BatchStatus.RUNNING:
+            return None
+        job_run_id = batch["job_run_id"]
+        try:
+            job_run = self.emr.get_job_run(applicationId=self.settings.emr_application_id, jobRunId=job_run_id)[
+                "jobRun"
+            ]
+        except ClientError as err:
+            log.warning("cannot read job run", extra={"job_run_id": job_run_id, "error": str(err)})
+            return None
+        state, updated = job_run.get("state", ""), job_run.get("updatedAt")
+        if state != TERMINAL_SUCCESS and state not in TERMINAL_FAILURE:
+            return None
+        if not isinstance(updated, dt.datetime) or base.utc_now_dt() - updated < dt.timedelta(minutes=minutes):
+            return None  # the EventBridge event may still come
+        log.warning("applying a terminal state whose event was lost", extra={"job_run_id": job_run_id, "state": state})
+        return self.handle_job_state(
+            application_id=self.settings.emr_application_id, job_run_id=job_run_id, state=state
+        )

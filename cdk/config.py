@@ -46,10 +46,11 @@ class DeployConfig:
     emr_max_memory: str
     emr_max_disk: str
     emr_idle_stop_minutes: int
-    flush_rate_hours: int
+    tick_rate_minutes: int
     reconcile_rate_hours: int
     batch_threshold: int
     batch_max_images: int
+    batch_max_wait_seconds: int
     max_attempts: int
     pca_k: int
     job_precision: str
@@ -119,10 +120,11 @@ def load_config(context: Mapping[str, Any], env: Mapping[str, str] | None = None
         emr_max_memory=str(context.get("emrMaxMemory", "64 GB")),
         emr_max_disk=str(context.get("emrMaxDisk", "200 GB")),
         emr_idle_stop_minutes=_int(context, "emrIdleStopMinutes", 15),
-        flush_rate_hours=_int(context, "flushRateHours", 6),
+        tick_rate_minutes=_int(context, "tickRateMinutes", 1),
         reconcile_rate_hours=_int(context, "reconcileRateHours", 24),
         batch_threshold=_int(context, "batchThreshold", 100),
         batch_max_images=_int(context, "batchMaxImages", 1000),
+        batch_max_wait_seconds=_int(context, "batchMaxWaitSeconds", 900, minimum=0),
         max_attempts=_int(context, "maxAttempts", 3),
         pca_k=_int(context, "pcaK", 150),
         job_precision=precision,

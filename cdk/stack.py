@@ -79,9 +79,10 @@ class FruitsStack(Stack):
                 job_timeout_minutes=config.job_timeout_minutes,
                 batch_threshold=config.batch_threshold,
                 batch_max_images=config.batch_max_images,
+                batch_max_wait_seconds=config.batch_max_wait_seconds,
                 max_attempts=config.max_attempts,
             ),
-            flush_rate_hours=config.flush_rate_hours,
+            tick_rate_minutes=config.tick_rate_minutes,
             reconcile_rate_hours=config.reconcile_rate_hours,
             log_retention_days=config.log_retention_days,
         )

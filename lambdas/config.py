@@ -46,6 +46,8 @@ class Settings(BaseModel):
     spark_submit_parameters: str = ""
     batch_threshold: int = Field(default=100, ge=1)
     batch_max_images: int = Field(default=1000, ge=1)
+    # a pending image older than this is sealed even below the threshold (count or age, whichever first); 0 = off
+    batch_max_wait_seconds: int = Field(default=900, ge=0, le=86400)
     max_attempts: int = Field(default=3, ge=1, le=20)
     # reconcile applies a job run's terminal state itself when its EventBridge event is this late; 0 = never
     # (set 0 against moto, whose job runs report SUCCESS at once).
@@ -107,6 +109,7 @@ def lambda_environment(
     spark_submit_parameters: str = _default("spark_submit_parameters"),
     batch_threshold: int | str = _default("batch_threshold"),
     batch_max_images: int | str = _default("batch_max_images"),
+    batch_max_wait_seconds: int | str = _default("batch_max_wait_seconds"),
     max_attempts: int | str = _default("max_attempts"),
     reconcile_lost_event_minutes: int | str = _default("reconcile_lost_event_minutes"),
 ) -> dict[str, str]:
@@ -137,6 +140,7 @@ def lambda_environment(
         "SPARK_SUBMIT_PARAMETERS": spark_submit_parameters,
         "BATCH_THRESHOLD": str(batch_threshold),
         "BATCH_MAX_IMAGES": str(batch_max_images),
+        "BATCH_MAX_WAIT_SECONDS": str(batch_max_wait_seconds),
         "MAX_ATTEMPTS": str(max_attempts),
         "RECONCILE_LOST_EVENT_MINUTES": str(reconcile_lost_event_minutes),
         "POWERTOOLS_SERVICE_NAME": contracts.SERVICE_NAME,

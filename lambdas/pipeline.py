@@ -25,6 +25,7 @@ from lambdas.service.outcomes import (
     JobStateOutcome,
     ReconcileOutcome,
     StartedJobRun,
+    TickOutcome,
 )
 from lambdas.service.repair import Repair
 
@@ -56,6 +57,7 @@ __all__ = [
     "Pipeline",
     "ReconcileOutcome",
     "StartedJobRun",
+    "TickOutcome",
     "get_pipeline",
     "utc_now",
     "utc_now_dt",

@@ -1,4 +1,4 @@
-"""Ingestion: the four Lambdas (ingest, job_state, flush, reconcile), their triggers and least-privilege
+"""Ingestion: the five Lambdas (ingest, job_state, flush, tick, reconcile), their triggers and least-privilege
 permissions. Handler code: ``lambdas/handlers/<name>.py``, ``handler(event, context)``."""
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from cdk.nag import acknowledge, acknowledge_object_prefixes, acknowledge_s3_gra
 from lambdas import resources as r
 from lambdas.config import lambda_environment
 
-HANDLERS = ("ingest", "job_state", "flush", "reconcile")
+HANDLERS = ("ingest", "job_state", "flush", "tick", "reconcile")
 # The ingest queue's visibility timeout must be >= 6x the function timeout (AWS Lambda SQS guidance).
 INGEST_TIMEOUT_S = r.INGEST_QUEUE_VISIBILITY_TIMEOUT_S // 6
 
@@ -45,6 +45,7 @@ class JobSettings:
     job_timeout_minutes: int
     batch_threshold: int
     batch_max_images: int
+    batch_max_wait_seconds: int
     max_attempts: int
 
 
@@ -52,9 +53,9 @@ class Ingestion(Construct):
     """The Lambdas and their event sources.
 
     Attributes:
-        functions: handler name → function (``ingest``, ``job_state``, ``flush``, ``reconcile``).
+        functions: handler name → function (``ingest``, ``job_state``, ``flush``, ``tick``, ``reconcile``).
         job_state_rule: EventBridge rule for our application's job run state changes.
-        flush_schedule / reconcile_schedule: EventBridge schedules.
+        tick_schedule / reconcile_schedule: EventBridge schedules (``flush`` has none: it is on demand).
     """
 
     def __init__(
@@ -68,7 +69,7 @@ class Ingestion(Construct):
         queue: sqs.IQueue,
         table: dynamodb.ITable,
         job: JobSettings,
-        flush_rate_hours: int,
+        tick_rate_minutes: int,
         reconcile_rate_hours: int,
         log_retention_days: int,
     ) -> None:
@@ -91,10 +92,11 @@ class Ingestion(Construct):
             spark_submit_parameters=job.spark_submit_parameters,
             batch_threshold=job.batch_threshold,
             batch_max_images=job.batch_max_images,
+            batch_max_wait_seconds=job.batch_max_wait_seconds,
             max_attempts=job.max_attempts,
         )
         self.environment: dict[str, str] = environment  # the stack exports its settings (fruits --stack)
-        timeouts = {"ingest": INGEST_TIMEOUT_S, "job_state": 60, "flush": 120, "reconcile": 600}
+        timeouts = {"ingest": INGEST_TIMEOUT_S, "job_state": 60, "flush": 120, "tick": 120, "reconcile": 600}
         self.functions: dict[str, lambda_.Function] = {}
         for name in HANDLERS:
             self.functions[name] = self._function(
@@ -164,12 +166,12 @@ class Ingestion(Construct):
             ),
             targets=[targets.LambdaFunction(self.functions["job_state"], retry_attempts=8)],
         )
-        self.flush_schedule = events.Rule(
+        self.tick_schedule = events.Rule(
             self,
-            "FlushSchedule",
-            description="Seal whatever is pending so no image waits forever",
-            schedule=events.Schedule.rate(Duration.hours(flush_rate_hours)),
-            targets=[targets.LambdaFunction(self.functions["flush"])],
+            "TickSchedule",
+            description="Seal pending images that waited BATCH_MAX_WAIT_SECONDS (count or age, whichever first)",
+            schedule=events.Schedule.rate(Duration.minutes(tick_rate_minutes)),
+            targets=[targets.LambdaFunction(self.functions["tick"])],
         )
         self.reconcile_schedule = events.Rule(
             self,

@@ -37,6 +37,12 @@ def count(name: str, value: int = 1) -> None:
         metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
 
 
+def gauge(name: str, value: float, unit: MetricUnit = MetricUnit.Seconds) -> None:
+    """Add a level metric (0 included, e.g. OldestPendingAgeSeconds); skipped when metrics are disabled."""
+    if not is_metrics_disabled():
+        metrics.add_metric(name=name, unit=unit, value=value)
+
+
 def count_job_starts(started: int, failures: int, quarantined: int) -> None:
     """The job-start metrics every handler emits: JobRunsStarted, JobRunStartFailures, BatchesQuarantined.
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import secrets
 
 from lambdas.contracts import BATCH_ID_RE
@@ -38,3 +39,31 @@ def threshold_claim_size(pending: int, threshold: int, max_images: int) -> int:
 def flush_claim_size(pending: int, max_images: int) -> int:
     """Images a flush claims: everything pending (≥ 1) up to ``max_images``; 0 when nothing is pending."""
     return max(0, min(pending, max_images))
+
+
+def age_seconds(recorded_at: str, now: str) -> float:
+    """Seconds from ``recorded_at`` to ``now``, both ISO-8601 UTC strings as the manifest stores them
+    (``2026-11-25T02:00:00.123456Z``); negative if ``recorded_at`` is later. Raises ValueError if unparsable."""
+    return (_parse_utc(now) - _parse_utc(recorded_at)).total_seconds()
+
+
+def seal_reason(pending: int, oldest_age_seconds: float | None, *, threshold: int, max_wait_seconds: int) -> str | None:
+    """Why pending images should be sealed now, if at all: count or age, whichever comes first.
+
+    ``"threshold"`` when ``pending >= threshold``; ``"max_wait"`` when the oldest pending image has waited
+    ``max_wait_seconds`` or more (``max_wait_seconds`` 0 = the age rule is off; ``oldest_age_seconds`` None = the
+    oldest image is not visible yet); otherwise None. Same idea as Kinesis Data Firehose buffering hints
+    (size or interval, whichever is reached first).
+    """
+    if pending <= 0:
+        return None
+    if pending >= threshold:
+        return "threshold"
+    if max_wait_seconds > 0 and oldest_age_seconds is not None and oldest_age_seconds >= max_wait_seconds:
+        return "max_wait"
+    return None
+
+
+def _parse_utc(value: str) -> dt.datetime:
+    parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)

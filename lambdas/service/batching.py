@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from lambdas.dal.manifest_table import BatchStatus
-from lambdas.logic.batches import flush_claim_size, new_batch_id, threshold_claim_size
+from lambdas.logic.batches import age_seconds, flush_claim_size, new_batch_id, seal_reason, threshold_claim_size
 from lambdas.logic.keys import ImageRef, label_for_key, normalize_etag, skip_reason
 from lambdas.logic.manifest import manifest_key, render_manifest
 from lambdas.resources import MANIFESTS_PREFIX
@@ -14,9 +14,7 @@ from lambdas.service.base import (
     ServiceBase,
     log,
 )
-from lambdas.service.outcomes import (
-    IngestOutcome,
-)
+from lambdas.service.outcomes import IngestOutcome, TickOutcome
 
 
 class Batching(ServiceBase):
@@ -24,7 +22,8 @@ class Batching(ServiceBase):
 
     # --- ingest --------------------------------------------------------------------------------------
     def ingest(self, ref: ImageRef, *, seal: bool = True) -> IngestOutcome:
-        """Record one S3 object (decoded key) and seal/start batches when the threshold is reached.
+        """Record one S3 object (decoded key) and seal/start batches when due (BATCH_THRESHOLD pending, or the oldest
+        pending image waited BATCH_MAX_WAIT_SECONDS).
 
         Skips keys outside IMAGES_PREFIX / non-image suffixes (``skipped`` holds the reason). A duplicate
         delivery records nothing (``duplicate=True``) but still seals if pending ≥ threshold, so the SQS retry of
@@ -44,23 +43,66 @@ class Batching(ServiceBase):
             outcome.duplicate = True  # still check the threshold: an SQS retry finishes a crashed seal
         outcome.recorded = not outcome.duplicate
         outcome.pending, _ = self.table.counter()
-        if seal and outcome.pending >= self.settings.batch_threshold:
-            outcome.sealed = self.seal_pending(reason="threshold")
-            self._start_next_quietly(outcome)
+        if seal:
+            reason = self._due(outcome.pending)
+            if reason is not None:
+                outcome.sealed = self.seal_pending(reason=reason)
+                self._start_next_quietly(outcome)
         return outcome
+
+    def tick(self) -> TickOutcome:
+        """The scheduled check (every minute): seal pending images that waited BATCH_MAX_WAIT_SECONDS.
+
+        One strongly consistent read when nothing is pending; otherwise one GSI query for the oldest pending
+        image, then a seal (``reason="max_wait"`` or ``"threshold"``) if due and the next batch's start.
+        ``oldest_pending_age_seconds`` is reported for the OldestPendingAgeSeconds metric (None when none).
+        """
+        pending, _ = self.table.counter()
+        outcome = TickOutcome(pending=pending)
+        if pending == 0:
+            return outcome
+        outcome.oldest_pending_age_seconds = self.oldest_pending_age()
+        reason = seal_reason(
+            pending,
+            outcome.oldest_pending_age_seconds,
+            threshold=self.settings.batch_threshold,
+            max_wait_seconds=self.settings.batch_max_wait_seconds,
+        )
+        if reason is not None:
+            outcome.sealed = self.seal_pending(reason=reason)
+        self._start_next_quietly(outcome)
+        return outcome
+
+    def oldest_pending_age(self) -> float | None:
+        """Seconds the oldest PENDING image has waited (by the injected clock); None if none is visible."""
+        oldest = self.table.pending_images(limit=1)
+        return age_seconds(oldest[0]["recorded_at"], self.clock()) if oldest else None
+
+    def _due(self, pending: int) -> str | None:
+        """The seal reason for ``pending`` images now (count, then age: the age costs one GSI query)."""
+        settings = self.settings
+        if pending >= settings.batch_threshold:
+            return "threshold"
+        if pending == 0 or settings.batch_max_wait_seconds == 0:
+            return None
+        age = self.oldest_pending_age()
+        return seal_reason(
+            pending, age, threshold=settings.batch_threshold, max_wait_seconds=settings.batch_max_wait_seconds
+        )
 
     # --- sealing -------------------------------------------------------------------------------------
     def seal_pending(self, *, reason: str = "threshold") -> list[str]:
         """Reserve, claim, write manifests and seal batches while enough images are pending.
 
         ``reason="threshold"`` seals multiples of BATCH_THRESHOLD (capped at BATCH_MAX_IMAGES) while pending ≥
-        threshold; ``reason="flush"`` seals everything pending (≥ 1) in batches of ≤ BATCH_MAX_IMAGES.
+        threshold; ``reason="flush"`` or ``"max_wait"`` seals everything pending (≥ 1) in batches of ≤
+        BATCH_MAX_IMAGES.
         Returns the sealed batch ids in sealing order. Safe under any concurrency (see :mod:`lambdas.dal`).
         """
         sealed: list[str] = []
         while True:
             pending, seq = self.table.counter()
-            if reason == "flush":
+            if reason in ("flush", "max_wait"):
                 size = flush_claim_size(pending, self.settings.batch_max_images)
             else:
                 size = threshold_claim_size(pending, self.settings.batch_threshold, self.settings.batch_max_images)

@@ -49,6 +49,15 @@ class JobStateOutcome(JobStarts):
 
 
 @dataclass
+class TickOutcome(JobStarts):
+    """What the scheduled tick did: pending images, the oldest one's wait (s, None if none), batches sealed."""
+
+    pending: int = 0
+    oldest_pending_age_seconds: float | None = None
+    sealed: list[str] = field(default_factory=list)
+
+
+@dataclass
 class FlushOutcome(JobStarts):
     sealed: list[str] = field(default_factory=list)
 

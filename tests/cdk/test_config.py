@@ -34,8 +34,8 @@ def test_any_other_region_is_refused(region: str) -> None:
 def test_bad_values_are_refused_with_the_context_key() -> None:
     with pytest.raises(ConfigError, match="emrArchitecture"):
         load_config({"emrArchitecture": "RISCV"}, env={})
-    with pytest.raises(ConfigError, match="flushRateHours"):
-        load_config({"flushRateHours": "six"}, env={})
+    with pytest.raises(ConfigError, match="tickRateMinutes"):
+        load_config({"tickRateMinutes": "six"}, env={})
     with pytest.raises(ConfigError, match="batchThreshold"):
         load_config({"batchThreshold": 0}, env={})
     with pytest.raises(ConfigError, match="jobPrecision"):

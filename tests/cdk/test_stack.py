@@ -278,7 +278,7 @@ def test_lambdas_are_arm64_python312_with_powertools_layer_and_every_contract_en
     synthesized: Synthesized,
 ) -> None:
     functions = _functions(synthesized)
-    assert set(functions) == {"ingest", "job_state", "flush", "reconcile"}
+    assert set(functions) == {"ingest", "job_state", "flush", "tick", "reconcile"}
     contract_vars = set(re.findall(r"^\| `([A-Z_]+)`(?: / `([A-Z_]+)`)?", CONTRACTS.read_text(), flags=re.M))
     expected_env = {name for pair in contract_vars for name in pair if name}
     assert {"DATA_BUCKET", "MANIFEST_TABLE", "EMR_APPLICATION_ID", "POWERTOOLS_METRICS_NAMESPACE"} <= expected_env
@@ -357,9 +357,9 @@ def test_eventbridge_rule_matches_our_application_job_state_changes(synthesized:
     )
 
 
-def test_flush_and_reconcile_run_on_schedules(synthesized: Synthesized) -> None:
+def test_tick_runs_every_minute_reconcile_daily_and_flush_only_on_demand(synthesized: Synthesized) -> None:
     functions = _functions(synthesized)
-    for name, expression in (("flush", "rate(6 hours)"), ("reconcile", "rate(1 day)")):
+    for name, expression in (("tick", "rate(1 minute)"), ("reconcile", "rate(1 day)")):
         synthesized.template.has_resource_properties(
             "AWS::Events::Rule",
             {
@@ -367,13 +367,20 @@ def test_flush_and_reconcile_run_on_schedules(synthesized: Synthesized) -> None:
                 "Targets": [Match.object_like({"Arn": {"Fn::GetAtt": [functions[name]["id"], "Arn"]}})],
             },
         )
+    rules = synthesized.template.find_resources("AWS::Events::Rule")
+    flush_arn = {"Fn::GetAtt": [functions["flush"]["id"], "Arn"]}
+    assert not [rule for rule in rules.values() if any(t["Arn"] == flush_arn for t in rule["Properties"]["Targets"])]
+    # the age rule the tick enforces is in every Lambda's environment (default 900 s)
+    assert {f["Properties"]["Environment"]["Variables"]["BATCH_MAX_WAIT_SECONDS"] for f in functions.values()} == {
+        "900"
+    }
 
 
 def test_alarms_cover_dlq_lambda_errors_and_pipeline_failures(synthesized: Synthesized) -> None:
     alarms = list(synthesized.of_type("AWS::CloudWatch::Alarm").values())
     metric_names = [a["Properties"].get("MetricName") for a in alarms]
     assert metric_names.count("ApproximateNumberOfMessagesVisible") == 1
-    assert metric_names.count("Errors") == 4
+    assert metric_names.count("Errors") == 5  # one per Lambda: ingest, job_state, flush, tick, reconcile
     for custom in ("JobRunsFailed", "JobRunStartFailures", "BatchesQuarantined"):
         (alarm,) = [a for a in alarms if a["Properties"].get("MetricName") == custom]
         assert alarm["Properties"]["Namespace"] == "Fruits"

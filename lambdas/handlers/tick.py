@@ -1,0 +1,30 @@
+"""Scheduled (EventBridge, every minute) tick: seal pending images that waited BATCH_MAX_WAIT_SECONDS."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools.metrics import MetricUnit
+
+from lambdas.handlers.observability import count, count_job_starts, gauge, logger, metrics, tracer
+from lambdas.pipeline import get_pipeline
+
+
+@logger.inject_lambda_context
+@metrics.log_metrics
+@tracer.capture_lambda_handler
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """One read when nothing is pending; else report the oldest pending age and seal if count or age is due."""
+    outcome = get_pipeline().tick()
+    gauge("PendingImages", outcome.pending, MetricUnit.Count)
+    gauge("OldestPendingAgeSeconds", max(0.0, outcome.oldest_pending_age_seconds or 0.0))
+    count("BatchesSealed", len(outcome.sealed))
+    count_job_starts(len(outcome.started), outcome.start_failures, outcome.start_quarantined)
+    if outcome.sealed:
+        logger.info("tick sealed", extra={"sealed": outcome.sealed, "oldest_age_s": outcome.oldest_pending_age_seconds})
+    return {
+        "pending": outcome.pending,
+        "oldest_pending_age_seconds": outcome.oldest_pending_age_seconds,
+        "sealed": outcome.sealed,
+        "started": [run.job_run_id for run in outcome.started],
+    }

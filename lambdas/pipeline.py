@@ -6,7 +6,9 @@ run slot for the oldest SEALED batch and calls EMR Serverless ``start_job_run`` 
 job run (SUCCESS: images DONE, slot freed, next batch started; FAILED/CANCELLED: retry or quarantine).
 ``flush`` seals whatever is pending; ``reconcile`` repairs lost events and crashed invocations.
 
-Every function returns plain outcome dataclasses; the handlers turn them into logs and metrics.
+Every function returns plain outcome dataclasses (outcomes as enums: ``StartResult``, ``JobStateAction``); the
+handlers turn them into logs and metrics. ``ingest = record + seal_if_due``; the injected clock returns
+timezone-aware ``datetime`` s (ISO strings only in the DynamoDB codec).
 """
 
 from __future__ import annotations
@@ -15,16 +17,19 @@ from lambdas import aws
 from lambdas.config import Settings, get_settings
 from lambdas.dal.manifest_table import ManifestTable
 from lambdas.service.admin import Admin
-from lambdas.service.base import STALE_START_SECONDS, utc_now, utc_now_dt
+from lambdas.service.base import STALE_START_SECONDS, Clock, system_clock, utc_now, utc_now_dt
 from lambdas.service.batching import Batching
 from lambdas.service.job_runs import JobRuns
 from lambdas.service.outcomes import (
     FlushOutcome,
     IngestOutcome,
+    JobRunStart,
     JobStarts,
+    JobStateAction,
     JobStateOutcome,
     ReconcileOutcome,
     StartedJobRun,
+    StartResult,
     TickOutcome,
 )
 from lambdas.service.repair import Repair
@@ -50,15 +55,20 @@ def get_pipeline(settings: Settings | None = None) -> Pipeline:
 
 __all__ = [
     "STALE_START_SECONDS",
+    "Clock",
     "FlushOutcome",
     "IngestOutcome",
+    "JobRunStart",
     "JobStarts",
+    "JobStateAction",
     "JobStateOutcome",
     "Pipeline",
     "ReconcileOutcome",
+    "StartResult",
     "StartedJobRun",
     "TickOutcome",
     "get_pipeline",
+    "system_clock",
     "utc_now",
     "utc_now_dt",
 ]

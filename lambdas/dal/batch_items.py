@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 from botocore.exceptions import ClientError
 
 from lambdas.dal.codec import to_item, values
+from lambdas.dal.records import Batch
 from lambdas.dal.table_core import (
     COUNTER_KEY,
     GSI_PK,
@@ -26,7 +28,9 @@ class BatchItems(TableCore):
     """Batch operations (see :mod:`lambdas.dal.manifest_table` for item shapes)."""
 
     # --- batches -------------------------------------------------------------------------------------
-    def reserve_batch(self, *, batch_id: str, seq: int, expected_seq: int, size: int, reason: str, now: str) -> bool:
+    def reserve_batch(
+        self, *, batch_id: str, seq: int, expected_seq: int, size: int, reason: str, now: dt.datetime
+    ) -> bool:
         """Take ``size`` from the pending counter and create the CLAIMING batch, atomically.
 
         Optimistic on ``seq``: fails (False) if another batch was reserved since ``counter()`` was read, or if
@@ -122,7 +126,7 @@ class BatchItems(TableCore):
                 todo = todo[: int(batch["remaining"])]
         return []
 
-    def release_shortfall(self, batch_id: str, remaining: int, *, now: str) -> bool:
+    def release_shortfall(self, batch_id: str, remaining: int, *, now: dt.datetime) -> bool:
         """Give ``remaining`` unclaimed reservations back to the pending counter (batch ``remaining`` → 0)."""
         codes = self._transact(
             [
@@ -164,40 +168,28 @@ class BatchItems(TableCore):
                 return False
             raise
 
-    def seal_batch(self, batch_id: str, *, image_count: int, manifest_uri: str, now: str) -> bool:
+    def seal_batch(self, batch_id: str, *, image_count: int, manifest_uri: str, now: dt.datetime) -> bool:
         """CLAIMING → SEALED once fully claimed (``remaining = 0``, ``claimed = image_count``); False otherwise."""
-        return self._update_batch(
+        return self._transition(
             batch_id,
-            "SET #s = :sealed, #gpk = :gpk, image_count = :n, manifest_uri = :m, sealed_at = :now, updated_at = :now",
-            "#s = :claiming AND remaining = :zero AND claimed = :n",
-            sealed=BatchStatus.SEALED.value,
-            gpk=f"BATCHES#{BatchStatus.SEALED.value}",
+            BatchStatus.SEALED,
+            expect="#s = :claiming AND remaining = :zero AND claimed = :n",
+            now=now,
+            set_clause="image_count = :n, manifest_uri = :m, sealed_at = :now",
             n=image_count,
             m=manifest_uri,
-            now=now,
             claiming=BatchStatus.CLAIMING.value,
             zero=0,
         )
 
-    def _update_batch(self, batch_id: str, update: str, condition: str, **vals: Any) -> bool:
-        try:
-            self._client.update_item(
-                TableName=self.table_name,
-                Key=_key(batch_key(batch_id)),
-                UpdateExpression=update,
-                ConditionExpression=condition,
-                ExpressionAttributeNames={"#s": "status", "#gpk": GSI_PK},
-                ExpressionAttributeValues=values(**vals),
-            )
-            return True
-        except ClientError as err:
-            if err.response["Error"]["Code"] == "ConditionalCheckFailedException":
-                return False
-            raise
-
     def get_batch(self, batch_id: str) -> dict[str, Any] | None:
         """The batch item (strongly consistent) or None."""
         return self._get(batch_key(batch_id))
+
+    def batch(self, batch_id: str) -> Batch | None:
+        """The batch as a typed record (strongly consistent) or None."""
+        item = self._get(batch_key(batch_id))
+        return Batch.from_item(item) if item else None
 
     def batches_by_status(self, status: BatchStatus, *, limit: int | None = None) -> list[dict[str, Any]]:
         """Batches in ``status``, oldest (lowest batch id) first (GSI, eventually consistent)."""
@@ -208,16 +200,16 @@ class BatchItems(TableCore):
         found = [batch for status in BatchStatus for batch in self.batches_by_status(status)]
         return sorted(found, key=lambda batch: batch["batch_id"])
 
-    def requeue_batch(self, batch_id: str, *, now: str) -> bool:
+    def requeue_batch(self, batch_id: str, *, now: dt.datetime) -> bool:
         """Manual re-run: SUCCEEDED / QUARANTINED / SEALED → SEALED with ``failures = 0`` (False otherwise)."""
-        return self._update_batch(
+        return self._transition(
             batch_id,
-            "SET #s = :sealed, #gpk = :gpk, failures = :zero, updated_at = :now",
-            "#s IN (:succeeded, :quarantined, :sealed)",
-            sealed=BatchStatus.SEALED.value,
-            gpk=f"BATCHES#{BatchStatus.SEALED.value}",
-            zero=0,
+            BatchStatus.SEALED,
+            expect="#s IN (:succeeded, :quarantined, :sealed)",
             now=now,
+            set_clause="failures = :zero",
+            zero=0,
             succeeded=BatchStatus.SUCCEEDED.value,
             quarantined=BatchStatus.QUARANTINED.value,
+            sealed=BatchStatus.SEALED.value,
         )

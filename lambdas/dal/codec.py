@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from decimal import Decimal
 from typing import Any
 
@@ -11,11 +12,32 @@ _SERIALIZER = TypeSerializer()
 _DESERIALIZER = TypeDeserializer()
 
 
-def to_attr(value: Any) -> dict[str, Any]:
-    """One Python value → DynamoDB attribute value (floats are sent as Decimal strings)."""
+def iso_utc(when: dt.datetime) -> str:
+    """A timezone-aware ``datetime`` as stored: ISO-8601 UTC with microseconds and ``Z`` (sortable as text).
+
+    Raises ValueError for a naive ``datetime`` (its time zone would be a guess).
+    """
+    if when.tzinfo is None:
+        raise ValueError(f"naive datetime {when!r}: the clock must return timezone-aware UTC times")
+    return when.astimezone(dt.UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def _storable(value: Any) -> Any:
+    if isinstance(value, dt.datetime):
+        return iso_utc(value)
     if isinstance(value, float):
-        value = Decimal(repr(value))
-    return _SERIALIZER.serialize(value)
+        return Decimal(repr(value))
+    if isinstance(value, dict):
+        return {k: _storable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_storable(v) for v in value]
+    return value
+
+
+def to_attr(value: Any) -> dict[str, Any]:
+    """One Python value → DynamoDB attribute value (floats as Decimal strings, datetimes via :func:`iso_utc`,
+    also inside maps and lists)."""
+    return _SERIALIZER.serialize(_storable(value))
 
 
 def to_item(values: dict[str, Any]) -> dict[str, Any]:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import random
 from typing import Any
 
 from botocore.exceptions import ClientError
 
-from lambdas.dal.codec import from_item, to_item, values
+from lambdas.dal.codec import from_item, iso_utc, to_item, values
+from lambdas.dal.records import Image
 from lambdas.dal.table_core import (
     COUNTER_KEY,
     GSI_PK,
@@ -33,7 +35,7 @@ class ImageItems(TableCore):
         return int(item.get("pending", 0)), int(item.get("seq", 0))
 
     # --- images --------------------------------------------------------------------------------------
-    def record_image(self, ref: ImageRef, *, label: str | None, now: str) -> bool:
+    def record_image(self, ref: ImageRef, *, label: str | None, now: dt.datetime) -> bool:
         """Record one image as PENDING and count it, atomically; False if it was already recorded (no-op).
 
         ``label`` None (an image with no class folder) leaves the attribute out.
@@ -52,7 +54,7 @@ class ImageItems(TableCore):
             "status": ImageStatus.PENDING.value,
             "recorded_at": now,
             GSI_PK: PENDING_GSI_PK,
-            GSI_SK: f"{now}#{short_hash(pk, sk)}",
+            GSI_SK: f"{iso_utc(now)}#{short_hash(pk, sk)}",
         }
         codes = self._transact(
             [
@@ -105,7 +107,11 @@ class ImageItems(TableCore):
         """Every image claimed by ``batch_id`` (GSI, eventually consistent)."""
         return list(self._query_gsi(f"BATCH#{batch_id}"))
 
-    def mark_images_done(self, batch_id: str, images: list[dict[str, Any]], *, now: str) -> int:
+    def images_of_batch(self, batch_id: str) -> list[Image]:
+        """:meth:`batch_images` as typed records."""
+        return [Image.from_item(item) for item in self._query_gsi(f"BATCH#{batch_id}")]
+
+    def mark_images_done(self, batch_id: str, images: list[dict[str, Any]], *, now: dt.datetime) -> int:
         """Set ``status=DONE`` on the batch's images (idempotent); returns how many changed.
 
         Transactions of up to :data:`MAX_TRANSACTION_ITEMS` updates, each conditioned on ``batch_id``; a chunk
@@ -130,7 +136,7 @@ class ImageItems(TableCore):
         return changed
 
     @staticmethod
-    def _done_update(batch_id: str, image: dict[str, Any], now: str) -> dict[str, Any]:
+    def _done_update(batch_id: str, image: dict[str, Any], now: dt.datetime) -> dict[str, Any]:
         """The UpdateItem arguments (without TableName) that mark ``image`` DONE if it belongs to ``batch_id``."""
         return {
             "Key": _key({PK: image[PK], SK: image[SK]}),

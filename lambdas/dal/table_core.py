@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import random
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from enum import StrEnum
 from typing import Any
 
@@ -55,7 +56,7 @@ def _key(key: dict[str, str]) -> dict[str, Any]:
     return to_item(key)
 
 
-def _free_slot(batch_id: str, now: str) -> dict[str, Any]:
+def _free_slot(batch_id: str, now: dt.datetime) -> dict[str, Any]:
     """The transaction item that frees the job run slot held by ``batch_id`` (paired with its status change)."""
     return {
         "Update": {
@@ -108,6 +109,36 @@ class TableCore:
                     raise
             self._sleep(random.uniform(0, min(1.0, 0.02 * 2**attempt)))
         raise TransactionGaveUp(f"transaction still conflicting after {self._max_tx} attempts")
+
+    def _transition(
+        self,
+        batch_id: str,
+        to: BatchStatus,
+        *,
+        expect: str,
+        now: dt.datetime,
+        set_clause: str = "",
+        names: dict[str, str] | None = None,
+        also: Iterable[dict[str, Any]] = (),
+        **vals: Any,
+    ) -> bool:
+        """Move a batch to status ``to`` (its GSI partition and ``updated_at`` with it) in one transaction.
+
+        ``expect`` is the condition on the batch item (``#s`` names ``status``), ``set_clause`` more ``SET``
+        actions, ``names``/``vals`` their attribute names/values (``:to``, ``:to_gpk``, ``:now`` are taken);
+        ``also`` adds transaction items such as the job run slot's. False when any condition fails.
+        """
+        update = "SET #s = :to, #gpk = :to_gpk, updated_at = :now" + (f", {set_clause}" if set_clause else "")
+        batch_update = {
+            "Update": {
+                "Key": _key(batch_key(batch_id)),
+                "UpdateExpression": update,
+                "ConditionExpression": expect,
+                "ExpressionAttributeNames": {"#s": "status", "#gpk": GSI_PK, **(names or {})},
+                "ExpressionAttributeValues": values(to=to.value, to_gpk=f"BATCHES#{to.value}", now=now, **vals),
+            }
+        }
+        return self._transact([batch_update, *also]) is None
 
     def _get(self, key: dict[str, str]) -> dict[str, Any] | None:
         response = self._client.get_item(TableName=self.table_name, Key=_key(key), ConsistentRead=True)

@@ -8,7 +8,7 @@ from aws_lambda_powertools.utilities.data_classes import EventBridgeEvent, event
 
 from lambdas import resources
 from lambdas.handlers.observability import count, count_job_starts, logger, metrics, tracer
-from lambdas.pipeline import get_pipeline
+from lambdas.pipeline import JobStateAction, get_pipeline
 
 
 @logger.inject_lambda_context(correlation_id_path="id")
@@ -20,7 +20,7 @@ def handler(event: EventBridgeEvent, context: Any) -> dict[str, Any]:
     detail = event.detail
     if event.source != resources.EMR_EVENT_SOURCE or event.detail_type != resources.EMR_JOB_STATE_DETAIL_TYPE:
         logger.info("ignored event", extra={"source": event.source, "detail_type": event.detail_type})
-        return {"action": "ignored", "reason": "not an EMR Serverless job run state change"}
+        return {"action": JobStateAction.IGNORED, "reason": "not an EMR Serverless job run state change"}
     outcome = get_pipeline().handle_job_state(
         application_id=detail.get("applicationId", ""), job_run_id=detail.get("jobRunId", ""), state=detail["state"]
     )
@@ -34,8 +34,8 @@ def handler(event: EventBridgeEvent, context: Any) -> dict[str, Any]:
             "batch_id": outcome.batch_id,
         },
     )
-    count("JobRunsFailed", int(outcome.action in ("retry", "quarantined")))
-    quarantined = int(outcome.action == "quarantined") + outcome.start_quarantined
+    count("JobRunsFailed", int(outcome.action.failed_run))
+    quarantined = int(outcome.action is JobStateAction.QUARANTINED) + outcome.start_quarantined
     count_job_starts(len(outcome.started), outcome.start_failures, quarantined)
     return {
         "action": outcome.action,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from lambdas.handlers.observability import count, count_job_starts, logger, metrics, tracer
-from lambdas.pipeline import get_pipeline
+from lambdas.pipeline import JobStateAction, get_pipeline
 
 
 @logger.inject_lambda_context
@@ -28,8 +28,8 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     count("BatchesSealed", len(outcome.sealed))
     recovered = outcome.recovered
     started = len(outcome.started) + len(outcome.redriven) + len(recovered.started if recovered else [])
-    failed_run = bool(recovered and recovered.action in ("retry", "quarantined"))
+    failed_run = bool(recovered and recovered.action.failed_run)
     count("JobRunsFailed", int(failed_run))
-    quarantined = outcome.start_quarantined + int(bool(recovered and recovered.action == "quarantined"))
+    quarantined = outcome.start_quarantined + int(bool(recovered and recovered.action is JobStateAction.QUARANTINED))
     count_job_starts(started, outcome.start_failures, quarantined)
     return result

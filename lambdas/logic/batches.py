@@ -41,10 +41,10 @@ def flush_claim_size(pending: int, max_images: int) -> int:
     return max(0, min(pending, max_images))
 
 
-def age_seconds(recorded_at: str, now: str) -> float:
-    """Seconds from ``recorded_at`` to ``now``, both ISO-8601 UTC strings as the manifest stores them
-    (``2026-11-25T02:00:00.123456Z``); negative if ``recorded_at`` is later. Raises ValueError if unparsable."""
-    return (_parse_utc(now) - _parse_utc(recorded_at)).total_seconds()
+def age_seconds(recorded_at: str, now: dt.datetime) -> float:
+    """Seconds from ``recorded_at`` (ISO-8601 UTC string as the manifest stores it, ``2026-11-25T02:00:00.123456Z``)
+    to ``now`` (timezone-aware); negative if ``recorded_at`` is later. Raises ValueError if unparsable."""
+    return (now - _parse_utc(recorded_at)).total_seconds()
 
 
 def seal_reason(pending: int, oldest_age_seconds: float | None, *, threshold: int, max_wait_seconds: int) -> str | None:

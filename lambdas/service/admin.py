@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from lambdas.dal.manifest_table import BatchStatus
+from lambdas.dal.records import Batch
 from lambdas.service.base import (
     ServiceBase,
 )
@@ -25,19 +26,21 @@ class Admin(ServiceBase):
         """
         if batch_id is None:
             return self.flush()
-        batch = self.table.get_batch(batch_id)
+        batch = self.table.batch(batch_id)
         if batch is None:
             raise ValueError(f"unknown batch {batch_id!r}")
         if not self.table.requeue_batch(batch_id, now=self.clock()):
-            raise ValueError(f"batch {batch_id} is {batch['status']}; only SEALED, SUCCEEDED or QUARANTINED re-run")
-        holder = self.table.get_slot().get("holder")
+            raise ValueError(f"batch {batch_id} is {batch.status}; only SEALED, SUCCEEDED or QUARANTINED re-run")
+        holder = self.table.slot().holder
         if holder:
             raise RuntimeError(f"batch {batch_id} queued; job run slot busy with batch {holder}")
-        batch = self.table.get_batch(batch_id) or batch
-        if not self.table.acquire_slot(batch_id, attempts=int(batch["attempts"]), now=self.clock()):
+        batch = self.table.batch(batch_id) or batch
+        if not self.table.acquire_slot(batch_id, attempts=batch.attempts, now=self.clock()):
             raise RuntimeError(f"batch {batch_id} queued; job run slot was taken concurrently")
-        started = self._call_start_job_run(batch, int(batch["attempts"]) + 1)
-        return FlushOutcome(started=[started] if started else [])
+        start = self._call_start_job_run(batch, batch.attempts + 1)
+        if start.error is not None:
+            raise start.error  # recorded on the batch; the operator sees the AWS error
+        return FlushOutcome(started=[start.run] if start.run else [])
 
     def dry_run_request(self, batch_id: str | None = None) -> dict[str, Any]:
         """The ``start_job_run`` request the next start would send (``batch_id`` or the oldest SEALED batch).
@@ -50,11 +53,11 @@ class Admin(ServiceBase):
                 pending, _ = self.table.counter()
                 raise ValueError(f"no sealed batch to start ({pending} pending images; run without --dry-run to flush)")
             batch_id = sealed[0]["batch_id"]
-        batch = self.table.get_batch(batch_id)
+        batch = self.table.batch(batch_id)
         if batch is None:
             raise ValueError(f"unknown batch {batch_id!r}")
-        if not batch.get("manifest_uri"):
-            raise ValueError(f"batch {batch_id} is {batch['status']} and has no manifest yet")
+        if not batch.manifest_uri:
+            raise ValueError(f"batch {batch_id} is {batch.status} and has no manifest yet")
         return self.start_request(batch)
 
     def status(self) -> dict[str, Any]:
@@ -62,9 +65,9 @@ class Admin(ServiceBase):
         pending, seq = self.table.counter()
         batches = self.table.all_batches()
         images = {"PENDING": pending, "CLAIMED": 0, "DONE": 0}
-        for batch in batches:
-            count = int(batch.get("image_count") or batch.get("claimed") or 0)
-            images["DONE" if batch["status"] == BatchStatus.SUCCEEDED else "CLAIMED"] += count
+        for record in map(Batch.from_item, batches):
+            count = record.image_count or record.claimed
+            images["DONE" if record.status == BatchStatus.SUCCEEDED else "CLAIMED"] += count
         return {
             "pending": pending,
             "batches_created": seq,

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 from lambdas.config import Settings
+from lambdas.dal.codec import iso_utc
 from lambdas.dal.manifest_table import ManifestTable
 
 log = logging.getLogger(__name__)
@@ -20,6 +21,8 @@ MANIFEST_GSI_WAIT_SECONDS = (0.2, 0.5, 1.0, 2.0, 4.0)  # waits for the GSI to sh
 # its invocation died between taking the job run slot and recording the job run.
 STALE_START_SECONDS = 15 * 60
 
+Clock = Callable[[], dt.datetime]
+
 
 def utc_now_dt() -> dt.datetime:
     """Current time, timezone-aware UTC."""
@@ -27,12 +30,21 @@ def utc_now_dt() -> dt.datetime:
 
 
 def utc_now() -> str:
-    """Current UTC time, ISO-8601 with microseconds (sortable)."""
-    return utc_now_dt().isoformat(timespec="microseconds").replace("+00:00", "Z")
+    """Current UTC time, ISO-8601 with microseconds (sortable): the form stored in the manifest table."""
+    return iso_utc(utc_now_dt())
+
+
+def system_clock() -> dt.datetime:
+    """The default clock: :func:`utc_now_dt`, looked up at each call (so tests may patch the module's)."""
+    return utc_now_dt()
 
 
 class ServiceBase:
-    """The service's state; the use-case classes (``batching``, ``job_runs``, ``repair``, ``admin``) add behaviour."""
+    """The service's state; the use-case classes (``batching``, ``job_runs``, ``repair``, ``admin``) add behaviour.
+
+    ``clock`` returns timezone-aware UTC ``datetime``s and is the only source of "now" in the service (times
+    become ISO strings only in the DynamoDB codec); ``sleep`` waits for GSI lag (seconds).
+    """
 
     def __init__(
         self,
@@ -41,7 +53,7 @@ class ServiceBase:
         s3: Any,
         emr: Any,
         *,
-        clock: Callable[[], str] = utc_now,
+        clock: Clock = system_clock,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.settings = settings
@@ -50,5 +62,3 @@ class ServiceBase:
         self.emr = emr
         self.clock = clock
         self.sleep = sleep
-        self.start_failures = 0  # start_job_run errors during this object's life (for metrics)
-        self.start_quarantines = 0  # batches those errors quarantined

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import asdict
 
 from lambdas.dal.manifest_table import BatchStatus
+from lambdas.dal.records import Batch
 from lambdas.logic.batches import age_seconds, flush_claim_size, new_batch_id, seal_reason, threshold_claim_size
 from lambdas.logic.keys import ImageRef, label_for_key, normalize_etag, skip_reason
 from lambdas.logic.manifest import manifest_key, render_manifest
@@ -21,13 +22,22 @@ class Batching(ServiceBase):
     """Ingest: record an image, seal batches at the threshold (reserve, claim, write the manifest, seal)."""
 
     # --- ingest --------------------------------------------------------------------------------------
-    def ingest(self, ref: ImageRef, *, seal: bool = True) -> IngestOutcome:
-        """Record one S3 object (decoded key) and seal/start batches when due (BATCH_THRESHOLD pending, or the oldest
-        pending image waited BATCH_MAX_WAIT_SECONDS).
+    def ingest(self, ref: ImageRef) -> IngestOutcome:
+        """:meth:`record` one S3 object, then :meth:`seal_if_due` (seal and start batches at the threshold).
 
-        Skips keys outside IMAGES_PREFIX / non-image suffixes (``skipped`` holds the reason). A duplicate
-        delivery records nothing (``duplicate=True``) but still seals if pending ≥ threshold, so the SQS retry of
-        an invocation that crashed after recording completes its work. Raises ``ClientError`` on AWS errors.
+        A duplicate delivery records nothing but still seals if pending ≥ threshold, so the SQS retry of an
+        invocation that crashed after recording completes its work. Raises ``ClientError`` on AWS errors.
+        """
+        outcome = self.record(ref)
+        if outcome.skipped is None:
+            self.seal_if_due(outcome)
+        return outcome
+
+    def record(self, ref: ImageRef) -> IngestOutcome:
+        """Record one S3 object (decoded key) as a PENDING image, without sealing.
+
+        Skips keys outside IMAGES_PREFIX / non-image suffixes / without an ETag (``skipped`` holds the reason);
+        ``duplicate=True`` when the object version was already recorded. ``pending`` is the counter after it.
         """
         outcome = IngestOutcome(uri=ref.uri)
         reason = skip_reason(ref.key, self.settings.images_prefix)
@@ -39,16 +49,18 @@ class Batching(ServiceBase):
             outcome.skipped = "missing_etag"
             return outcome
         label = label_for_key(ref.key, self.settings.images_prefix)
-        if not self.table.record_image(ref, label=label, now=self.clock()):
-            outcome.duplicate = True  # still check the threshold: an SQS retry finishes a crashed seal
-        outcome.recorded = not outcome.duplicate
+        outcome.recorded = self.table.record_image(ref, label=label, now=self.clock())
+        outcome.duplicate = not outcome.recorded
         outcome.pending, _ = self.table.counter()
-        if seal:
-            reason = self._due(outcome.pending)
-            if reason is not None:
-                outcome.sealed = self.seal_pending(reason=reason)
-                self._start_next_quietly(outcome)
         return outcome
+
+    def seal_if_due(self, outcome: IngestOutcome) -> None:
+        """Seal when due (BATCH_THRESHOLD pending, or the oldest pending image waited BATCH_MAX_WAIT_SECONDS) and
+        start the next batch; what it did goes into ``outcome``."""
+        reason = self._due(outcome.pending or 0)
+        if reason is not None:
+            outcome.sealed = self.seal_pending(reason=reason)
+            self._start_next_quietly(outcome)
 
     def tick(self) -> TickOutcome:
         """The scheduled check (every minute): seal pending images that waited BATCH_MAX_WAIT_SECONDS.
@@ -126,10 +138,10 @@ class Batching(ServiceBase):
         """
         empty_rounds = 0
         while True:
-            batch = self.table.get_batch(batch_id)
-            if batch is None or batch["status"] != BatchStatus.CLAIMING:
+            batch = self.table.batch(batch_id)
+            if batch is None or batch.status != BatchStatus.CLAIMING:
                 return False
-            remaining = int(batch["remaining"])
+            remaining = batch.remaining
             if remaining == 0:
                 break
             candidates = self.table.pending_images(limit=min(remaining, 99))
@@ -144,24 +156,24 @@ class Batching(ServiceBase):
             self.table.claim_images(batch_id, candidates)
         return self._write_manifest_and_seal(batch)
 
-    def _write_manifest_and_seal(self, batch: dict[str, Any]) -> bool:
-        batch_id, claimed = batch["batch_id"], int(batch["claimed"])
+    def _write_manifest_and_seal(self, batch: Batch) -> bool:
+        batch_id, claimed = batch.batch_id, batch.claimed
         if claimed == 0:
             self.table.drop_empty_batch(batch_id)  # every reservation went back to the counter: nothing to run
             return False
-        images = self.table.batch_images(batch_id)
+        images = self.table.images_of_batch(batch_id)
         for wait in MANIFEST_GSI_WAIT_SECONDS:
             if len(images) >= claimed:
                 break
             self.sleep(wait)
-            images = self.table.batch_images(batch_id)
+            images = self.table.images_of_batch(batch_id)
         if len(images) != claimed:
             raise RuntimeError(f"batch {batch_id}: GSI shows {len(images)} images, {claimed} claimed; retry later")
         key = manifest_key(MANIFESTS_PREFIX, batch_id)
         self.s3.put_object(
             Bucket=self.settings.data_bucket,
             Key=key,
-            Body=render_manifest(images).encode("utf-8"),
+            Body=render_manifest(asdict(image) for image in images).encode("utf-8"),
             ContentType="application/x-ndjson",
         )
         manifest_uri = f"s3://{self.settings.data_bucket}/{key}"

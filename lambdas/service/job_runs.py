@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 from botocore.exceptions import ClientError
 
 from lambdas.dal.manifest_table import BatchStatus
+from lambdas.dal.records import Batch
 from lambdas.logic.job_request import build_start_job_run_request, client_token
 from lambdas.service.base import (
     STALE_START_SECONDS,
@@ -18,9 +17,12 @@ from lambdas.service.base import (
     log,
 )
 from lambdas.service.outcomes import (
+    JobRunStart,
     JobStarts,
+    JobStateAction,
     JobStateOutcome,
     StartedJobRun,
+    StartResult,
 )
 
 
@@ -28,79 +30,61 @@ class JobRuns(ServiceBase):
     """Job runs: start the next sealed batch on the single slot, apply EMR Serverless job state events."""
 
     # --- job runs ------------------------------------------------------------------------------------
-    def start_request(self, batch: dict[str, Any], attempt: int | None = None) -> dict[str, Any]:
+    def start_request(self, batch: Batch | dict[str, Any], attempt: int | None = None) -> dict[str, Any]:
         """The exact ``start_job_run`` kwargs for ``batch`` (next attempt unless ``attempt`` is given)."""
+        if isinstance(batch, dict):
+            batch = Batch.from_item(batch)
         return build_start_job_run_request(
             self.settings,
-            batch_id=batch["batch_id"],
-            attempt=attempt if attempt is not None else int(batch.get("attempts", 0)) + 1,
-            manifest_uri=batch["manifest_uri"],
+            batch_id=batch.batch_id,
+            attempt=attempt if attempt is not None else batch.attempts + 1,
+            manifest_uri=batch.manifest_uri or "",
         )
 
-    def start_next_batch(self) -> StartedJobRun | None:
+    def start_next_batch(self) -> JobRunStart | None:
         """Start the oldest SEALED batch if the job run slot is free; None when busy or nothing is sealed.
 
         A slot held by a batch STARTING for more than STALE_START_SECONDS (its starter died) is re-driven
         instead, with the same attempt and ``clientToken``, so the next event or flush repairs it without waiting
-        for ``reconcile``. Raises ``ClientError`` if ``start_job_run`` fails (the attempt is recorded as failed
-        and the slot freed).
+        for ``reconcile``. A failed ``start_job_run`` is recorded (batch SEALED again or QUARANTINED, slot freed)
+        and returned as a FAILED / QUARANTINED result.
         """
-        slot = self.table.get_slot()
-        if slot.get("holder"):
+        slot = self.table.slot()
+        if slot.holder:
             return self._redrive_starting(slot) if self._held_longer_than(slot, STALE_START_SECONDS) else None
         for candidate in self.table.batches_by_status(BatchStatus.SEALED, limit=5):
-            batch = self.table.get_batch(candidate["batch_id"])
-            if batch is None or batch["status"] != BatchStatus.SEALED:
+            batch = self.table.batch(candidate["batch_id"])
+            if batch is None or batch.status != BatchStatus.SEALED:
                 continue  # GSI lag
-            if not self.table.acquire_slot(batch["batch_id"], attempts=int(batch["attempts"]), now=self.clock()):
+            if not self.table.acquire_slot(batch.batch_id, attempts=batch.attempts, now=self.clock()):
                 return None  # someone else took the slot (or this batch) first
-            return self._call_start_job_run(batch, int(batch["attempts"]) + 1)
+            return self._call_start_job_run(batch, batch.attempts + 1)
         return None
 
-    def _call_start_job_run(self, batch: dict[str, Any], attempt: int) -> StartedJobRun | None:
+    def _call_start_job_run(self, batch: Batch, attempt: int) -> JobRunStart:
         request = self.start_request(batch, attempt)
-        batch_id = batch["batch_id"]
+        batch_id = batch.batch_id
         try:
             response = self.emr.start_job_run(**request)
         except ClientError as err:
-            failures = int(batch.get("failures", 0)) + 1
-            quarantine = failures >= self.settings.max_attempts
-            if (
-                self.table.fail_start(
-                    batch_id, attempt=attempt, error=str(err), quarantine=quarantine, now=self.clock()
-                )
-                and quarantine
-            ):
-                self.start_quarantines += 1
-            self.start_failures += 1
+            quarantine = batch.failures + 1 >= self.settings.max_attempts
+            recorded = self.table.fail_start(
+                batch_id, attempt=attempt, error=str(err), quarantine=quarantine, now=self.clock()
+            )
             log.error("start_job_run failed", extra={"batch_id": batch_id, "attempt": attempt, "error": str(err)})
-            raise
+            result = StartResult.QUARANTINED if recorded and quarantine else StartResult.FAILED
+            return JobRunStart(result, batch_id, attempt, error=err)
         job_run_id = response["jobRunId"]
         self.table.mark_running(
             batch_id, attempt=attempt, job_run_id=job_run_id, client_token=request["clientToken"], now=self.clock()
         )
         log.info("job run started", extra={"batch_id": batch_id, "attempt": attempt, "job_run_id": job_run_id})
-        return StartedJobRun(batch_id, attempt, job_run_id, request["clientToken"])
+        run = StartedJobRun(batch_id, attempt, job_run_id, request["clientToken"])
+        return JobRunStart(StartResult.STARTED, batch_id, attempt, run=run)
 
     def _start_next_quietly(self, outcome: JobStarts) -> None:
-        """``start_next_batch`` for callers whose own work is already done: the job run started, or the start
-        error (logged, not raised), is added to ``outcome``."""
-        with self._counting_start_failures(outcome):
-            try:
-                started = self.start_next_batch()
-            except ClientError:
-                started = None
-        if started:
-            outcome.started.append(started)
-
-    @contextmanager
-    def _counting_start_failures(self, outcome: JobStarts) -> Iterator[None]:
-        failures, quarantines = self.start_failures, self.start_quarantines
-        try:
-            yield
-        finally:
-            outcome.start_failures += self.start_failures - failures
-            outcome.start_quarantined += self.start_quarantines - quarantines
+        """``start_next_batch`` for callers whose own work is already done: what it did is added to ``outcome``."""
+        outcome.add(self.start_next_batch())
 
     def handle_job_state(self, *, application_id: str, job_run_id: str, state: str) -> JobStateOutcome:
         """Apply an EMR Serverless job run state change (see docs/contracts.md for the event).
@@ -110,17 +94,17 @@ class JobRuns(ServiceBase):
         Other applications, non-terminal states, unknown or stale job runs are ignored (with the reason).
         """
         if application_id != self.settings.emr_application_id:
-            return JobStateOutcome("ignored", reason="other_application")
+            return JobStateOutcome(JobStateAction.IGNORED, reason="other_application")
         if state != TERMINAL_SUCCESS and state not in TERMINAL_FAILURE:
-            return JobStateOutcome("ignored", reason=f"non_terminal_state:{state}")
+            return JobStateOutcome(JobStateAction.IGNORED, reason=f"non_terminal_state:{state}")
         run = self.table.get_job_run(job_run_id) or self._adopt_job_run(job_run_id)
         if run is None:
-            return JobStateOutcome("unknown_job_run", reason="job run not started by this pipeline")
+            return JobStateOutcome(JobStateAction.UNKNOWN_JOB_RUN, reason="job run not started by this pipeline")
         batch_id = run["batch_id"]
-        batch = self.table.get_batch(batch_id)
-        outcome = JobStateOutcome("stale", batch_id=batch_id)
-        if batch is None or batch["status"] != BatchStatus.RUNNING or batch.get("job_run_id") != job_run_id:
-            outcome.reason = f"batch is {batch and batch['status']} with job run {batch and batch.get('job_run_id')}"
+        batch = self.table.batch(batch_id)
+        outcome = JobStateOutcome(JobStateAction.STALE, batch_id=batch_id)
+        if batch is None or batch.status != BatchStatus.RUNNING or batch.job_run_id != job_run_id:
+            outcome.reason = f"batch is {batch and batch.status} with job run {batch and batch.job_run_id}"
         elif state == TERMINAL_SUCCESS:
             outcome.images_done = self.table.mark_images_done(
                 batch_id, self.table.batch_images(batch_id), now=self.clock()
@@ -128,21 +112,21 @@ class JobRuns(ServiceBase):
             if self.table.finish_job_run(
                 batch_id, job_run_id=job_run_id, state=state, new_status=BatchStatus.SUCCEEDED, now=self.clock()
             ):
-                outcome.action = "succeeded"
+                outcome.action = JobStateAction.SUCCEEDED
         else:
-            quarantine = int(batch.get("failures", 0)) + 1 >= self.settings.max_attempts
+            quarantine = batch.failures + 1 >= self.settings.max_attempts
             new_status = BatchStatus.QUARANTINED if quarantine else BatchStatus.SEALED
             if self.table.finish_job_run(
                 batch_id, job_run_id=job_run_id, state=state, new_status=new_status, now=self.clock()
             ):
-                outcome.action = "quarantined" if quarantine else "retry"
+                outcome.action = JobStateAction.QUARANTINED if quarantine else JobStateAction.RETRY
         self._start_next_quietly(outcome)
         return outcome
 
     def _adopt_job_run(self, job_run_id: str) -> dict[str, Any] | None:
         """A job run we started but crashed before recording: find its batch from the job run's tags."""
-        slot = self.table.get_slot()
-        if not slot.get("holder"):
+        slot = self.table.slot()
+        if not slot.holder:
             return None
         try:
             job_run = self.emr.get_job_run(applicationId=self.settings.emr_application_id, jobRunId=job_run_id)
@@ -150,7 +134,7 @@ class JobRuns(ServiceBase):
             return None
         tags = job_run.get("jobRun", {}).get("tags", {}) or {}
         batch_id, attempt = tags.get("batch_id"), tags.get("attempt", "")
-        if batch_id != slot["holder"] or not attempt.isdigit():
+        if batch_id != slot.holder or not attempt.isdigit():
             return None
         token = client_token(batch_id, int(attempt))
         self.table.mark_running(

@@ -1,8 +1,33 @@
-"""What each use case returns: plain records the handlers turn into logs and metrics."""
+"""What each use case returns: plain records (with enums for outcomes) the handlers turn into logs and metrics."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class StartResult(StrEnum):
+    """How one ``start_job_run`` attempt ended."""
+
+    STARTED = "started"
+    FAILED = "failed"  # the call failed; the batch is SEALED again for a later attempt
+    QUARANTINED = "quarantined"  # the call failed for the MAX_ATTEMPTS-th time; the batch is QUARANTINED
+
+
+class JobStateAction(StrEnum):
+    """What a job state event did to its batch."""
+
+    IGNORED = "ignored"  # other application, non-terminal state, not a job state event
+    UNKNOWN_JOB_RUN = "unknown_job_run"
+    STALE = "stale"  # the batch no longer runs that job run (duplicate or late event)
+    SUCCEEDED = "succeeded"
+    RETRY = "retry"
+    QUARANTINED = "quarantined"
+
+    @property
+    def failed_run(self) -> bool:
+        """The job run ended FAILED / CANCELLED (retried or quarantined)."""
+        return self in (JobStateAction.RETRY, JobStateAction.QUARANTINED)
 
 
 @dataclass
@@ -11,6 +36,17 @@ class StartedJobRun:
     attempt: int
     job_run_id: str
     client_token: str
+
+
+@dataclass(frozen=True)
+class JobRunStart:
+    """The result of starting one batch's job run: ``run`` when STARTED, ``error`` (the ``ClientError``) else."""
+
+    result: StartResult
+    batch_id: str
+    attempt: int
+    run: StartedJobRun | None = None
+    error: Exception | None = None
 
 
 @dataclass(kw_only=True)
@@ -24,6 +60,17 @@ class JobStarts:
     started: list[StartedJobRun] = field(default_factory=list)
     start_failures: int = 0
     start_quarantined: int = 0
+
+    def add(self, start: JobRunStart | None) -> StartedJobRun | None:
+        """Count one start (None: nothing was started); returns the job run when it started."""
+        if start is None:
+            return None
+        if start.result is StartResult.STARTED:
+            self.started.append(start.run)  # type: ignore[arg-type]
+            return start.run
+        self.start_failures += 1
+        self.start_quarantined += int(start.result is StartResult.QUARANTINED)
+        return None
 
 
 @dataclass
@@ -40,9 +87,9 @@ class IngestOutcome(JobStarts):
 
 @dataclass
 class JobStateOutcome(JobStarts):
-    """What a job state event did: ``action`` ∈ ignored | unknown_job_run | stale | succeeded | retry | quarantined."""
+    """What a job state event did (``action``), why (``reason``), to which batch."""
 
-    action: str
+    action: JobStateAction
     reason: str = ""
     batch_id: str | None = None
     images_done: int = 0

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
 
 from botocore.exceptions import ClientError
 
 from lambdas.dal.manifest_table import BatchStatus
+from lambdas.dal.records import Slot
 from lambdas.logic.keys import ImageRef, image_item_key, normalize_etag, skip_reason
-from lambdas.service import base
 from lambdas.service.base import (
     TERMINAL_FAILURE,
     TERMINAL_SUCCESS,
@@ -18,9 +17,9 @@ from lambdas.service.base import (
 )
 from lambdas.service.outcomes import (
     FlushOutcome,
+    JobRunStart,
     JobStateOutcome,
     ReconcileOutcome,
-    StartedJobRun,
 )
 
 
@@ -57,47 +56,47 @@ class Repair(ServiceBase):
             keys = {image_item_key(r.bucket, r.key, r.etag): r for r in refs}
             existing = self.table.existing_images(list(keys))
             for item_key, ref in keys.items():
-                if item_key not in existing and self.ingest(ref, seal=False).recorded:
+                if item_key not in existing and self.record(ref).recorded:
                     outcome.missing_recorded += 1
         for batch in self.table.batches_by_status(BatchStatus.CLAIMING):
             outcome.claiming_resumed.append(batch["batch_id"])
             if self.fill_and_seal(batch["batch_id"]):
                 outcome.sealed.append(batch["batch_id"])
-        with self._counting_start_failures(outcome):
-            redriven = self._redrive_starting()
-        if redriven:
-            outcome.redriven.append(redriven)
-        with self._counting_start_failures(outcome):  # its own next start may fail too
-            outcome.recovered = self._recover_lost_terminal_event()
+        redrive = self._redrive_starting()
+        if redrive is not None and redrive.run is not None:
+            outcome.redriven.append(redrive.run)  # reported as re-driven, not as a new start
+        else:
+            outcome.add(redrive)  # a failed re-drive counts as a start failure
+        outcome.recovered = self._recover_lost_terminal_event()
+        if outcome.recovered:  # its own next start may have failed too
+            outcome.start_failures += outcome.recovered.start_failures
+            outcome.start_quarantined += outcome.recovered.start_quarantined
         outcome.sealed += self.seal_pending(reason="threshold")
         self._start_next_quietly(outcome)
         return outcome
 
-    def _held_longer_than(self, slot: dict[str, Any], seconds: float) -> bool:
-        since = slot.get("since")
-        if not since:
+    def _held_longer_than(self, slot: Slot, seconds: float) -> bool:
+        if not slot.since:
             return False
-        held = dt.datetime.fromisoformat(self.clock()) - dt.datetime.fromisoformat(since)
+        held = self.clock() - dt.datetime.fromisoformat(slot.since)
         return held.total_seconds() > seconds
 
-    def _redrive_starting(self, slot: dict[str, Any] | None = None) -> StartedJobRun | None:
-        holder = (slot if slot is not None else self.table.get_slot()).get("holder")
-        batch = self.table.get_batch(holder) if holder else None
-        if batch is None or batch["status"] != BatchStatus.STARTING:
+    def _redrive_starting(self, slot: Slot | None = None) -> JobRunStart | None:
+        """Call ``start_job_run`` again, same attempt, for the batch holding the slot while STARTING (else None)."""
+        holder = (slot if slot is not None else self.table.slot()).holder
+        batch = self.table.batch(holder) if holder else None
+        if batch is None or batch.status != BatchStatus.STARTING:
             return None
-        log.warning("re-driving batch without job run", extra={"batch_id": holder, "attempt": batch["attempts"]})
-        try:
-            return self._call_start_job_run(batch, int(batch["attempts"]))
-        except ClientError:
-            return None
+        log.warning("re-driving batch without job run", extra={"batch_id": holder, "attempt": batch.attempts})
+        return self._call_start_job_run(batch, batch.attempts)
 
     def _recover_lost_terminal_event(self) -> JobStateOutcome | None:
         minutes = self.settings.reconcile_lost_event_minutes
-        holder = self.table.get_slot().get("holder")
-        batch = self.table.get_batch(holder) if holder and minutes > 0 else None
-        if batch is None or batch["status"] != BatchStatus.RUNNING:
+        holder = self.table.slot().holder
+        batch = self.table.batch(holder) if holder and minutes > 0 else None
+        if batch is None or batch.status != BatchStatus.RUNNING or not batch.job_run_id:
             return None
-        job_run_id = batch["job_run_id"]
+        job_run_id = batch.job_run_id
         try:
             job_run = self.emr.get_job_run(applicationId=self.settings.emr_application_id, jobRunId=job_run_id)[
                 "jobRun"
@@ -108,7 +107,7 @@ class Repair(ServiceBase):
         state, updated = job_run.get("state", ""), job_run.get("updatedAt")
         if state != TERMINAL_SUCCESS and state not in TERMINAL_FAILURE:
             return None
-        if not isinstance(updated, dt.datetime) or base.utc_now_dt() - updated < dt.timedelta(minutes=minutes):
+        if not isinstance(updated, dt.datetime) or self.clock() - updated < dt.timedelta(minutes=minutes):
             return None  # the EventBridge event may still come
         log.warning("applying a terminal state whose event was lost", extra={"job_run_id": job_run_id, "state": state})
         return self.handle_job_state(

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 from lambdas.logic.keys import ImageRef
 from tests.helpers.manifest import table
 
-NOW = "2026-11-22T03:00:00.000000Z"
+NOW = dt.datetime(2026, 11, 22, 3, tzinfo=dt.UTC)
 
 
 def record(n: int) -> None:

@@ -250,7 +250,7 @@ def test_a_start_stuck_longer_than_a_lambda_timeout_is_redriven_by_the_next_flus
     # WHEN a flush runs while the starter could still be alive (10 minutes later)
     pipeline = get_pipeline()
     later = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=STALE_START_SECONDS - 300)
-    pipeline.clock = lambda: later.isoformat().replace("+00:00", "Z")
+    pipeline.clock = lambda: later  # the injected clock returns timezone-aware datetimes
     # THEN it leaves the batch alone
     assert pipeline.flush().started == [] and watch.job_run_ids == []
     # WHEN a flush runs after the longest Lambda timeout

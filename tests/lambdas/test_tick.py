@@ -25,9 +25,9 @@ def settings(monkeypatch: pytest.MonkeyPatch, *, threshold: int, max_wait: int) 
     get_settings.cache_clear()
 
 
-def at(pipeline: Pipeline, seconds: float) -> Callable[[], str]:
-    """Set the pipeline's injected clock to T0 + ``seconds``."""
-    now = (T0 + dt.timedelta(seconds=seconds)).isoformat(timespec="microseconds").replace("+00:00", "Z")
+def at(pipeline: Pipeline, seconds: float) -> Callable[[], dt.datetime]:
+    """Set the pipeline's injected clock (timezone-aware datetimes) to T0 + ``seconds``."""
+    now = T0 + dt.timedelta(seconds=seconds)
     pipeline.clock = lambda: now
     return pipeline.clock
 

@@ -1,0 +1,100 @@
+"""Typed, frozen views of the manifest table's items (built from the plain dicts ``codec.from_item`` returns).
+
+The service reads these instead of casting ``dict`` values; the item shapes are documented in
+:mod:`lambdas.dal.manifest_table`. Timestamps stay ISO-8601 strings here: they are only compared or shown.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from lambdas.dal.table_core import PK, SK, BatchStatus, ImageStatus
+
+
+@dataclass(frozen=True)
+class Image:
+    """An image item: the S3 object version recorded (``size`` in bytes) and where it is in its life cycle."""
+
+    pk: str
+    sk: str
+    bucket: str
+    key: str
+    etag: str
+    size: int
+    status: ImageStatus
+    version_id: str | None = None
+    label: str | None = None
+    batch_id: str | None = None
+    recorded_at: str | None = None
+
+    @classmethod
+    def from_item(cls, item: dict[str, Any]) -> Image:
+        """From an image item (``KeyError`` if a required attribute is missing)."""
+        return cls(
+            pk=item[PK],
+            sk=item[SK],
+            bucket=item["bucket"],
+            key=item["key"],
+            etag=item["etag"],
+            size=int(item["size"]),
+            status=ImageStatus(item["status"]),
+            version_id=item.get("version_id"),
+            label=item.get("label"),
+            batch_id=item.get("batch_id"),
+            recorded_at=item.get("recorded_at"),
+        )
+
+
+@dataclass(frozen=True)
+class Batch:
+    """A batch item: its status, reservation counts (images) and job run attempts."""
+
+    batch_id: str
+    status: BatchStatus
+    seq: int = 0
+    target: int = 0
+    remaining: int = 0
+    claimed: int = 0
+    image_count: int = 0
+    attempts: int = 0
+    failures: int = 0
+    manifest_uri: str | None = None
+    job_run_id: str | None = None
+    reason: str | None = None
+
+    @classmethod
+    def from_item(cls, item: dict[str, Any]) -> Batch:
+        """From a batch item (``KeyError`` without ``batch_id``/``status``; absent counts are 0)."""
+        return cls(
+            batch_id=item["batch_id"],
+            status=BatchStatus(item["status"]),
+            seq=int(item.get("seq", 0)),
+            target=int(item.get("target", 0)),
+            remaining=int(item.get("remaining", 0)),
+            claimed=int(item.get("claimed", 0)),
+            image_count=int(item.get("image_count", 0)),
+            attempts=int(item.get("attempts", 0)),
+            failures=int(item.get("failures", 0)),
+            manifest_uri=item.get("manifest_uri"),
+            job_run_id=item.get("job_run_id"),
+            reason=item.get("reason"),
+        )
+
+
+@dataclass(frozen=True)
+class Slot:
+    """The job run slot: ``holder`` (batch id, None when free), its ``attempt`` and ``since`` (ISO-8601 UTC)."""
+
+    holder: str | None = None
+    attempt: int | None = None
+    since: str | None = None
+
+    @classmethod
+    def from_item(cls, item: dict[str, Any] | None) -> Slot:
+        """From the slot item (None or ``{}``: a slot never used, free)."""
+        item = item or {}
+        attempt = item.get("attempt")
+        return cls(
+            holder=item.get("holder"), attempt=None if attempt is None else int(attempt), since=item.get("since")
+        )

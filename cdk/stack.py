@@ -94,6 +94,7 @@ class FruitsStack(Stack):
             namespace=METRICS_NAMESPACE,
             service=SERVICE_NAME,
             alarm_email=config.alarm_email,
+            max_wait_seconds=config.batch_max_wait_seconds,
         )
         self.query = Query(
             self, "Query", bucket=self.storage.bucket, database_name=lake_database,

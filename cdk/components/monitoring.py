@@ -1,4 +1,5 @@
-"""Monitoring: alarms on the DLQ, Lambda errors and the pipeline's own failure metrics, optionally to e-mail."""
+"""Monitoring: alarms on the DLQ, Lambda errors, the pipeline's own failure metrics and a backlog that waits too long
+(optionally to e-mail), and one CloudWatch dashboard of the whole flow."""
 
 from __future__ import annotations
 
@@ -23,12 +24,23 @@ PIPELINE_FAILURE_METRICS = {
 }
 
 
+# The dashboard's rows: (title, [(metric name, statistic)]) of the Lambdas' metrics (docs/contracts.md, Metrics).
+DASHBOARD_ROWS = (
+    ("Images recorded / batches sealed", (("ImagesRecorded", "Sum"), ("BatchesSealed", "Sum"))),
+    ("Backlog: pending images (tick)", (("PendingImages", "Maximum"),)),
+    ("Oldest pending image, seconds (tick)", (("OldestPendingAgeSeconds", "Maximum"),)),
+    ("Job runs", (("JobRunsStarted", "Sum"), ("JobRunsFailed", "Sum"))),
+    ("Failures", (("JobRunStartFailures", "Sum"), ("BatchesQuarantined", "Sum"), ("ObjectsSkipped", "Sum"))),
+)
+
+
 class Monitoring(Construct):
-    """CloudWatch alarms (and an SNS topic when an e-mail is given).
+    """CloudWatch alarms (and an SNS topic when an e-mail is given) and the pipeline dashboard.
 
     Attributes:
         alarms: alarm name suffix → alarm.
         topic: the alarm topic, or ``None`` without ``alarm_email``.
+        dashboard: backlog, oldest pending age, job runs, failures, DLQ depth and Lambda errors.
     """
 
     def __init__(
@@ -41,8 +53,19 @@ class Monitoring(Construct):
         namespace: str,
         service: str,
         alarm_email: str | None,
+        max_wait_seconds: int,
     ) -> None:
         super().__init__(scope, construct_id)
+
+        def pipeline_metric(name: str, statistic: str = "Sum") -> cloudwatch.Metric:
+            return cloudwatch.Metric(
+                namespace=namespace,
+                metric_name=name,
+                dimensions_map={"service": service},
+                period=Duration.minutes(5),
+                statistic=statistic,
+            )
+
         self.alarms: dict[str, cloudwatch.Alarm] = {}
         self.alarms["DlqNotEmpty"] = dead_letter_queue.metric_approximate_number_of_messages_visible(
             period=Duration.minutes(5), statistic="Maximum"
@@ -67,13 +90,7 @@ class Monitoring(Construct):
                 treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
             )
         for metric_name, meaning in PIPELINE_FAILURE_METRICS.items():
-            self.alarms[metric_name] = cloudwatch.Metric(
-                namespace=namespace,
-                metric_name=metric_name,
-                dimensions_map={"service": service},
-                period=Duration.minutes(5),
-                statistic="Sum",
-            ).create_alarm(
+            self.alarms[metric_name] = pipeline_metric(metric_name).create_alarm(
                 self,
                 metric_name,
                 alarm_description=f"{metric_name} > 0: {meaning}",
@@ -82,6 +99,40 @@ class Monitoring(Construct):
                 comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
                 treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
             )
+        if max_wait_seconds > 0:  # the age rule is on: a photo should never wait much longer than it
+            self.alarms["BacklogTooOld"] = pipeline_metric("OldestPendingAgeSeconds", "Maximum").create_alarm(
+                self,
+                "BacklogTooOld",
+                alarm_description=f"A pending image waited over 2 x BATCH_MAX_WAIT_SECONDS ({max_wait_seconds} s) for "
+                "15 min: the tick Lambda is not sealing (see its logs and errors)",
+                threshold=2 * max_wait_seconds,
+                evaluation_periods=3,
+                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            )
+
+        rows = [
+            cloudwatch.GraphWidget(
+                title=title, width=8, left=[pipeline_metric(name, statistic) for name, statistic in metrics]
+            )
+            for title, metrics in DASHBOARD_ROWS
+        ]
+        rows.append(
+            cloudwatch.GraphWidget(
+                title="Dead-letter queue depth (S3 events not recorded)",
+                width=8,
+                left=[dead_letter_queue.metric_approximate_number_of_messages_visible(statistic="Maximum")],
+            )
+        )
+        rows.append(
+            cloudwatch.GraphWidget(
+                title="Lambda errors",
+                width=24,
+                left=[function.metric_errors(statistic="Sum", label=name) for name, function in functions.items()],
+            )
+        )
+        self.dashboard = cloudwatch.Dashboard(self, "Dashboard", widgets=[rows[i : i + 3] for i in range(0, 6, 3)])
+        self.dashboard.add_widgets(rows[6])
 
         self.topic: sns.Topic | None = None
         if alarm_email:

@@ -453,3 +453,17 @@ def test_the_local_provisioner_sets_the_same_lambda_environment_as_the_stack(syn
     assert {"MAX_ATTEMPTS", "JOB_TIMEOUT_MINUTES"} <= set(local)
     settings = settings_from_env(local)
     assert (settings.max_attempts, settings.job_timeout_minutes, settings.lake_uri) == (3, 120, "/tmp/lake")
+
+
+def test_dashboard_shows_backlog_oldest_age_job_runs_failures_dlq_and_errors(synthesized: Synthesized) -> None:
+    # GIVEN the synthesized stack  WHEN its one dashboard is read  THEN every row of the flow is on it
+    (dashboard,) = synthesized.of_type("AWS::CloudWatch::Dashboard").values()
+    parts = dashboard["Properties"]["DashboardBody"]["Fn::Join"][1]  # JSON text with tokens (ARNs, names) between
+    body = "".join(part for part in parts if isinstance(part, str))
+    for metric in ("ImagesRecorded", "PendingImages", "OldestPendingAgeSeconds", "JobRunsStarted", "JobRunsFailed",
+                   "JobRunStartFailures", "BatchesQuarantined", "ApproximateNumberOfMessagesVisible", "Errors"):
+        assert f'"{metric}"' in body, metric
+    # AND a backlog older than twice the max wait (900 s by default) for 15 minutes alarms
+    (alarm,) = [a for a in synthesized.of_type("AWS::CloudWatch::Alarm").values()
+                if a["Properties"].get("MetricName") == "OldestPendingAgeSeconds"]
+    assert alarm["Properties"]["Threshold"] == 1800 and alarm["Properties"]["EvaluationPeriods"] == 3

@@ -15,12 +15,12 @@ from lambdas.dal.table_core import (
     GSI_SK,
     MAX_CLAIM_CHUNK,
     PK,
-    SK,
     BatchStatus,
     ImageStatus,
     TableCore,
     _key,
     batch_key,
+    claim_update,
 )
 
 
@@ -98,23 +98,7 @@ class BatchItems(TableCore):
                     }
                 }
             ]
-            for image in todo:
-                items.append(
-                    {
-                        "Update": {
-                            "Key": _key({PK: image[PK], SK: image[SK]}),
-                            "UpdateExpression": "SET #s = :claimed, batch_id = :b, #gpk = :gpk",
-                            "ConditionExpression": "#s = :pending",
-                            "ExpressionAttributeNames": {"#s": "status", "#gpk": GSI_PK},
-                            "ExpressionAttributeValues": values(
-                                claimed=ImageStatus.CLAIMED.value,
-                                b=batch_id,
-                                gpk=f"BATCH#{batch_id}",
-                                pending=ImageStatus.PENDING.value,
-                            ),
-                        }
-                    }
-                )
+            items += [claim_update(image, batch_id, gsi_pk=f"BATCH#{batch_id}") for image in todo]
             codes = self._transact(items)
             if codes is None:
                 return [{**image, "status": ImageStatus.CLAIMED.value, "batch_id": batch_id} for image in todo]

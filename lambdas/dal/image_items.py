@@ -18,11 +18,14 @@ from lambdas.dal.table_core import (
     PENDING_GSI_PK,
     PK,
     SK,
+    Fate,
     ImageStatus,
+    RecordResult,
     TableCore,
     _key,
+    head_update,
 )
-from lambdas.logic.keys import ImageRef, image_item_key, short_hash
+from lambdas.logic.keys import ImageRef, image_item_key, sequencer_key, short_hash
 
 
 class ImageItems(TableCore):
@@ -36,11 +39,19 @@ class ImageItems(TableCore):
 
     # --- images --------------------------------------------------------------------------------------
     def record_image(self, ref: ImageRef, *, label: str | None, now: dt.datetime) -> bool:
-        """Record one image as PENDING and count it, atomically; False if it was already recorded (no-op).
+        """:meth:`record_version`; False if the version was already recorded (no-op)."""
+        return self.record_version(ref, label=label, now=now) is not RecordResult.DUPLICATE
 
-        ``label`` None (an image with no class folder) leaves the attribute out.
+    def record_version(self, ref: ImageRef, *, label: str | None, now: dt.datetime) -> RecordResult:
+        """Record one image version as PENDING and count it, atomically, if it is the key's latest event.
+
+        With a ``ref.sequencer`` the key's ``HEAD`` item moves to it in the same transaction, on condition that
+        no later event of the key was applied (``seq_key <= :q``; equal = the same event redelivered). A version
+        older than the key's latest event is recorded as SUPERSEDED (not counted, never claimed). ``label`` None
+        leaves the attribute out. Returns RECORDED, DUPLICATE (already recorded: no-op) or SUPERSEDED.
         """
         pk, sk = image_item_key(ref.bucket, ref.key, ref.etag)
+        seq = sequencer_key(ref.sequencer)
         item = {
             PK: pk,
             SK: sk,
@@ -51,30 +62,37 @@ class ImageItems(TableCore):
             "etag": ref.etag,
             "size": ref.size,
             "label": label,
+            "sequencer": ref.sequencer,
+            "seq_key": seq,
+            "event_time": ref.event_time,
             "status": ImageStatus.PENDING.value,
             "recorded_at": now,
             GSI_PK: PENDING_GSI_PK,
             GSI_SK: f"{iso_utc(now)}#{short_hash(pk, sk)}",
         }
-        codes = self._transact(
-            [
-                {
-                    "Put": {
-                        "Item": to_item(item),
-                        "ConditionExpression": "attribute_not_exists(#pk)",
-                        "ExpressionAttributeNames": {"#pk": PK},
-                    }
-                },
-                {
-                    "Update": {
-                        "Key": _key(COUNTER_KEY),
-                        "UpdateExpression": "ADD pending :one",
-                        "ExpressionAttributeValues": values(one=1),
-                    }
-                },
-            ]
-        )
-        return codes is None
+        put = {
+            "Put": {
+                "Item": to_item(item),
+                "ConditionExpression": "attribute_not_exists(#pk)",
+                "ExpressionAttributeNames": {"#pk": PK},
+            }
+        }
+        count = {
+            "Update": {
+                "Key": _key(COUNTER_KEY),
+                "UpdateExpression": "ADD pending :one",
+                "ExpressionAttributeValues": values(one=1),
+            }
+        }
+        head = [] if seq is None else [head_update(pk, seq, ref.sequencer, current=sk, now=now)]
+        codes = self._transact([put, count, *head])
+        if codes is None:
+            return RecordResult.RECORDED
+        if codes[0] == "ConditionalCheckFailed":
+            return RecordResult.DUPLICATE
+        stale = {**item, "status": ImageStatus.SUPERSEDED.value, "fate": Fate.SUPERSEDED.value, GSI_PK: "IMAGES#OLD"}
+        put["Put"]["Item"] = to_item(stale)
+        return RecordResult.SUPERSEDED if self._transact([put]) is None else RecordResult.DUPLICATE
 
     def existing_images(self, keys: list[tuple[str, str]]) -> set[tuple[str, str]]:
         """Which of the image ``(pk, sk)`` keys are already recorded (BatchGetItem, 100 keys per call)."""
@@ -112,13 +130,14 @@ class ImageItems(TableCore):
         return [Image.from_item(item) for item in self._query_gsi(f"BATCH#{batch_id}")]
 
     def mark_images_done(self, batch_id: str, images: list[dict[str, Any]], *, now: dt.datetime) -> int:
-        """Set ``status=DONE`` on the batch's images (idempotent); returns how many changed.
+        """Set ``status=DONE`` on the batch's live images (idempotent; superseded/removed ones are left out);
+        returns how many changed.
 
         Transactions of up to :data:`MAX_TRANSACTION_ITEMS` updates, each conditioned on ``batch_id``; a chunk
         whose condition fails for some image (it no longer belongs to the batch) is redone one image at a time,
         so the others are still marked.
         """
-        todo = [image for image in images if image.get("status") != ImageStatus.DONE]
+        todo = [image for image in images if image.get("status") != ImageStatus.DONE and not image.get("fate")]
         changed = 0
         for start in range(0, len(todo), MAX_TRANSACTION_ITEMS):
             chunk = todo[start : start + MAX_TRANSACTION_ITEMS]

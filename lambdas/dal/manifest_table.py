@@ -7,9 +7,20 @@ Item shapes (all timestamps ISO-8601 UTC strings, sizes in bytes):
   ``status`` (``PENDING`` → ``CLAIMED`` → ``DONE``), ``recorded_at``, ``batch_id`` (once claimed).
   GSI: ``gsi1pk = "IMAGES#PENDING"`` while pending, then ``"BATCH#<batch_id>"`` for ever (a batch's images stay
   attached, whatever the batch's fate); ``gsi1sk = "<recorded_at>#<16 hex of pk+sk>"`` (FIFO order).
+  Life cycle (issue 10): ``sequencer`` / ``seq_key`` (:func:`lambdas.logic.keys.sequencer_key`) / ``event_time``
+  of the S3 event (absent when found by listing); ``fate`` = ``superseded`` | ``removed`` once a later event of the
+  key replaced or deleted it (a PENDING one is still claimed, but left out of the manifest); status ``SUPERSEDED``
+  (``gsi1pk = "IMAGES#OLD"``) for a version recorded after a later event of its key (never featurized).
+* **Key head** — ``pk = "IMAGE#s3://<bucket>/<key>"``, ``sk = "HEAD"``: ``seq_key``/``sequencer`` of the latest
+  event applied to the key, ``current_sk`` (the live version's ``sk``, ``""`` once removed). Moved only on
+  condition ``seq_key <= :new`` (in the record transaction), so a late event for an older version never wins.
+* **Erasure** — ``pk = "ERASURE#s3://<bucket>/<key>"``, ``sk = "SEQ#<seq_key>"``: ``image_uri``, ``sequencer``,
+  ``reason`` (deleted), ``status`` PENDING → CLAIMED, ``batch_id``; ``gsi1pk = "ERASURES#PENDING"`` then
+  ``"ERASURES#<batch_id>"``: written to ``<manifests_prefix><batch_id>.erase.jsonl`` when that batch seals.
 * **Counter** — ``pk = "META"``, ``sk = "COUNTER"``: ``pending`` = images recorded and not yet reserved by a
   batch (exact: changed only inside the same transactions that record images or reserve/release batch
-  slots), ``seq`` = number of batches created (batch ids embed it, so they sort in sealing order).
+  slots), ``erasures_pending`` = erasures not yet attached to a batch, ``seq`` = number of batches created
+  (batch ids embed it, so they sort in sealing order).
 * **Batch** — ``pk = "BATCH#<batch_id>"``, ``sk = "BATCH"``: ``batch_id``, ``seq``, ``status``
   (``CLAIMING`` → ``SEALED`` → ``STARTING`` → ``RUNNING`` → ``SUCCEEDED``; on FAILED/CANCELLED back to ``SEALED``
   for a new attempt, or ``QUARANTINED`` after MAX_ATTEMPTS failures), ``reason`` (threshold | flush),
@@ -37,10 +48,19 @@ from lambdas.dal.batch_items import BatchItems
 from lambdas.dal.codec import to_attr
 from lambdas.dal.image_items import ImageItems
 from lambdas.dal.job_run_items import JobRunItems
-from lambdas.dal.table_core import BatchStatus, ImageStatus, TransactionGaveUp, batch_key, job_run_key
+from lambdas.dal.lifecycle_items import Counts, LifecycleItems, Removal
+from lambdas.dal.table_core import (
+    BatchStatus,
+    Fate,
+    ImageStatus,
+    RecordResult,
+    TransactionGaveUp,
+    batch_key,
+    job_run_key,
+)
 
 
-class ManifestTable(ImageItems, BatchItems, JobRunItems):
+class ManifestTable(ImageItems, BatchItems, JobRunItems, LifecycleItems):
     """Typed operations on the manifest table; ``client`` is a boto3 DynamoDB client (thread-safe).
 
     One object, its operations grouped by item family: :class:`ImageItems` (counter, images), :class:`BatchItems`,
@@ -48,4 +68,16 @@ class ManifestTable(ImageItems, BatchItems, JobRunItems):
     """
 
 
-__all__ = ["BatchStatus", "ImageStatus", "ManifestTable", "TransactionGaveUp", "batch_key", "job_run_key", "to_attr"]
+__all__ = [
+    "BatchStatus",
+    "Counts",
+    "Fate",
+    "ImageStatus",
+    "ManifestTable",
+    "RecordResult",
+    "Removal",
+    "TransactionGaveUp",
+    "batch_key",
+    "job_run_key",
+    "to_attr",
+]

@@ -27,6 +27,9 @@ class Image:
     label: str | None = None
     batch_id: str | None = None
     recorded_at: str | None = None
+    sequencer: str | None = None
+    event_time: str | None = None
+    fate: str | None = None  # superseded | removed (None: the key's live content)
 
     @classmethod
     def from_item(cls, item: dict[str, Any]) -> Image:
@@ -43,6 +46,9 @@ class Image:
             label=item.get("label"),
             batch_id=item.get("batch_id"),
             recorded_at=item.get("recorded_at"),
+            sequencer=item.get("sequencer"),
+            event_time=item.get("event_time"),
+            fate=item.get("fate"),
         )
 
 

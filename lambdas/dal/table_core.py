@@ -20,6 +20,8 @@ META = "META"
 COUNTER_KEY = {PK: META, SK: "COUNTER"}
 SLOT_KEY = {PK: META, SK: "JOB_RUN_SLOT"}
 PENDING_GSI_PK = "IMAGES#PENDING"
+HEAD_SK = "HEAD"  # per S3 key: the latest event applied (sequencer order)
+ERASURES_PENDING_GSI_PK = "ERASURES#PENDING"
 MAX_TRANSACTION_ITEMS = 100  # TransactWriteItems limit (AWS DynamoDB quotas)
 MAX_CLAIM_CHUNK = MAX_TRANSACTION_ITEMS - 1  # 99 images + the batch item
 RETRYABLE_CANCEL_CODES = {"None", "TransactionConflict", "ThrottlingError", "ProvisionedThroughputExceeded"}
@@ -29,6 +31,20 @@ class ImageStatus(StrEnum):
     PENDING = "PENDING"
     CLAIMED = "CLAIMED"
     DONE = "DONE"
+    SUPERSEDED = "SUPERSEDED"  # recorded after a newer event of its key: never pending, never featurized
+
+
+class Fate(StrEnum):
+    """How an image version left the live set (attribute ``fate``; absent while it is the key's live content)."""
+
+    SUPERSEDED = "superseded"  # a newer version of the key was recorded (S3 sequencer order)
+    REMOVED = "removed"  # the object was deleted (ObjectRemoved:Delete / DeleteMarkerCreated)
+
+
+class RecordResult(StrEnum):
+    RECORDED = "recorded"
+    DUPLICATE = "duplicate"
+    SUPERSEDED = "superseded"  # recorded, but older than the key's latest event: never featurized
 
 
 class BatchStatus(StrEnum):
@@ -64,6 +80,39 @@ def _free_slot(batch_id: str, now: dt.datetime) -> dict[str, Any]:
             "UpdateExpression": "REMOVE holder, attempt SET since = :now",
             "ConditionExpression": "holder = :b",
             "ExpressionAttributeValues": values(b=batch_id, now=now),
+        }
+    }
+
+
+def head_update(pk: str, seq: str, sequencer: str | None, *, current: str, now: dt.datetime) -> dict[str, Any]:
+    """The transaction item moving key ``pk``'s HEAD to event ``seq`` unless a later event was applied.
+
+    ``seq`` is the padded sequencer (``lambdas.logic.keys.sequencer_key``), ``current`` the live version's sort
+    key (``""`` once the object was removed). Equal ``seq`` = the same event again: allowed (idempotent).
+    """
+    return {
+        "Update": {
+            "Key": _key({PK: pk, SK: HEAD_SK}),
+            "UpdateExpression": "SET #t = :t, seq_key = :q, sequencer = :s, current_sk = :c, updated_at = :now",
+            "ConditionExpression": "attribute_not_exists(seq_key) OR seq_key <= :q",
+            "ExpressionAttributeNames": {"#t": "type"},
+            "ExpressionAttributeValues": values(t="image_head", q=seq, s=sequencer, c=current, now=now),
+        }
+    }
+
+
+def claim_update(item: dict[str, Any], batch_id: str, *, gsi_pk: str) -> dict[str, Any]:
+    """The transaction item claiming a PENDING image or erasure ``item`` for ``batch_id`` (its GSI partition
+    becomes ``gsi_pk``); its condition fails if another batch claimed it first."""
+    return {
+        "Update": {
+            "Key": _key({PK: item[PK], SK: item[SK]}),
+            "UpdateExpression": "SET #s = :claimed, batch_id = :b, #gpk = :gpk",
+            "ConditionExpression": "#s = :pending",
+            "ExpressionAttributeNames": {"#s": "status", "#gpk": GSI_PK},
+            "ExpressionAttributeValues": values(
+                claimed=ImageStatus.CLAIMED.value, b=batch_id, gpk=gsi_pk, pending=ImageStatus.PENDING.value
+            ),
         }
     }
 

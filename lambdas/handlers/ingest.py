@@ -1,4 +1,4 @@
-"""SQS → ingest: each message body is an S3 event notification; record images, seal batches at the threshold."""
+"""SQS → ingest: each message body is an S3 event notification; record created / removed images, seal when due."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from lambdas.handlers.observability import count, count_job_starts, logger, metrics, tracer
 from lambdas.logic.keys import ImageRef, decode_event_key
-from lambdas.pipeline import get_pipeline
+from lambdas.pipeline import IngestOutcome, get_pipeline
 
 
 @tracer.capture_method
@@ -23,23 +23,42 @@ def record_handler(record: SQSRecord) -> None:
     pipeline = get_pipeline()
     for s3_record in S3Event(body).records:
         obj = s3_record.s3.get_object
-        ref = ImageRef(s3_record.s3.bucket.name, decode_event_key(obj.key), obj.etag, obj.size, obj.version_id)
-        if not s3_record.event_name.startswith("ObjectCreated:"):
-            logger.info("skipped object", extra={"uri": ref.uri, "reason": f"event_{s3_record.event_name}"})
+        ref = ImageRef(
+            s3_record.s3.bucket.name,
+            decode_event_key(obj.key),
+            obj.get("eTag") or "",
+            int(obj.get("size") or 0),
+            obj.get("versionId"),
+            sequencer=obj.get("sequencer"),
+            event_time=s3_record.get("eventTime"),
+        )
+        event = s3_record.event_name
+        if event.startswith("ObjectRemoved:"):  # Delete / DeleteMarkerCreated
+            outcome = pipeline.remove(ref)
+            logger.info("object removed", extra={"uri": ref.uri, "images": outcome.removed, "skipped": outcome.skipped})
+        elif event.startswith("ObjectCreated:"):
+            outcome = pipeline.ingest(ref)
+            _log_recorded(ref, outcome)
+        else:
+            logger.info("skipped object", extra={"uri": ref.uri, "reason": f"event_{event}"})
             count("ObjectsSkipped", 1)
             continue
-        outcome = pipeline.ingest(ref)
-        if outcome.skipped:
-            logger.info("skipped object", extra={"uri": ref.uri, "reason": outcome.skipped})
-            count("ObjectsSkipped", 1)
-        elif outcome.duplicate:
-            logger.info("duplicate delivery ignored", extra={"uri": ref.uri})
-            count("DuplicatesIgnored", 1)
-        else:
-            logger.info("image recorded", extra={"uri": ref.uri, "pending": outcome.pending})
-            count("ImagesRecorded", 1)
+        count("ImagesRemoved", outcome.removed)
+        count("ImagesSuperseded", outcome.superseded)
         count("BatchesSealed", len(outcome.sealed))
         count_job_starts(len(outcome.started), outcome.start_failures, outcome.start_quarantined)
+
+
+def _log_recorded(ref: ImageRef, outcome: IngestOutcome) -> None:
+    if outcome.skipped:
+        logger.info("skipped object", extra={"uri": ref.uri, "reason": outcome.skipped})
+        count("ObjectsSkipped", 1)
+    elif outcome.duplicate:
+        logger.info("duplicate delivery ignored", extra={"uri": ref.uri})
+        count("DuplicatesIgnored", 1)
+    else:
+        logger.info("image recorded", extra={"uri": ref.uri, "pending": outcome.pending})
+        count("ImagesRecorded", 1)
 
 
 @logger.inject_lambda_context(correlation_id_path="Records[0].messageId")

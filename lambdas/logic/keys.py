@@ -14,7 +14,8 @@ class ImageRef:
     """One S3 object version seen as an image.
 
     ``etag`` is stored without surrounding quotes (S3 notifications send it bare, ``ListObjectsV2`` quoted);
-    ``size`` is in bytes; ``version_id`` is None for unversioned buckets.
+    ``size`` is in bytes; ``version_id`` is None for unversioned buckets. ``sequencer`` (hex string) and
+    ``event_time`` (ISO-8601 UTC) come from the S3 event; None when the object was found by listing.
     """
 
     bucket: str
@@ -22,6 +23,8 @@ class ImageRef:
     etag: str
     size: int
     version_id: str | None = None
+    sequencer: str | None = None
+    event_time: str | None = None
 
     @property
     def uri(self) -> str:
@@ -82,9 +85,26 @@ def image_item_key(bucket: str, key: str, etag: str) -> tuple[str, str]:
     The version id is not part of the identity: a new version with identical content is the same image, and
     ``reconcile`` (which lists objects without versions) must compute the same key as the S3 notification.
     """
-    return f"IMAGE#s3://{bucket}/{key}", f"ETAG#{normalize_etag(etag)}"
+    return image_key_pk(bucket, key), f"ETAG#{normalize_etag(etag)}"
 
 
 def short_hash(*parts: str, length: int = 16) -> str:
     """First ``length`` hex digits of SHA-256 over ``parts`` joined by NUL (stable sort-key suffix)."""
     return hashlib.sha256("\x00".join(parts).encode()).hexdigest()[:length]
+
+
+SEQUENCER_WIDTH = 64
+
+
+def sequencer_key(sequencer: str | None) -> str | None:
+    """A sequencer made comparable as text: upper-case hex left-padded with ``0`` to :data:`SEQUENCER_WIDTH`.
+
+    AWS S3 "Event message structure": compare two sequencers of the same key by left-padding the shorter with
+    zeros, then as strings; the greater is the later event. None stays None (no event, e.g. a listed object).
+    """
+    return sequencer.upper().rjust(SEQUENCER_WIDTH, "0") if sequencer else None
+
+
+def image_key_pk(bucket: str, key: str) -> str:
+    """Partition key shared by every recorded version of one S3 key (and its ``HEAD`` item)."""
+    return f"IMAGE#s3://{bucket}/{key}"

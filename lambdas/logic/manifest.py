@@ -8,7 +8,8 @@ from typing import Any
 
 
 def manifest_record(image: Mapping[str, Any]) -> dict[str, Any]:
-    """One manifest object from an image item (``bucket``, ``key``, ``etag``, ``size``, ``label``, ``version_id``).
+    """One manifest object from an image item (``bucket``, ``key``, ``etag``, ``size``, ``label``, ``version_id``,
+    ``event_time``, ``sequencer``: the S3 event's, null when the image was found by listing).
 
     ``etag`` is written quoted, as S3 returns it; ``size`` is an int in bytes; ``label`` null when the item has none.
     """
@@ -21,6 +22,8 @@ def manifest_record(image: Mapping[str, Any]) -> dict[str, Any]:
         "etag": f'"{etag}"' if etag else None,
         "size": int(image["size"]),
         "label": image.get("label"),
+        "event_time": image.get("event_time"),
+        "sequencer": image.get("sequencer"),
     }
 
 
@@ -33,3 +36,17 @@ def render_manifest(images: Iterable[Mapping[str, Any]]) -> str:
 def manifest_key(manifests_prefix: str, batch_id: str) -> str:
     """S3 key of a batch manifest: ``<manifests_prefix><batch_id>.jsonl``."""
     return f"{manifests_prefix}{batch_id}.jsonl"
+
+
+def erase_manifest_key(manifests_prefix: str, batch_id: str) -> str:
+    """S3 key of a batch's erasures, beside its manifest: ``<manifests_prefix><batch_id>.erase.jsonl``."""
+    return f"{manifests_prefix}{batch_id}.erase.jsonl"
+
+
+def render_erasures(erasures: Iterable[Mapping[str, Any]]) -> str:
+    """Erase JSON lines ``{"image_uri", "sequencer", "reason"}`` (docs/contracts.md), ordered by image_uri."""
+    records = sorted(
+        ({"image_uri": e["image_uri"], "sequencer": e.get("sequencer"), "reason": e["reason"]} for e in erasures),
+        key=lambda r: (r["image_uri"], r["sequencer"] or ""),
+    )
+    return "".join(json.dumps(record, ensure_ascii=False) + "\n" for record in records)

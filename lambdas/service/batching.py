@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, replace
 
-from lambdas.dal.manifest_table import BatchStatus
+from lambdas.dal.manifest_table import BatchStatus, Counts, RecordResult
 from lambdas.dal.records import Batch
 from lambdas.logic.batches import age_seconds, flush_claim_size, new_batch_id, seal_reason, threshold_claim_size
-from lambdas.logic.keys import ImageRef, label_for_key, normalize_etag, skip_reason
-from lambdas.logic.manifest import manifest_key, render_manifest
+from lambdas.logic.keys import ImageRef, image_item_key, label_for_key, normalize_etag, skip_reason
+from lambdas.logic.manifest import erase_manifest_key, manifest_key, render_erasures, render_manifest
 from lambdas.resources import MANIFESTS_PREFIX
 from lambdas.service.base import (
     MANIFEST_GSI_WAIT_SECONDS,
@@ -44,20 +44,50 @@ class Batching(ServiceBase):
         if reason is not None:
             outcome.skipped = reason
             return outcome
-        ref = ImageRef(ref.bucket, ref.key, normalize_etag(ref.etag), int(ref.size), ref.version_id or None)
+        ref = replace(ref, etag=normalize_etag(ref.etag), size=int(ref.size), version_id=ref.version_id or None)
         if not ref.etag:
             outcome.skipped = "missing_etag"
             return outcome
         label = label_for_key(ref.key, self.settings.images_prefix)
-        outcome.recorded = self.table.record_image(ref, label=label, now=self.clock())
+        now = self.clock()
+        result = self.table.record_version(ref, label=label, now=now)
+        outcome.recorded = result is not RecordResult.DUPLICATE
         outcome.duplicate = not outcome.recorded
-        outcome.pending, _ = self.table.counter()
+        if result is RecordResult.SUPERSEDED:
+            outcome.superseded = 1  # a later event of the key was applied first: never featurized
+        elif ref.sequencer:  # also on a duplicate: the retry of a crashed invocation finishes its work
+            pk_sk = image_item_key(ref.bucket, ref.key, ref.etag)
+            outcome.superseded = self.table.supersede_older(
+                ref.bucket, ref.key, sequencer=ref.sequencer, keep_sk=pk_sk[1], now=now
+            )
+        outcome.pending = self.table.counts().pending
+        return outcome
+
+    def remove(self, ref: ImageRef) -> IngestOutcome:
+        """Apply an ObjectRemoved event (Delete / DeleteMarkerCreated) for ``ref.key``, then seal if due.
+
+        The key's versions up to the event's sequencer are marked removed: a pending one is never featurized, a
+        claimed or featurized one queues an erasure for the next sealed batch (``erasure_queued``). A removal
+        older than the key's latest event is ignored (``skipped = "stale_event"``).
+        """
+        outcome = IngestOutcome(uri=ref.uri)
+        reason = skip_reason(ref.key, self.settings.images_prefix)
+        if reason is not None:
+            outcome.skipped = reason
+            return outcome
+        removal = self.table.mark_removed(ref.bucket, ref.key, sequencer=ref.sequencer, now=self.clock())
+        if not removal.applied:
+            outcome.skipped = "stale_event"
+            return outcome
+        outcome.removed, outcome.erasure_queued = removal.images_removed, removal.erasure_queued
+        outcome.pending = self.table.counts().pending
+        self.seal_if_due(outcome)
         return outcome
 
     def seal_if_due(self, outcome: IngestOutcome) -> None:
         """Seal when due (BATCH_THRESHOLD pending, or the oldest pending image waited BATCH_MAX_WAIT_SECONDS) and
         start the next batch; what it did goes into ``outcome``."""
-        reason = self._due(outcome.pending or 0)
+        reason = self._due(self.table.counts())
         if reason is not None:
             outcome.sealed = self.seal_pending(reason=reason)
             self._start_next_quietly(outcome)
@@ -69,17 +99,12 @@ class Batching(ServiceBase):
         image, then a seal (``reason="max_wait"`` or ``"threshold"``) if due and the next batch's start.
         ``oldest_pending_age_seconds`` is reported for the OldestPendingAgeSeconds metric (None when none).
         """
-        pending, _ = self.table.counter()
-        outcome = TickOutcome(pending=pending)
-        if pending == 0:
+        counts = self.table.counts()
+        outcome = TickOutcome(pending=counts.pending)
+        if counts.pending == 0 and counts.erasures == 0:
             return outcome
-        outcome.oldest_pending_age_seconds = self.oldest_pending_age()
-        reason = seal_reason(
-            pending,
-            outcome.oldest_pending_age_seconds,
-            threshold=self.settings.batch_threshold,
-            max_wait_seconds=self.settings.batch_max_wait_seconds,
-        )
+        outcome.oldest_pending_age_seconds = self.oldest_pending_age() if counts.pending else None
+        reason = self._due(counts, oldest_age=outcome.oldest_pending_age_seconds)
         if reason is not None:
             outcome.sealed = self.seal_pending(reason=reason)
         self._start_next_quietly(outcome)
@@ -90,17 +115,31 @@ class Batching(ServiceBase):
         oldest = self.table.pending_images(limit=1)
         return age_seconds(oldest[0]["recorded_at"], self.clock()) if oldest else None
 
-    def _due(self, pending: int) -> str | None:
-        """The seal reason for ``pending`` images now (count, then age: the age costs one GSI query)."""
+    def _due(self, counts: Counts, *, oldest_age: float | None = None) -> str | None:
+        """The seal reason now: count, then age (of the oldest pending image, else erasure; one GSI query each).
+
+        ``oldest_age`` is the oldest pending image's age when the caller already read it.
+        """
         settings = self.settings
-        if pending >= settings.batch_threshold:
+        if counts.pending >= settings.batch_threshold:
             return "threshold"
-        if pending == 0 or settings.batch_max_wait_seconds == 0:
+        if settings.batch_max_wait_seconds == 0:
             return None
-        age = self.oldest_pending_age()
-        return seal_reason(
-            pending, age, threshold=settings.batch_threshold, max_wait_seconds=settings.batch_max_wait_seconds
-        )
+        if counts.pending > 0:
+            age = oldest_age if oldest_age is not None else self.oldest_pending_age()
+            reason = seal_reason(
+                counts.pending,
+                age,
+                threshold=settings.batch_threshold,
+                max_wait_seconds=settings.batch_max_wait_seconds,
+            )
+            if reason is not None:
+                return reason
+        if counts.erasures > 0:
+            oldest = self.table.pending_erasures(limit=1)
+            if oldest and age_seconds(oldest[0]["requested_at"], self.clock()) >= settings.batch_max_wait_seconds:
+                return "max_wait"  # removals wait no longer than images (a batch of erasures only)
+        return None
 
     # --- sealing -------------------------------------------------------------------------------------
     def seal_pending(self, *, reason: str = "threshold") -> list[str]:
@@ -112,14 +151,17 @@ class Batching(ServiceBase):
         Returns the sealed batch ids in sealing order. Safe under any concurrency (see :mod:`lambdas.dal`).
         """
         sealed: list[str] = []
+        erasures_only_tried = False
         while True:
-            pending, seq = self.table.counter()
+            counts = self.table.counts()
+            pending, seq = counts.pending, counts.seq
             if reason in ("flush", "max_wait"):
                 size = flush_claim_size(pending, self.settings.batch_max_images)
             else:
                 size = threshold_claim_size(pending, self.settings.batch_threshold, self.settings.batch_max_images)
-            if size == 0:
+            if size == 0 and (reason == "threshold" or counts.erasures == 0 or erasures_only_tried):
                 return sealed
+            erasures_only_tried = size == 0  # a batch of 0 images that carries the pending erasures
             batch_id = new_batch_id(seq + 1)
             if not self.table.reserve_batch(
                 batch_id=batch_id, seq=seq + 1, expected_seq=seq, size=size, reason=reason, now=self.clock()
@@ -158,9 +200,19 @@ class Batching(ServiceBase):
 
     def _write_manifest_and_seal(self, batch: Batch) -> bool:
         batch_id, claimed = batch.batch_id, batch.claimed
-        if claimed == 0:
+        for erasure in self.table.pending_erasures(limit=1000):
+            self.table.claim_erasure(erasure, batch_id)  # every sealed batch carries the erasures queued so far
+        erasures = self.table.batch_erasures(batch_id)
+        if claimed == 0 and not erasures:
             self.table.drop_empty_batch(batch_id)  # every reservation went back to the counter: nothing to run
             return False
+        if erasures:
+            self.s3.put_object(
+                Bucket=self.settings.data_bucket,
+                Key=erase_manifest_key(MANIFESTS_PREFIX, batch_id),
+                Body=render_erasures(erasures).encode("utf-8"),
+                ContentType="application/x-ndjson",
+            )
         images = self.table.images_of_batch(batch_id)
         for wait in MANIFEST_GSI_WAIT_SECONDS:
             if len(images) >= claimed:
@@ -173,7 +225,7 @@ class Batching(ServiceBase):
         self.s3.put_object(
             Bucket=self.settings.data_bucket,
             Key=key,
-            Body=render_manifest(asdict(image) for image in images).encode("utf-8"),
+            Body=render_manifest(asdict(image) for image in images if image.fate is None).encode("utf-8"),
             ContentType="application/x-ndjson",
         )
         manifest_uri = f"s3://{self.settings.data_bucket}/{key}"

@@ -83,6 +83,9 @@ class IngestOutcome(JobStarts):
     skipped: str | None = None
     pending: int | None = None
     sealed: list[str] = field(default_factory=list)
+    superseded: int = 0  # image versions this event superseded (itself, if it came late)
+    removed: int = 0  # image versions an ObjectRemoved event marked removed
+    erasure_queued: bool = False
 
 
 @dataclass

@@ -14,8 +14,15 @@ import pytest
 from lambdas.config import SettingsError, settings_from_env
 from lambdas.logic.batches import BATCH_ID_RE, flush_claim_size, new_batch_id, threshold_claim_size
 from lambdas.logic.job_request import build_start_job_run_request, client_token, spark_submit_parameters
-from lambdas.logic.keys import decode_event_key, image_item_key, label_for_key, normalize_etag, skip_reason
-from lambdas.logic.manifest import manifest_key, render_manifest
+from lambdas.logic.keys import (
+    decode_event_key,
+    image_item_key,
+    label_for_key,
+    normalize_etag,
+    sequencer_key,
+    skip_reason,
+)
+from lambdas.logic.manifest import erase_manifest_key, manifest_key, render_manifest
 
 ENV = {
     "DATA_BUCKET": "fruits-data",
@@ -103,9 +110,18 @@ def test_manifest_lines_follow_the_contract() -> None:
         "etag": '"e1"',
         "size": 4711,
         "label": "Apple Braeburn",
+        "event_time": None,
+        "sequencer": None,
     }
     assert "Pêche" in lines[1] and json.loads(lines[1])["version_id"] is None
     assert manifest_key("manifests/", "b000001-00000000") == "manifests/b000001-00000000.jsonl"
+    assert erase_manifest_key("manifests/", "b000001-00000000") == "manifests/b000001-00000000.erase.jsonl"
+
+
+def test_sequencers_compare_after_left_padding_with_zeros() -> None:
+    # GIVEN S3 sequencers of different lengths WHEN made comparable THEN the longer (later) one sorts after
+    assert sequencer_key("0A") < sequencer_key("00B0") < sequencer_key("0000000000000A00")
+    assert sequencer_key("0055aa") == sequencer_key("55AA") and sequencer_key(None) is None
 
 
 def test_start_job_run_request_and_client_tokens() -> None:

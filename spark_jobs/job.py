@@ -28,11 +28,11 @@ import numpy as np
 import pyarrow as pa
 from pyspark.sql import SparkSession
 
+from spark_jobs import erasure, tables
 from spark_jobs import lake as lake_io
-from spark_jobs import tables
 from spark_jobs.engines import check_engine, default_engine
 from spark_jobs.featurize_pass import BatchFeatures, featurize_batch
-from spark_jobs.manifest import read_manifest
+from spark_jobs.manifest import read_erasures, read_manifest
 from spark_jobs.models import ModelSpec, resolve_weights
 from spark_jobs.pca import PcaVersion, commit_version, plan_version
 from spark_jobs.projection import project_vectors
@@ -146,6 +146,7 @@ def run_batch(spark: SparkSession, config: JobConfig, spec: ModelSpec | None = N
     featurized, reasons = batch.features.num_rows, batch.rejected_by_reason
     ids = {"batch_id": config.batch_id, "model_id": spec.model_id}
     with timer.stage("pca_fit"):
+        erasure.complete_pending(lake, config.lake, spec.model_id)  # an erasure killed mid-way rolls forward first
         planned = plan_version(config.lake, spec.model_id, config.batch_id, batch.stats, config.pca_k)
     committed_at = dt.datetime.now(dt.UTC)
     with timer.stage("write_rejects"):
@@ -156,6 +157,11 @@ def run_batch(spark: SparkSession, config: JobConfig, spec: ModelSpec | None = N
         rows = feature_rows(batch, planned, batch_id=config.batch_id, committed_at=committed_at)
         tables.replace_batch_rows(lake, tables.FEATURES, rows, **ids,
                                   summary={"fruits.pca_version": str(planned.version)})
+    with timer.stage("erase"):  # images removed from the bucket since: their rows leave every model, PCA downdated
+        erased = read_erasures(config.manifest)
+        done = None
+        if erased:
+            done = erasure.erase_images(config.lake, erased, catalog=config.catalog, erasure_id=f"{config.batch_id}-e")
     ratio = planned.fit.explained_variance_ratio
     report: dict[str, Any] = {
         "batch_id": config.batch_id,
@@ -177,6 +183,8 @@ def run_batch(spark: SparkSession, config: JobConfig, spec: ModelSpec | None = N
         "explained_variance_ratio": [float(v) for v in ratio],
         "explained_variance_k": float(ratio.sum()),
         "committed_at": committed_at.isoformat(timespec="seconds"),
+        "erased": {"requested": len(erased), "rows": done.rows if done else 0,
+                   "pca_versions": {m.model_id: m.pca_version for m in done.models} if done else {}},
     }
     tables.replace_batch_rows(lake, tables.BATCHES, batch_row(report, committed_at), **ids)
     lake_io.write_report(config.lake, report)

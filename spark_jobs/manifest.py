@@ -78,3 +78,30 @@ def read_manifest(spark: SparkSession, uri: str, num_partitions: int | None = No
     parts = max(1, min(len(records), num_partitions or spark.sparkContext.defaultParallelism))
     rows = [tuple(r[name] for name in MANIFEST_SCHEMA.fieldNames()) for r in records]
     return spark.createDataFrame(spark.sparkContext.parallelize(rows, parts), MANIFEST_SCHEMA)
+
+
+def erase_manifest_uri(manifest_uri: str) -> str:
+    """URI of a batch's erasure list beside its manifest: ``<batch_id>.jsonl`` -> ``<batch_id>.erase.jsonl``."""
+    stem = manifest_uri[: -len(".jsonl")] if manifest_uri.endswith(".jsonl") else manifest_uri
+    return f"{stem}.erase.jsonl"
+
+
+def read_erasures(manifest_uri: str) -> list[str]:
+    """Image URIs the batch must erase after its commit (docs/contracts.md, "Batch manifest"); [] when the
+    erasure list does not exist. One JSON object per line with at least ``image_uri``.
+
+    Raises:
+        ValueError: a line is not a JSON object with a non-empty string ``image_uri``.
+    """
+    uri = erase_manifest_uri(manifest_uri)
+    if not storage.exists(uri):
+        return []
+    uris = []
+    for number, line in enumerate(storage.read_bytes(uri).decode("utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        record = json.loads(line)
+        if not isinstance(record, dict) or not isinstance(record.get("image_uri"), str) or not record["image_uri"]:
+            raise ValueError(f"{uri}:{number}: expected an object with a non-empty image_uri")
+        uris.append(record["image_uri"])
+    return uris

@@ -24,6 +24,12 @@ each with its statistics file. A batch already in the ledger is removed by rebui
 longest committed version whose ledger is a prefix of the ledger without it, then re-merging the statistics of
 the batches after that prefix (only merges, never subtraction, so no cancellation error), then merging the new
 statistics of the re-run batch. Re-running the latest batch costs one merge from the previous version.
+
+Erasure (``spark_jobs.erasure``): a version may remove feature vectors instead of adding a batch. Its ledger gains
+one entry per source batch, ``{"kind": "erase", "batch_id": <the batch the rows came from>, "n", "version",
+"stats": "erase_stats/<erasure_id>-<batch_id>.npz"}``; the state is the previous one downdated by those
+statistics (:func:`spark_jobs.stats.downdate`, the exact inverse of the merge). A rebuild applies erase entries as
+downdates in ledger order; re-running batch X drops X's erase entries with X (its rows are replaced whole).
 Jobs for one ``model_id`` must not run concurrently; if they do, the loser fails on the exclusive create.
 """
 
@@ -41,7 +47,7 @@ import numpy as np
 import scipy.linalg
 
 from spark_jobs import storage
-from spark_jobs.stats import SufficientStats, merge
+from spark_jobs.stats import SufficientStats, downdate, merge
 
 VERSION_JSON = re.compile(r"^v(\d{6})\.json$")
 
@@ -183,7 +189,8 @@ def _rebuild_without(lake: str, model_id: str, ledger: list[dict[str, Any]], dim
     else:
         state, start = SufficientStats.empty(dim), 0
     for entry in ledger[start:]:
-        state = merge(state, _load_stats(lake, model_id, entry), overwrite_a=True)
+        stats = _load_stats(lake, model_id, entry)
+        state = downdate(state, stats) if entry.get("kind") == "erase" else merge(state, stats, overwrite_a=True)
     return state
 
 
@@ -219,6 +226,18 @@ def commit_version(lake: str, planned: PcaVersion, batch_stats: SufficientStats)
     """
     root = model_dir(lake, planned.model_id)
     storage.write_bytes(storage.join(root, planned.ledger[-1]["stats"]), batch_stats.to_bytes(), exclusive=True)
+    write_version(lake, planned)
+
+
+def write_version(lake: str, planned: PcaVersion) -> None:
+    """Store a version's state/fit (npz), then its JSON: the commit marker (exclusive create).
+
+    The statistics files its new ledger entries name must already be stored.
+
+    Raises:
+        storage.ObjectExistsError: another job committed this version number first (concurrent runs).
+    """
+    root = model_dir(lake, planned.model_id)
     buf = io.BytesIO()
     np.savez(buf, n=np.int64(planned.state.n), mean=planned.state.mean, m2=planned.state.m2,
              components=planned.fit.components, explained_variance=planned.fit.explained_variance,

@@ -121,6 +121,15 @@ def list_names(prefix_uri: str) -> list[str]:
     return sorted(p.name for p in path.iterdir() if p.is_file()) if path.is_dir() else []
 
 
+def delete(uri: str) -> None:
+    """Delete an object/file; no error if it is already absent."""
+    if is_s3(uri):
+        bucket, key = split_s3(uri)
+        _s3_client().delete_object(Bucket=bucket, Key=key)
+        return
+    local_path(uri).unlink(missing_ok=True)
+
+
 def exists(uri: str) -> bool:
     """True if the object/file exists."""
     try:

@@ -1,4 +1,4 @@
-"""``fruits sql | compact | expire | migrate-lake``: look at and maintain the lake's Iceberg tables.
+"""``fruits sql | compact | expire | erase | migrate-lake``: look at and maintain the lake's Iceberg tables.
 
 ``sql`` runs DuckDB SQL over the tables ``features``, ``rejects`` and ``batches`` (their current snapshot,
 scanned with PyIceberg into Arrow): no Spark, the same SQL that works in Athena on ``fruits_lake.<table>``.
@@ -10,7 +10,7 @@ import argparse
 import re
 
 from fruits.cli.errors import CliError
-from fruits.cli.types import existing_dir, positive_int
+from fruits.cli.types import existing_dir, lake_location, positive_int
 
 LAKE_HELP = "lake root"
 CATALOG_HELP = "Iceberg catalog: sql:PATH | glue[:DATABASE] (default: sql:<lake>/catalog.db)"
@@ -96,6 +96,24 @@ def run_expire(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_erase(args: argparse.Namespace) -> int:
+    """Erase images (URIs and/or a prefix) from every model: rows deleted, PCA downdated; print what was done."""
+    from spark_jobs import erasure, tables
+
+    try:
+        report = erasure.erase_images(args.lake, args.uris, prefix=args.prefix, catalog=args.catalog)
+    except (erasure.ErasureError, tables.CatalogSpecError) as err:
+        raise CliError(str(err)) from None
+    for model in report.models:
+        print(f"{model.model_id}: {model.rows} feature row(s) erased; PCA version {model.pca_version} "
+              f"({model.n_total} vectors)")
+    if not report.models:
+        print("no feature row matched")
+    print(f"rejects: {report.rejects_deleted} row(s) erased; erasure id {report.erasure_id}. Older snapshots still "
+          "hold the rows until `fruits expire` removes them.")
+    return 0
+
+
 def run_migrate(args: argparse.Namespace) -> int:
     """Migrate a legacy Parquet lake into the tables; print what was migrated."""
     from fruits.migrate import MigrationError, migrate_lake
@@ -110,7 +128,7 @@ def run_migrate(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add the ``sql``, ``compact``, ``expire`` and ``migrate-lake`` sub-commands."""
+    """Add the ``sql``, ``compact``, ``expire``, ``erase`` and ``migrate-lake`` sub-commands."""
     from fruits.lake_maintenance import DEFAULT_RETENTION_DAYS
 
     sql = subparsers.add_parser("sql", help="run SQL (DuckDB) over the lake tables features, rejects, batches",
@@ -135,6 +153,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     expire.add_argument("--lake", type=existing_dir, default="lake", help=LAKE_HELP)
     expire.add_argument("--catalog", default=None, help=CATALOG_HELP)
     expire.set_defaults(func=run_expire)
+
+    erase = subparsers.add_parser(
+        "erase", help="erase images from the lake (GDPR): rows deleted from every table, PCA downdated exactly",
+        description="Delete every row of the given images (exact s3:// URIs and/or every URI under --prefix) from "
+        "features and rejects of every model, and write a new PCA version without them. Then delete the photos "
+        "from the bucket and run `fruits expire` so older snapshots stop holding the rows.")
+    erase.add_argument("uris", nargs="*", help="image URIs, e.g. s3://BUCKET/images/Training/Kiwi/0_100.jpg")
+    erase.add_argument("--prefix", default=None, help="erase every image whose URI starts with this")
+    erase.add_argument("--lake", type=lake_location, default="lake", help=LAKE_HELP + " (directory or s3://)")
+    erase.add_argument("--catalog", default=None, help=CATALOG_HELP)
+    erase.set_defaults(func=run_erase)
 
     migrate = subparsers.add_parser("migrate-lake", help="turn a Parquet lake (features/batch_id=…) into the tables")
     migrate.add_argument("lake", type=existing_dir, help="the legacy lake root (migrated in place)")

@@ -49,6 +49,15 @@ def existing_dir(text: str) -> Path:
     return path
 
 
+def lake_location(text: str) -> str:
+    """An ``s3://bucket/prefix`` lake URI, or an existing local lake directory (as a string)."""
+    if text.startswith("s3://"):
+        if len(text) <= len("s3://") or text[len("s3://") :].startswith("/"):
+            raise argparse.ArgumentTypeError(f"not an s3://bucket/prefix URI: {text}")
+        return text.rstrip("/")
+    return str(existing_dir(text))
+
+
 def existing_file(text: str) -> Path:
     """Parse a path that must be an existing file."""
     path = Path(text).expanduser()

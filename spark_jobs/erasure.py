@@ -1,0 +1,203 @@
+"""Erasure of images from the lake (GDPR): rows deleted from every table, the PCA downdated exactly.
+
+For each model with rows of the erased images, one erasure is three steps, each atomic:
+
+1. **PCA version** (commit marker: its JSON): the statistics of the erased rows' feature vectors (float32 as
+   stored, widened to float64, as the batch statistics were) are stored per source batch, the request
+   (``pca/<model_id>/erase_requests/<erasure_id>.json``: the row filter) next to them, and a new version whose
+   state is the previous one downdated by them (:func:`spark_jobs.stats.downdate`, the exact inverse of the
+   Chan–Golub–LeVeque merge) and whose ledger gains ``kind: "erase"`` entries (``spark_jobs.pca`` module doc).
+2. **Delete** the rows from ``features`` in one Iceberg commit (snapshot summary ``fruits.pca_version``,
+   ``fruits.erasure_id``).
+3. **Done**: the request file is removed.
+
+Killed between 1 and 2, the PCA already excludes rows the table still holds: the next erasure or batch commit of
+that model first calls :func:`complete_pending`, which re-applies the delete of a latest version whose request
+file is still there (roll forward), then removes the file. So at rest the PCA state of a model always equals
+the statistics of its current ``features`` rows. ``rejects`` rows of the images are deleted too (no PCA).
+Deleted rows stay in older snapshots until they expire: ``fruits expire`` (retention, default 30 days) removes
+the snapshots and the data files only they reference.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import numpy as np
+import pyarrow as pa
+from pyiceberg.expressions import And, BooleanExpression, EqualTo, In, Or, StartsWith
+
+from spark_jobs import pca, storage, tables
+from spark_jobs.stats import SufficientStats, downdate, merge
+
+KIND_ERASE = "erase"
+
+
+class ErasureError(ValueError):
+    """Nothing to select (no URI and no prefix), or a malformed request."""
+
+
+@dataclass(frozen=True)
+class ModelErasure:
+    """What one erasure did to one model: feature rows deleted and the PCA version that excludes them."""
+
+    model_id: str
+    rows: int
+    pca_version: int
+    n_total: int
+
+
+@dataclass(frozen=True)
+class ErasureReport:
+    """One erasure over every model; ``models`` is empty when no feature row matched."""
+
+    erasure_id: str
+    models: list[ModelErasure] = field(default_factory=list)
+    rejects_deleted: int = 0
+
+    @property
+    def rows(self) -> int:
+        """Feature rows deleted over all models."""
+        return sum(m.rows for m in self.models)
+
+
+def row_filter(uris: Sequence[str] = (), prefix: str | None = None) -> BooleanExpression:
+    """Iceberg filter of the rows of ``uris`` (exact ``image_uri`` values) and/or of every URI under ``prefix``.
+
+    Raises:
+        ErasureError: neither URIs nor a non-empty prefix.
+    """
+    parts: list[BooleanExpression] = []
+    if uris:
+        parts.append(In("image_uri", set(uris)) if len(set(uris)) > 1 else EqualTo("image_uri", next(iter(uris))))
+    if prefix:
+        parts.append(StartsWith("image_uri", prefix))
+    if not parts:
+        raise ErasureError("nothing to erase: give image URIs or a non-empty prefix")
+    return parts[0] if len(parts) == 1 else Or(parts[0], parts[1])
+
+
+def _request_uri(lake_uri: str, model_id: str, erasure_id: str) -> str:
+    return storage.join(pca.model_dir(lake_uri, model_id), "erase_requests", f"{erasure_id}.json")
+
+
+def complete_pending(lake: tables.Lake, lake_uri: str, model_id: str) -> str | None:
+    """Roll forward an erasure of ``model_id`` killed after its PCA version (step 2 then 3 of the module doc).
+
+    Returns the erasure id it completed, or None when nothing was pending. Call before planning a new version.
+    """
+    latest = pca.load_version(lake_uri, model_id)
+    if latest is None or not latest.batch_id.startswith(f"{KIND_ERASE}:"):
+        return None
+    erasure_id = latest.batch_id.split(":", 1)[1]
+    request = _request_uri(lake_uri, model_id, erasure_id)
+    if not storage.exists(request):
+        return None
+    spec = json.loads(storage.read_bytes(request))
+    _delete_rows(lake, model_id, row_filter(spec["uris"], spec["prefix"]), latest.version, erasure_id)
+    storage.delete(request)
+    return erasure_id
+
+
+def _delete_rows(lake: tables.Lake, model_id: str, where: BooleanExpression, version: int, erasure_id: str) -> None:
+    table = lake.table(tables.FEATURES)
+    table.delete(
+        delete_filter=And(EqualTo("model_id", model_id), where),
+        snapshot_properties={"fruits.pca_version": str(version), "fruits.erasure_id": erasure_id},
+    )
+
+
+def _statistics_by_batch(rows: pa.Table) -> dict[str, SufficientStats]:
+    """Exact statistics of the rows' feature vectors per source batch (float32 widened to float64)."""
+    by_batch: dict[str, SufficientStats] = {}
+    batch_ids = rows.column("batch_id").to_pylist()
+    vectors = rows.column("features").to_pylist()
+    for batch_id in sorted(set(batch_ids)):
+        x = np.asarray([v for b, v in zip(batch_ids, vectors, strict=True) if b == batch_id], dtype=np.float32)
+        by_batch[batch_id] = SufficientStats.from_array(x.astype(np.float64))
+    return by_batch
+
+
+def erase_model(
+    lake: tables.Lake, lake_uri: str, model_id: str, where: BooleanExpression, spec: dict, erasure_id: str
+) -> ModelErasure | None:
+    """Erase the rows of ``model_id`` matching ``where`` (module doc steps 1–3); None if no row matches.
+
+    Driver memory: the matching rows' feature vectors (2,048 float32 = 8 KiB each) plus O(d^2) for the state.
+
+    Raises:
+        ValueError: the model has rows but no committed PCA version (a lake written outside the job).
+        storage.ObjectExistsError: a concurrent commit of the same model won (run the erasure again).
+    """
+    complete_pending(lake, lake_uri, model_id)
+    rows = lake.table(tables.FEATURES).scan(
+        row_filter=And(EqualTo("model_id", model_id), where), selected_fields=("image_uri", "batch_id", "features")
+    ).to_arrow()
+    if rows.num_rows == 0:
+        return None
+    latest = pca.load_version(lake_uri, model_id)
+    if latest is None:
+        raise ValueError(f"{model_id}: feature rows but no PCA version under {pca.model_dir(lake_uri, model_id)}")
+    version, run_id = latest.version + 1, uuid.uuid4().hex[:12]
+    by_batch = _statistics_by_batch(rows)
+    removed = SufficientStats.empty(latest.state.dim)
+    entries = []
+    root = pca.model_dir(lake_uri, model_id)
+    for batch_id, stats in by_batch.items():
+        name = f"erase_stats/{erasure_id}-{batch_id}.npz"
+        storage.write_bytes(storage.join(root, name), stats.to_bytes(), exclusive=True)
+        entries.append({"kind": KIND_ERASE, "batch_id": batch_id, "n": stats.n, "version": version, "stats": name})
+        removed = merge(removed, stats)
+    state = downdate(latest.state, removed)
+    planned = pca.PcaVersion(
+        model_id, version, f"{KIND_ERASE}:{erasure_id}", run_id, state, pca.fit_pca(state, latest.fit.k),
+        [*latest.ledger, *entries], datetime.now(UTC).isoformat(timespec="seconds"),
+    )
+    storage.write_bytes(_request_uri(lake_uri, model_id, erasure_id), json.dumps(spec).encode(), exclusive=True)
+    pca.write_version(lake_uri, planned)  # step 1: the commit marker
+    _delete_rows(lake, model_id, where, version, erasure_id)  # step 2
+    storage.delete(_request_uri(lake_uri, model_id, erasure_id))  # step 3
+    return ModelErasure(model_id, rows.num_rows, version, state.n)
+
+
+def erase_images(
+    lake_uri: str,
+    uris: Sequence[str] = (),
+    *,
+    prefix: str | None = None,
+    catalog: str | None = None,
+    erasure_id: str | None = None,
+) -> ErasureReport:
+    """Erase images (exact ``image_uri`` values and/or every URI under ``prefix``) from every model of the lake.
+
+    Args:
+        lake_uri: lake root (local directory or ``s3://``). catalog: ``sql:PATH | glue[:DATABASE]`` (default:
+            the SQLite file next to a local lake). erasure_id: recorded in the PCA ledger and snapshot summaries
+            (default: ``e<UTC time>-<8 hex>``).
+
+    Returns:
+        What was deleted per model (a model with no matching row is not listed) and the rejects rows deleted.
+
+    Raises:
+        ErasureError: nothing selected. ValueError / storage.ObjectExistsError: see :func:`erase_model`.
+    """
+    where = row_filter(uris, prefix)
+    spec = {"uris": sorted(set(uris)), "prefix": prefix or None}
+    erasure_id = erasure_id or f"e{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
+    lake = tables.Lake.at(lake_uri, catalog)
+    models = []
+    for model_id in tables.model_ids(lake):
+        done = erase_model(lake, lake_uri, model_id, where, spec, erasure_id)
+        if done is not None:
+            models.append(done)
+    rejects_deleted = 0
+    if lake.exists(tables.REJECTS):
+        rejects = lake.table(tables.REJECTS)
+        rejects_deleted = rejects.scan(row_filter=where, selected_fields=("image_uri",)).to_arrow().num_rows
+        if rejects_deleted:
+            rejects.delete(delete_filter=where, snapshot_properties={"fruits.erasure_id": erasure_id})
+    return ErasureReport(erasure_id, models, rejects_deleted)

@@ -4,7 +4,8 @@ Flow: ``ingest`` records an image (exact pending count) → when pending ≥ BAT
 filled by exclusive claims, its manifest written to S3 and sealed → ``start_next_batch`` takes the single job
 run slot for the oldest SEALED batch and calls EMR Serverless ``start_job_run`` → ``job_state`` events end the
 job run (SUCCESS: images DONE, slot freed, next batch started; FAILED/CANCELLED: retry or quarantine).
-``flush`` seals whatever is pending; ``reconcile`` repairs lost events and crashed invocations.
+``flush`` seals whatever is pending; ``reconcile`` repairs lost events and crashed invocations; ``backfill``
+records a prefix's objects page by page with a cursor stored in the table (resumable).
 
 Every function returns plain outcome dataclasses (outcomes as enums: ``StartResult``, ``JobStateAction``); the
 handlers turn them into logs and metrics. ``ingest = record + seal_if_due``; the injected clock returns
@@ -17,6 +18,7 @@ from lambdas import aws
 from lambdas.config import Settings, get_settings
 from lambdas.dal.manifest_table import ManifestTable
 from lambdas.service.admin import Admin
+from lambdas.service.backfill import Backfill, BackfillOutcome
 from lambdas.service.base import STALE_START_SECONDS, Clock, system_clock, utc_now, utc_now_dt
 from lambdas.service.batching import Batching
 from lambdas.service.job_runs import JobRuns
@@ -35,7 +37,7 @@ from lambdas.service.outcomes import (
 from lambdas.service.repair import Repair
 
 
-class Pipeline(Batching, JobRuns, Repair, Admin):
+class Pipeline(Batching, JobRuns, Repair, Backfill, Admin):
     """The service object. Build it with :func:`get_pipeline` (env settings, lazy boto3 clients).
 
     Its operations live in the use-case modules of :mod:`lambdas.service`; this class only composes them.
@@ -55,6 +57,7 @@ def get_pipeline(settings: Settings | None = None) -> Pipeline:
 
 __all__ = [
     "STALE_START_SECONDS",
+    "BackfillOutcome",
     "Clock",
     "FlushOutcome",
     "IngestOutcome",

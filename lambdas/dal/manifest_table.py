@@ -34,6 +34,11 @@ Item shapes (all timestamps ISO-8601 UTC strings, sizes in bytes):
 * **Job run slot** — ``pk = "META"``, ``sk = "JOB_RUN_SLOT"``: ``holder`` (batch id, absent when free),
   ``attempt``, ``since``. Taken and released only inside transactions with the batch's status change, so at
   most one batch is ``STARTING``/``RUNNING`` at any time.
+* **Backfill cursor** — ``pk = "META"``, ``sk = "BACKFILL#<prefix>"`` (one per listed key prefix): ``type =
+  "backfill_cursor"``, ``prefix``, ``continuation_token`` (ListObjectsV2 ``NextContinuationToken`` after the last
+  recorded page), ``start_after`` (that page's last key: the fallback if S3 rejects the token),
+  ``pass_started_at``, ``updated_at``, ``listed``, ``recorded``, ``pages`` (the pass so far). Present only while a
+  pass is in progress: deleted when a pass lists the last page (see :mod:`lambdas.service.backfill`).
 
 Concurrency: every multi-item change is one ``TransactWriteItems`` (≤ 100 items: a claim moves at most 99
 images plus the batch item). Conditions make claims exclusive: an image moves from ``PENDING`` to one batch
@@ -46,6 +51,7 @@ from __future__ import annotations
 
 from lambdas.dal.batch_items import BatchItems
 from lambdas.dal.codec import to_attr
+from lambdas.dal.cursor_items import CursorItems
 from lambdas.dal.image_items import ImageItems
 from lambdas.dal.job_run_items import JobRunItems
 from lambdas.dal.lifecycle_items import Counts, LifecycleItems, Removal
@@ -60,11 +66,12 @@ from lambdas.dal.table_core import (
 )
 
 
-class ManifestTable(ImageItems, BatchItems, JobRunItems, LifecycleItems):
+class ManifestTable(ImageItems, BatchItems, JobRunItems, LifecycleItems, CursorItems):
     """Typed operations on the manifest table; ``client`` is a boto3 DynamoDB client (thread-safe).
 
     One object, its operations grouped by item family: :class:`ImageItems` (counter, images), :class:`BatchItems`,
-    :class:`JobRunItems` (slot, job runs), over :class:`lambdas.dal.table_core.TableCore` (transactions, queries).
+    :class:`JobRunItems` (slot, job runs),
+    :class:`CursorItems` (backfill cursors), over :class:`lambdas.dal.table_core.TableCore` (transactions, queries).
     """
 
 

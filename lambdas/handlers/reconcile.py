@@ -12,11 +12,16 @@ from lambdas.pipeline import JobStateAction, get_pipeline
 @metrics.log_metrics
 @tracer.capture_lambda_handler
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    """Run :meth:`lambdas.pipeline.Pipeline.reconcile`; returns its counts."""
-    outcome = get_pipeline().reconcile()
+    """Run :meth:`lambdas.pipeline.Pipeline.reconcile` within the invocation's time; returns its counts.
+
+    The listing step stops while ``context.get_remaining_time_in_millis()`` still leaves a minute and resumes at
+    the next scheduled run (``backfill_complete`` False until a pass reaches the end of the bucket).
+    """
+    outcome = get_pipeline().reconcile(time_left_ms=context.get_remaining_time_in_millis)
     result = {
         "listed": outcome.listed,
         "missing_recorded": outcome.missing_recorded,
+        "backfill_complete": bool(outcome.backfill and outcome.backfill.complete),
         "claiming_resumed": outcome.claiming_resumed,
         "sealed": outcome.sealed,
         "redriven": [run.job_run_id for run in outcome.redriven],
@@ -25,6 +30,7 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     }
     logger.info("reconcile done", extra=result)
     count("ImagesRecorded", outcome.missing_recorded)
+    count("ObjectsBackfilled", outcome.missing_recorded)
     count("BatchesSealed", len(outcome.sealed))
     recovered = outcome.recovered
     started = len(outcome.started) + len(outcome.redriven) + len(recovered.started if recovered else [])

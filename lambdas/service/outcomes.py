@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from lambdas.service.backfill import BackfillOutcome
+
 
 class StartResult(StrEnum):
     """How one ``start_job_run`` attempt ended."""
@@ -121,3 +123,4 @@ class ReconcileOutcome(JobStarts):
     redriven: list[StartedJobRun] = field(default_factory=list)
     sealed: list[str] = field(default_factory=list)
     recovered: JobStateOutcome | None = None
+    backfill: BackfillOutcome | None = None  # the listing step (a resumable backfill pass over IMAGES_PREFIX)

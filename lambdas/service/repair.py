@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 
 from botocore.exceptions import ClientError
 
 from lambdas.dal.manifest_table import BatchStatus
 from lambdas.dal.records import Slot
-from lambdas.logic.keys import ImageRef, image_item_key, normalize_etag, skip_reason
 from lambdas.service.base import (
     TERMINAL_FAILURE,
     TERMINAL_SUCCESS,
@@ -33,10 +33,13 @@ class Repair(ServiceBase):
         self._start_next_quietly(outcome)
         return outcome
 
-    def reconcile(self) -> ReconcileOutcome:
+    def reconcile(self, *, time_left_ms: Callable[[], int] | None = None) -> ReconcileOutcome:
         """Repair what lost events and crashed invocations left behind.
 
-        1. list IMAGES_PREFIX and record images missing from the manifest (BatchGetItem per 100 keys first);
+        1. record images missing from the manifest: one resumable backfill run over IMAGES_PREFIX
+           (:meth:`lambdas.service.backfill.Backfill.backfill`; it stops while ``time_left_ms()`` — the Lambda
+           context's ``get_remaining_time_in_millis`` — still leaves time for the steps below, and the next
+           reconcile resumes from the cursor stored in the table);
         2. resume CLAIMING batches (a sealer crashed mid-claim);
         3. re-drive the batch holding the job run slot without a job run (crash between claim and start:
            same attempt, same ``clientToken``, so AWS cannot start it twice);
@@ -44,20 +47,9 @@ class Repair(ServiceBase):
         5. seal by threshold, then start the next sealed batch if the slot is free.
         """
         outcome = ReconcileOutcome()
-        paginator = self.s3.get_paginator("list_objects_v2")
-        for page in paginator.paginate(Bucket=self.settings.data_bucket, Prefix=self.settings.images_prefix):
-            refs = []
-            for obj in page.get("Contents", []):
-                outcome.listed += 1
-                if skip_reason(obj["Key"], self.settings.images_prefix) is not None:
-                    outcome.skipped += 1
-                    continue
-                refs.append(ImageRef(self.settings.data_bucket, obj["Key"], normalize_etag(obj["ETag"]), obj["Size"]))
-            keys = {image_item_key(r.bucket, r.key, r.etag): r for r in refs}
-            existing = self.table.existing_images(list(keys))
-            for item_key, ref in keys.items():
-                if item_key not in existing and self.record(ref).recorded:
-                    outcome.missing_recorded += 1
+        listing = self.backfill(time_left_ms=time_left_ms)  # type: ignore[attr-defined]
+        outcome.backfill = listing
+        outcome.listed, outcome.skipped, outcome.missing_recorded = listing.listed, listing.skipped, listing.recorded
         for batch in self.table.batches_by_status(BatchStatus.CLAIMING):
             outcome.claiming_resumed.append(batch["batch_id"])
             if self.fill_and_seal(batch["batch_id"]):

@@ -151,7 +151,8 @@ def run_reconcile(args: argparse.Namespace) -> int:
         f"listed {outcome.listed} objects, recorded {outcome.missing_recorded} missing images, "
         f"resumed {len(outcome.claiming_resumed)} claiming batches, sealed {len(outcome.sealed)} batches, "
         f"re-drove {len(outcome.redriven)} and started {len(outcome.started)} job runs"
-        + (f", applied a lost {outcome.recovered.action} job run state" if outcome.recovered else ""),
+        + (f", applied a lost {outcome.recovered.action} job run state" if outcome.recovered else "")
+        + ("" if outcome.backfill is None or outcome.backfill.complete else "; listing paused, next run resumes"),
         file=sys.stdout,
     )
     return 0

@@ -20,6 +20,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "fruits.cli.demo",  # fruits demo
     "fruits.cli.featurize",  # fruits featurize
     "fruits.cli.jobs",  # fruits start-job | status | reconcile
+    "fruits.cli.backfill",  # fruits backfill
     "fruits.cli.evaluate",  # fruits evaluate
     "fruits.cli.report",  # fruits report
     "fruits.cli.lake",  # fruits sql | compact | expire | migrate-lake

@@ -18,7 +18,8 @@ class Storage(Construct):
     Attributes:
         bucket: the one data bucket (SSE-S3, TLS only, versioned, public access blocked).
         access_logs_bucket: receives the data bucket's server access logs.
-        queue: ObjectCreated notifications for every key under ``images/`` (the Lambda filters suffixes).
+        queue: ObjectCreated and ObjectRemoved notifications for every key under ``images/`` (the Lambda filters
+            suffixes).
         dead_letter_queue: messages the ingest Lambda failed ``INGEST_MAX_RECEIVE_COUNT`` times.
     """
 
@@ -75,8 +76,8 @@ class Storage(Construct):
         )
         # Every object under images/: S3 suffix filters are case-sensitive (".Jpg" would match none), so the
         # ingest Lambda filters suffixes in lower case and counts the rest as skipped (not_an_image_suffix).
-        self.bucket.add_event_notification(
-            s3.EventType.OBJECT_CREATED,
-            s3n.SqsDestination(self.queue),
-            s3.NotificationKeyFilter(prefix=r.IMAGES_PREFIX),
-        )
+        # Deletes (and delete markers) too: the ingest Lambda marks the image removed and queues its erasure.
+        for event in (s3.EventType.OBJECT_CREATED, s3.EventType.OBJECT_REMOVED):
+            self.bucket.add_event_notification(
+                event, s3n.SqsDestination(self.queue), s3.NotificationKeyFilter(prefix=r.IMAGES_PREFIX)
+            )

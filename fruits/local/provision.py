@@ -1,6 +1,6 @@
 """Create, in the local moto server, the same resources the CDK app deploys.
 
-Bucket (images/, manifests/, lake/, code/, logs/) with ObjectCreated notifications under the images
+Bucket (images/, manifests/, lake/, code/, logs/) with ObjectCreated/ObjectRemoved notifications under the images
 prefix → SQS queue with a DLQ; the DynamoDB manifest table (pk/sk + gsi1); the job execution role; the
 EMR Serverless application (release label from ``spark_jobs.release``); the Spark job code uploaded
 under code/. Returns the Lambda environment the handlers read, exactly as CDK would set it.
@@ -58,11 +58,12 @@ def provision(name: str = "fruits-local") -> LocalResources:
         NotificationConfiguration={
             "QueueConfigurations": [
                 {  # every object under images/, as the stack: the ingest Lambda filters suffixes in any case
-                    "Id": "images",
+                    "Id": f"images-{kind.lower()}",
                     "QueueArn": queue_arn,
-                    "Events": ["s3:ObjectCreated:*"],
+                    "Events": [f"s3:{kind}:*"],
                     "Filter": {"Key": {"FilterRules": [{"Name": "prefix", "Value": r.IMAGES_PREFIX}]}},
                 }
+                for kind in ("ObjectCreated", "ObjectRemoved")  # uploads and deletes (erasure), as the stack
             ]
         },
     )

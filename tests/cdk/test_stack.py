@@ -106,10 +106,11 @@ def test_bucket_notifies_the_queue_for_every_object_under_the_images_prefix(synt
     # GIVEN the synthesized stack WHEN reading the bucket's notifications
     (notifications,) = synthesized.of_type("Custom::S3BucketNotifications").values()
     configs = notifications["Properties"]["NotificationConfiguration"]["QueueConfigurations"]
-    # THEN one ObjectCreated rule filters on the images/ prefix only: no case-sensitive suffix filter drops .Jpg
-    [config] = configs
-    assert config["Filter"]["Key"]["FilterRules"] == [{"Name": "prefix", "Value": r.IMAGES_PREFIX}]
-    assert config["Events"] == ["s3:ObjectCreated:*"]
+    # THEN one ObjectCreated and one ObjectRemoved rule filter on the images/ prefix only: no case-sensitive
+    # suffix filter drops .Jpg, and deletes (erasure) reach the ingest Lambda too
+    assert sorted(config["Events"][0] for config in configs) == ["s3:ObjectCreated:*", "s3:ObjectRemoved:*"]
+    for config in configs:
+        assert config["Filter"]["Key"]["FilterRules"] == [{"Name": "prefix", "Value": r.IMAGES_PREFIX}]
 
 
 def test_local_provisioner_sets_up_the_same_bucket_notification_as_the_stack(
@@ -125,7 +126,7 @@ def test_local_provisioner_sets_up_the_same_bucket_notification_as_the_stack(
         local = boto3.client("s3").get_bucket_notification_configuration(Bucket=res.bucket)["QueueConfigurations"]
     # THEN the local bucket notifies the local ingest queue with exactly the stack's rules
     assert [(c["Events"], c["Filter"]) for c in local] == stack_rules
-    assert [c["QueueArn"] for c in local] == [res.queue_arn]
+    assert [c["QueueArn"] for c in local] == [res.queue_arn] * len(stack_rules)
 
 
 def test_ingest_queue_has_a_dlq_and_both_queues_are_encrypted_and_tls_only(synthesized: Synthesized) -> None:

@@ -63,3 +63,13 @@ def test_uploads_with_image_suffixes_in_any_case_are_notified_and_recorded_at_on
     emf = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith('{"_aws"')]
     totals = {name: sum(sum(e.get(name, [])) for e in emf) for name in ("ImagesRecorded", "ObjectsSkipped")}
     assert totals == {"ImagesRecorded": 4, "ObjectsSkipped": 1}
+
+
+    # WHEN one photo is deleted from the bucket and the queue is polled
+    s3.delete_object(Bucket=res.bucket, Key="images/Training/Kiwi/d.jpg")
+    polled = drain_queue(res.queue_url, res.queue_arn, ingest.handler)
+    # THEN S3 notified the delete through the same queue (the stack's ObjectRemoved rule) and the ingest Lambda
+    # marked the image removed: it will never be featurized
+    assert (polled.received, polled.deleted, polled.failed) == (1, 1, 0)
+    emf = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith('{"_aws"')]
+    assert sum(sum(e.get("ImagesRemoved", [])) for e in emf) == 1

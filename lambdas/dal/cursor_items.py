@@ -6,8 +6,10 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
-from lambdas.dal.codec import to_item
-from lambdas.dal.table_core import META, PK, SK, TableCore, _key
+from lambdas.dal.codec import to_item, values
+from lambdas.dal.image_items import ImageItems
+from lambdas.dal.table_core import COUNTER_KEY, MAX_TRANSACTION_ITEMS, META, PK, SK, _key
+from lambdas.logic.keys import ImageRef
 
 CURSOR_SK_PREFIX = "BACKFILL#"
 
@@ -49,8 +51,35 @@ class Cursor:
         )
 
 
-class CursorItems(TableCore):
-    """Backfill cursor operations (item shape: :mod:`lambdas.dal.manifest_table`)."""
+class CursorItems(ImageItems):
+    """Backfill cursor operations (item shape: :mod:`lambdas.dal.manifest_table`) and the listing's bulk record."""
+
+    def record_listed(self, refs: list[tuple[ImageRef, str | None]], *, now: dt.datetime) -> int:
+        """Record listed image versions ``(ref, label)`` (no event: no sequencer) as PENDING; how many were new.
+
+        Up to 99 image Puts plus one counter ``ADD pending :n`` per transaction (the counter stays exact), each Put
+        conditional on ``attribute_not_exists`` as in :meth:`record_version`. A chunk cancelled because some image
+        is already recorded (recorded since the caller's existence check) is redone one image at a time with
+        :meth:`record_version`, so a re-recorded image is a no-op and the others are still recorded.
+        """
+        recorded = 0
+        chunk_size = MAX_TRANSACTION_ITEMS - 1
+        for start in range(0, len(refs), chunk_size):
+            chunk = refs[start : start + chunk_size]
+            puts = [self._image_put(ref, label=label, now=now)[1] for ref, label in chunk]
+            count = {
+                "Update": {
+                    "Key": _key(COUNTER_KEY),
+                    "UpdateExpression": "ADD pending :n",
+                    "ExpressionAttributeValues": values(n=len(chunk)),
+                }
+            }
+            if self._transact([*puts, count]) is None:
+                recorded += len(chunk)
+                continue
+            for ref, label in chunk:
+                recorded += int(self.record_image(ref, label=label, now=now))
+        return recorded
 
     def cursor(self, prefix: str) -> Cursor | None:
         """The stored cursor of ``prefix`` (strongly consistent read); None when no pass is in progress."""

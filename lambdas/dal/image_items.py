@@ -52,6 +52,29 @@ class ImageItems(TableCore):
         """
         pk, sk = image_item_key(ref.bucket, ref.key, ref.etag)
         seq = sequencer_key(ref.sequencer)
+        item, put = self._image_put(ref, label=label, now=now)
+        count = {
+            "Update": {
+                "Key": _key(COUNTER_KEY),
+                "UpdateExpression": "ADD pending :one",
+                "ExpressionAttributeValues": values(one=1),
+            }
+        }
+        head = [] if seq is None else [head_update(pk, seq, ref.sequencer, current=sk, now=now)]
+        codes = self._transact([put, count, *head])
+        if codes is None:
+            return RecordResult.RECORDED
+        if codes[0] == "ConditionalCheckFailed":
+            return RecordResult.DUPLICATE
+        stale = {**item, "status": ImageStatus.SUPERSEDED.value, "fate": Fate.SUPERSEDED.value, GSI_PK: "IMAGES#OLD"}
+        put["Put"]["Item"] = to_item(stale)
+        return RecordResult.SUPERSEDED if self._transact([put]) is None else RecordResult.DUPLICATE
+
+    @staticmethod
+    def _image_put(ref: ImageRef, *, label: str | None, now: dt.datetime) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The PENDING image item of ``ref`` and its transaction Put (condition: not yet recorded)."""
+        pk, sk = image_item_key(ref.bucket, ref.key, ref.etag)
+        seq = sequencer_key(ref.sequencer)
         item = {
             PK: pk,
             SK: sk,
@@ -77,22 +100,7 @@ class ImageItems(TableCore):
                 "ExpressionAttributeNames": {"#pk": PK},
             }
         }
-        count = {
-            "Update": {
-                "Key": _key(COUNTER_KEY),
-                "UpdateExpression": "ADD pending :one",
-                "ExpressionAttributeValues": values(one=1),
-            }
-        }
-        head = [] if seq is None else [head_update(pk, seq, ref.sequencer, current=sk, now=now)]
-        codes = self._transact([put, count, *head])
-        if codes is None:
-            return RecordResult.RECORDED
-        if codes[0] == "ConditionalCheckFailed":
-            return RecordResult.DUPLICATE
-        stale = {**item, "status": ImageStatus.SUPERSEDED.value, "fate": Fate.SUPERSEDED.value, GSI_PK: "IMAGES#OLD"}
-        put["Put"]["Item"] = to_item(stale)
-        return RecordResult.SUPERSEDED if self._transact([put]) is None else RecordResult.DUPLICATE
+        return item, put
 
     def existing_images(self, keys: list[tuple[str, str]]) -> set[tuple[str, str]]:
         """Which of the image ``(pk, sk)`` keys are already recorded (BatchGetItem, 100 keys per call)."""

@@ -66,7 +66,7 @@ from lambdas.dal.table_core import (
 )
 
 
-class ManifestTable(ImageItems, BatchItems, JobRunItems, LifecycleItems, CursorItems):
+class ManifestTable(CursorItems, ImageItems, BatchItems, JobRunItems, LifecycleItems):
     """Typed operations on the manifest table; ``client`` is a boto3 DynamoDB client (thread-safe).
 
     One object, its operations grouped by item family: :class:`ImageItems` (counter, images), :class:`BatchItems`,

@@ -4,8 +4,9 @@ A pass lists the prefix with ListObjectsV2 (``MaxKeys`` per page). After each pa
 page's ``NextContinuationToken`` and last key are stored in the manifest table (a cursor item per prefix,
 :mod:`lambdas.dal.cursor_items`); a run that must stop (Lambda time almost out, or a page budget) leaves the
 cursor, and the next run resumes after it. The pass that lists the last page deletes the cursor, so the next run
-starts a new pass. Recording is idempotent (a BatchGetItem skips known images, and the image Put is conditional
-on ``attribute_not_exists``), so a crash between recording a page and saving the cursor records nothing twice.
+starts a new pass. Recording is idempotent (a BatchGetItem skips known images, and the image Puts — 99 per
+transaction with the counter's ``ADD`` — are conditional on ``attribute_not_exists``), so a crash between
+recording a page and saving the cursor records nothing twice.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from lambdas.dal.cursor_items import Cursor
-from lambdas.logic.keys import ImageRef, image_item_key, normalize_etag, skip_reason
+from lambdas.logic.keys import ImageRef, image_item_key, label_for_key, normalize_etag, skip_reason
 from lambdas.service.base import ServiceBase
 
 log = logging.getLogger(__name__)
@@ -140,15 +141,14 @@ class Backfill(ServiceBase):
         refs = []
         for obj in contents:
             outcome.listed += 1
-            if skip_reason(obj["Key"], images_prefix) is not None:
+            etag = normalize_etag(obj.get("ETag", ""))
+            if skip_reason(obj["Key"], images_prefix) is not None or not etag:
                 outcome.skipped += 1
                 continue
-            refs.append(ImageRef(bucket, obj["Key"], normalize_etag(obj["ETag"]), obj["Size"]))
+            refs.append(ImageRef(bucket, obj["Key"], etag, int(obj["Size"])))
         keys = {image_item_key(r.bucket, r.key, r.etag): r for r in refs}
         existing = self.table.existing_images(list(keys))
-        recorded = 0
-        for item_key, ref in keys.items():
-            if item_key not in existing and self.record(ref).recorded:  # type: ignore[attr-defined]
-                recorded += 1
+        missing = [(ref, label_for_key(ref.key, images_prefix)) for k, ref in keys.items() if k not in existing]
+        recorded = self.table.record_listed(missing, now=self.clock())
         outcome.recorded += recorded
         return recorded

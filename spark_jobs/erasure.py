@@ -29,7 +29,7 @@ from datetime import UTC, datetime
 
 import numpy as np
 import pyarrow as pa
-from pyiceberg.expressions import And, BooleanExpression, EqualTo, In, Or, StartsWith
+from pyiceberg.expressions import And, BooleanExpression, EqualTo, In, NotEqualTo, Or, StartsWith
 
 from spark_jobs import pca, storage, tables
 from spark_jobs.stats import SufficientStats, downdate, merge
@@ -81,6 +81,12 @@ def row_filter(uris: Sequence[str] = (), prefix: str | None = None) -> BooleanEx
     return parts[0] if len(parts) == 1 else Or(parts[0], parts[1])
 
 
+def _spec_filter(spec: dict) -> BooleanExpression:
+    """The row filter a stored request describes (``uris``, ``prefix``, optional ``keep_batch``)."""
+    where = row_filter(spec["uris"], spec["prefix"])
+    return And(where, NotEqualTo("batch_id", spec["keep_batch"])) if spec.get("keep_batch") else where
+
+
 def _request_uri(lake_uri: str, model_id: str, erasure_id: str) -> str:
     return storage.join(pca.model_dir(lake_uri, model_id), "erase_requests", f"{erasure_id}.json")
 
@@ -98,7 +104,7 @@ def complete_pending(lake: tables.Lake, lake_uri: str, model_id: str) -> str | N
     if not storage.exists(request):
         return None
     spec = json.loads(storage.read_bytes(request))
-    _delete_rows(lake, model_id, row_filter(spec["uris"], spec["prefix"]), latest.version, erasure_id)
+    _delete_rows(lake, model_id, _spec_filter(spec), latest.version, erasure_id)
     storage.delete(request)
     return erasure_id
 
@@ -134,11 +140,11 @@ def erase_model(
         storage.ObjectExistsError: a concurrent commit of the same model won (run the erasure again).
     """
     complete_pending(lake, lake_uri, model_id)
-    rows = lake.table(tables.FEATURES).scan(
-        row_filter=And(EqualTo("model_id", model_id), where), selected_fields=("image_uri", "batch_id", "features")
-    ).to_arrow()
-    if rows.num_rows == 0:
-        return None
+    table = lake.table(tables.FEATURES)
+    selected = And(EqualTo("model_id", model_id), where)
+    if table.scan(row_filter=selected, selected_fields=("image_uri",)).to_arrow().num_rows == 0:
+        return None  # the common case is cheap: one column read, no feature vectors
+    rows = table.scan(row_filter=selected, selected_fields=("image_uri", "batch_id", "features")).to_arrow()
     latest = pca.load_version(lake_uri, model_id)
     if latest is None:
         raise ValueError(f"{model_id}: feature rows but no PCA version under {pca.model_dir(lake_uri, model_id)}")
@@ -162,6 +168,21 @@ def erase_model(
     _delete_rows(lake, model_id, where, version, erasure_id)  # step 2
     storage.delete(_request_uri(lake_uri, model_id, erasure_id))  # step 3
     return ModelErasure(model_id, rows.num_rows, version, state.n)
+
+
+def supersede(
+    lake: tables.Lake, lake_uri: str, model_id: str, uris: Sequence[str], *, keep_batch: str
+) -> ModelErasure | None:
+    """Remove older rows of ``uris`` (rows of ``model_id`` in batches other than ``keep_batch``), PCA downdated.
+
+    Called by the job right after batch ``keep_batch`` committed its rows: an overwritten photo then has one row,
+    its newest content (the manifest side never featurizes a late event of an older version; the latest commit
+    wins). Same steps and crash safety as an erasure (module doc); erasure id ``<keep_batch>-s<6 hex>``.
+    """
+    if not uris:
+        return None
+    spec = {"uris": sorted(set(uris)), "prefix": None, "keep_batch": keep_batch}
+    return erase_model(lake, lake_uri, model_id, _spec_filter(spec), spec, f"{keep_batch}-s{uuid.uuid4().hex[:6]}")
 
 
 def erase_images(

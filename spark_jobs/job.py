@@ -23,6 +23,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
+from uuid import uuid4
 
 import numpy as np
 import pyarrow as pa
@@ -157,11 +158,15 @@ def run_batch(spark: SparkSession, config: JobConfig, spec: ModelSpec | None = N
         rows = feature_rows(batch, planned, batch_id=config.batch_id, committed_at=committed_at)
         tables.replace_batch_rows(lake, tables.FEATURES, rows, **ids,
                                   summary={"fruits.pca_version": str(planned.version)})
+    with timer.stage("supersede"):  # an overwritten photo keeps one row, its newest content (erasure.supersede)
+        uris = batch.features.column("image_uri").to_pylist()
+        superseded = erasure.supersede(lake, config.lake, spec.model_id, uris, keep_batch=config.batch_id)
     with timer.stage("erase"):  # images removed from the bucket since: their rows leave every model, PCA downdated
         erased = read_erasures(config.manifest)
         done = None
         if erased:
-            done = erasure.erase_images(config.lake, erased, catalog=config.catalog, erasure_id=f"{config.batch_id}-e")
+            erasure_id = f"{config.batch_id}-e{uuid4().hex[:6]}"  # one id per attempt: a retry never collides
+            done = erasure.erase_images(config.lake, erased, catalog=config.catalog, erasure_id=erasure_id)
     ratio = planned.fit.explained_variance_ratio
     report: dict[str, Any] = {
         "batch_id": config.batch_id,
@@ -183,6 +188,8 @@ def run_batch(spark: SparkSession, config: JobConfig, spec: ModelSpec | None = N
         "explained_variance_ratio": [float(v) for v in ratio],
         "explained_variance_k": float(ratio.sum()),
         "committed_at": committed_at.isoformat(timespec="seconds"),
+        "superseded": {"rows": superseded.rows if superseded else 0,
+                       "pca_version": superseded.pca_version if superseded else None},
         "erased": {"requested": len(erased), "rows": done.rows if done else 0,
                    "pca_versions": {m.model_id: m.pca_version for m in done.models} if done else {}},
     }

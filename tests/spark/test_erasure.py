@@ -171,3 +171,32 @@ def test_a_batch_applies_the_erasure_list_beside_its_manifest_after_its_commit(s
     assert rows.num_rows == 47 and not set(erased) & set(rows.column("image_uri").to_pylist())
     assert report["erased"]["requested"] == 3 and report["erased"]["rows"] == 3
     assert_pca_is_batch_pca_of_rows(lake, model_id)
+
+
+def test_an_overwritten_photo_keeps_one_row_with_the_new_content_and_an_exact_pca(
+    spark, photos, tmp_path: Path
+) -> None:
+    # GIVEN key K featurized with content A in batch 1 (with 9 other photos)
+    import hashlib
+    import shutil
+
+    lake = tmp_path / "lake"
+    key = tmp_path / "upload" / "Kiwi" / "K.jpg"
+    key.parent.mkdir(parents=True)
+    content_a, content_b = photos["images"][0], photos["images"][45]
+    shutil.copyfile(content_a, key)
+    others = photos["images"][1:10]
+    first = run_batch(spark, JobConfig(write_manifest(tmp_path / "b1.jsonl", [key, *others]), str(lake),
+                                       "b000001-aaaaaaaa", FAST_WEIGHTS, K, 224, 8))
+    model_id = first["model_id"]
+    # WHEN K is overwritten with content B and featurized in batch 2
+    shutil.copyfile(content_b, key)
+    second = run_batch(spark, JobConfig(write_manifest(tmp_path / "b2.jsonl", [key]), str(lake),
+                                        "b000002-bbbbbbbb", FAST_WEIGHTS, K, 224, 8))
+    # THEN K has one row, with B's sha256, from batch 2; the PCA equals a batch PCA over the current 10 rows
+    rows = current_rows(lake, model_id).to_pylist()
+    mine = [r for r in rows if r["image_uri"] == str(key)]
+    assert len(rows) == 10 and len(mine) == 1
+    assert mine[0]["content_sha256"] == hashlib.sha256(content_b.read_bytes()).hexdigest()
+    assert mine[0]["batch_id"] == "b000002-bbbbbbbb" and second["superseded"]["rows"] == 1
+    assert_pca_is_batch_pca_of_rows(lake, model_id)

@@ -200,3 +200,21 @@ def test_an_overwritten_photo_keeps_one_row_with_the_new_content_and_an_exact_pc
     assert mine[0]["content_sha256"] == hashlib.sha256(content_b.read_bytes()).hexdigest()
     assert mine[0]["batch_id"] == "b000002-bbbbbbbb" and second["superseded"]["rows"] == 1
     assert_pca_is_batch_pca_of_rows(lake, model_id)
+
+
+def test_a_batch_of_zero_images_applies_its_erasures_only(spark, photos, tmp_path: Path) -> None:
+    # GIVEN batch 1 featurized, then a sealed batch with an empty manifest that carries 2 erasures
+    lake = tmp_path / "lake"
+    first = run_batch(spark, JobConfig(photos["m1"], str(lake), "b000001-aaaaaaaa", FAST_WEIGHTS, K, 224, 8))
+    model_id = first["model_id"]
+    erased = [str(p) for p in photos["images"][3:5]]
+    manifest = tmp_path / "b000002-cccccccc.jsonl"
+    manifest.write_text("")
+    lines = "".join(f'{{"image_uri": "{uri}", "sequencer": "0A", "reason": "deleted"}}\n' for uri in erased)
+    (tmp_path / "b000002-cccccccc.erase.jsonl").write_text(lines)
+    # WHEN that batch runs
+    report = run_batch(spark, JobConfig(str(manifest), str(lake), "b000002-cccccccc", FAST_WEIGHTS, K, 224, 8))
+    # THEN it featurized nothing, erased the 2 images, and the PCA is exact over the 28 rows left
+    assert report["counts"] == {"listed": 0, "featurized": 0, "rejected": 0}
+    assert report["erased"]["rows"] == 2 and current_rows(lake, model_id).num_rows == 28
+    assert_pca_is_batch_pca_of_rows(lake, model_id)

@@ -9,7 +9,7 @@ from typing import Any
 from lambdas.dal.codec import to_item, values
 from lambdas.dal.image_items import ImageItems
 from lambdas.dal.table_core import COUNTER_KEY, MAX_TRANSACTION_ITEMS, META, PK, SK, _key
-from lambdas.logic.keys import ImageRef
+from lambdas.logic.keys import ImageRef  # a pure type
 
 CURSOR_SK_PREFIX = "BACKFILL#"
 

@@ -25,7 +25,8 @@ from lambdas.dal.table_core import (
     _key,
     head_update,
 )
-from lambdas.logic.keys import ImageRef, image_item_key, sequencer_key, short_hash
+from lambdas.identity import image_item_key, sequencer_key, short_hash
+from lambdas.logic.keys import ImageRef  # a pure type
 
 
 class ImageItems(TableCore):

@@ -23,7 +23,7 @@ from lambdas.dal.table_core import (
     claim_update,
     head_update,
 )
-from lambdas.logic.keys import image_key_pk, sequencer_key, short_hash
+from lambdas.identity import image_key_pk, sequencer_key, short_hash
 
 
 @dataclass(frozen=True)

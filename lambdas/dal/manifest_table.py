@@ -7,7 +7,7 @@ Item shapes (all timestamps ISO-8601 UTC strings, sizes in bytes):
   ``status`` (``PENDING`` → ``CLAIMED`` → ``DONE``), ``recorded_at``, ``batch_id`` (once claimed).
   GSI: ``gsi1pk = "IMAGES#PENDING"`` while pending, then ``"BATCH#<batch_id>"`` for ever (a batch's images stay
   attached, whatever the batch's fate); ``gsi1sk = "<recorded_at>#<16 hex of pk+sk>"`` (FIFO order).
-  Life cycle (issue 10): ``sequencer`` / ``seq_key`` (:func:`lambdas.logic.keys.sequencer_key`) / ``event_time``
+  Life cycle (issue 10): ``sequencer`` / ``seq_key`` (:func:`lambdas.identity.sequencer_key`) / ``event_time``
   of the S3 event (absent when found by listing); ``fate`` = ``superseded`` | ``removed`` once a later event of the
   key replaced or deleted it (a PENDING one is still claimed, but left out of the manifest); status ``SUPERSEDED``
   (``gsi1pk = "IMAGES#OLD"``) for a version recorded after a later event of its key (never featurized).

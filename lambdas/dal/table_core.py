@@ -87,7 +87,7 @@ def _free_slot(batch_id: str, now: dt.datetime) -> dict[str, Any]:
 def head_update(pk: str, seq: str, sequencer: str | None, *, current: str, now: dt.datetime) -> dict[str, Any]:
     """The transaction item moving key ``pk``'s HEAD to event ``seq`` unless a later event was applied.
 
-    ``seq`` is the padded sequencer (``lambdas.logic.keys.sequencer_key``), ``current`` the live version's sort
+    ``seq`` is the padded sequencer (``lambdas.identity.sequencer_key``), ``current`` the live version's sort
     key (``""`` once the object was removed). Equal ``seq`` = the same event again: allowed (idempotent).
     """
     return {

@@ -19,7 +19,8 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from lambdas.dal.cursor_items import Cursor
-from lambdas.logic.keys import ImageRef, image_item_key, label_for_key, normalize_etag, skip_reason
+from lambdas.identity import image_item_key, normalize_etag
+from lambdas.logic.keys import ImageRef, label_for_key, skip_reason
 from lambdas.service.base import ServiceBase
 
 log = logging.getLogger(__name__)

@@ -6,8 +6,9 @@ from dataclasses import asdict, replace
 
 from lambdas.dal.manifest_table import BatchStatus, Counts, RecordResult
 from lambdas.dal.records import Batch
+from lambdas.identity import image_item_key, normalize_etag
 from lambdas.logic.batches import age_seconds, flush_claim_size, new_batch_id, seal_reason, threshold_claim_size
-from lambdas.logic.keys import ImageRef, image_item_key, label_for_key, normalize_etag, skip_reason
+from lambdas.logic.keys import ImageRef, label_for_key, skip_reason
 from lambdas.logic.manifest import erase_manifest_key, manifest_key, render_erasures, render_manifest
 from lambdas.resources import MANIFESTS_PREFIX
 from lambdas.service.base import (

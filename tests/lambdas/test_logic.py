@@ -12,16 +12,10 @@ from urllib.parse import quote_plus
 import pytest
 
 from lambdas.config import SettingsError, settings_from_env
+from lambdas.identity import image_item_key, normalize_etag, sequencer_key
 from lambdas.logic.batches import BATCH_ID_RE, flush_claim_size, new_batch_id, threshold_claim_size
 from lambdas.logic.job_request import build_start_job_run_request, client_token, spark_submit_parameters
-from lambdas.logic.keys import (
-    decode_event_key,
-    image_item_key,
-    label_for_key,
-    normalize_etag,
-    sequencer_key,
-    skip_reason,
-)
+from lambdas.logic.keys import decode_event_key, label_for_key, skip_reason
 from lambdas.logic.manifest import erase_manifest_key, manifest_key, render_manifest
 
 ENV = {

@@ -35,7 +35,7 @@ from spark_jobs.engines import check_engine, default_engine
 from spark_jobs.featurize_pass import BatchFeatures, featurize_batch
 from spark_jobs.manifest import read_erasures, read_manifest
 from spark_jobs.models import ModelSpec, resolve_weights
-from spark_jobs.pca import PcaVersion, commit_version, plan_version
+from spark_jobs.pca import PcaVersion, commit_version, plan_version, prefetch_latest
 from spark_jobs.projection import project_vectors
 
 ARROW_BATCH_CONF = "spark.sql.execution.arrow.maxRecordsPerBatch"
@@ -133,6 +133,7 @@ def run_batch(spark: SparkSession, config: JobConfig, spec: ModelSpec | None = N
     threads = int(spark.conf.get("spark.task.cpus", "1"))  # cores Spark reserves for each task
     previous = spark.conf.get(ARROW_BATCH_CONF, None)
     spark.conf.set(ARROW_BATCH_CONF, str(config.infer_batch_size))  # bounds pixels held per Arrow frame
+    latest_pca = prefetch_latest(config.lake, spec.model_id)  # read while the executors featurize
     try:
         with timer.stage("read_manifest"):
             manifest = read_manifest(spark, config.manifest)
@@ -148,7 +149,8 @@ def run_batch(spark: SparkSession, config: JobConfig, spec: ModelSpec | None = N
     ids = {"batch_id": config.batch_id, "model_id": spec.model_id}
     with timer.stage("pca_fit"):
         erasure.complete_pending(lake, config.lake, spec.model_id)  # an erasure killed mid-way rolls forward first
-        planned = plan_version(config.lake, spec.model_id, config.batch_id, batch.stats, config.pca_k)
+        planned = plan_version(config.lake, spec.model_id, config.batch_id, batch.stats, config.pca_k,
+                               prefetched=latest_pca.result())
     committed_at = dt.datetime.now(dt.UTC)
     with timer.stage("write_rejects"):
         tables.replace_batch_rows(lake, tables.REJECTS, reject_rows(batch, **ids), **ids)

@@ -1,11 +1,11 @@
 """Exact incremental PCA: versions fitted from merged sufficient statistics, stored under ``<lake>/pca/<model_id>/``.
 
 Fit (one version): covariance ``C = M2 / (n - 1)`` of every feature vector featurized so far for the
-``model_id``; ``scipy.linalg.eigh(C, subset_by_index=[d-k, d-1], driver="evr")`` (LAPACK ``syevr``, MRRR:
+``model_id``; ``scipy.linalg.eigh(M2, subset_by_index=[d-k, d-1], driver="evr")`` (LAPACK ``syevr``, MRRR:
 only the k largest eigenpairs, equal to a full ``numpy.linalg.eigh`` to float64 rounding; bench/README.md
 "lake_commit" times it); components are the eigenvectors of the k largest eigenvalues, sign-fixed so the
-largest-magnitude loading is positive (the ``svd_flip`` convention of scikit-learn);
-``explained_variance_ratio = eigenvalue / trace(C)``.
+largest-magnitude loading is positive (the ``svd_flip`` convention of scikit-learn); eigenvalues of C are those of
+M2 divided by n - 1 (no (d, d) covariance is allocated); ``explained_variance_ratio = eigenvalue / trace(C)``.
 Equal to batch PCA on all vectors (up to float64 rounding; components up to sign where eigenvalues are distinct).
 
 Fewer vectors than components: centred data of n vectors has rank <= n - 1, so only
@@ -39,6 +39,7 @@ import io
 import json
 import re
 import uuid
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -121,14 +122,18 @@ def fit_pca(state: SufficientStats, k: int) -> PcaFit:
     k_eff = max(0, min(k, d, state.n - 1))
     if k_eff == 0:
         return PcaFit(components, variance, ratio, 0)
-    cov = state.covariance()
-    eigvals, eigvecs = scipy.linalg.eigh(cov, subset_by_index=[d - k_eff, d - 1], driver="evr")  # ascending
+    # eigh of M2 itself (C = M2 / (n - 1) has the same eigenvectors; its eigenvalues are divided by n - 1): no (d, d)
+    # covariance allocated. M2 is symmetric, so its transpose (Fortran-contiguous, the same memory) is passed as is.
+    scale = 1.0 / (state.n - 1)
+    eigvals, eigvecs = scipy.linalg.eigh(state.m2.T, subset_by_index=[d - k_eff, d - 1], driver="evr")
+    # ascending
+    eigvals = eigvals * scale
     top = eigvecs[:, ::-1].T  # (k_eff, d), largest first
     signs = np.sign(top[np.arange(k_eff), np.argmax(np.abs(top), axis=1)])
     signs[signs == 0] = 1.0
     components[:k_eff] = top * signs[:, None]
     variance[:k_eff] = np.clip(eigvals[::-1], 0.0, None)
-    total = float(np.trace(cov))
+    total = float(np.trace(state.m2)) * scale
     if total > 0:
         ratio[:k_eff] = variance[:k_eff] / total
     return PcaFit(components, variance, ratio, k_eff)
@@ -163,13 +168,25 @@ def load_version(lake: str, model_id: str, version: int | None = None) -> PcaVer
             return None
         version = versions[-1]
     meta = read_metadata(lake, model_id, version)
-    data = storage.read_bytes(storage.join(model_dir(lake, model_id), meta["state_file"]))
-    with np.load(io.BytesIO(data)) as npz:
+    with storage.open_binary(storage.join(model_dir(lake, model_id), meta["state_file"])) as f, np.load(f) as npz:
         state = SufficientStats(int(npz["n"]), npz["mean"], npz["m2"])
         fit = PcaFit(npz["components"], npz["explained_variance"], npz["explained_variance_ratio"],
                      int(npz["k_effective"]))
     return PcaVersion(model_id, version, meta["batch_id"], meta["run_id"], state, fit, meta["ledger"],
                       meta["created_at"])
+
+
+def prefetch_latest(lake: str, model_id: str) -> Future[PcaVersion | None]:
+    """Start loading the latest version of ``model_id`` on a background thread; pass ``.result()`` to
+    :func:`plan_version` as ``prefetched``.
+
+    The job calls it before featurizing, so reading the (d, d) state (35 MB for d = 2,048) overlaps the executors'
+    work instead of lengthening the commit. Errors are raised by ``.result()``.
+    """
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pca-prefetch")
+    future = pool.submit(load_version, lake, model_id)
+    pool.shutdown(wait=False)  # the thread ends with its one task
+    return future
 
 
 def _load_stats(lake: str, model_id: str, entry: dict[str, Any]) -> SufficientStats:
@@ -194,13 +211,23 @@ def _rebuild_without(lake: str, model_id: str, ledger: list[dict[str, Any]], dim
     return state
 
 
-def plan_version(lake: str, model_id: str, batch_id: str, batch_stats: SufficientStats, k: int) -> PcaVersion:
+def plan_version(lake: str, model_id: str, batch_id: str, batch_stats: SufficientStats, k: int, *,
+                 prefetched: PcaVersion | None = None) -> PcaVersion:
     """Merge a batch's statistics into the latest state of ``model_id`` and fit the next version (not stored).
 
     A batch id already in the latest ledger has its previous contribution replaced exactly (module doc).
     Driver memory: a few (d, d) float64 matrices (O(d^2)), never per-image data.
+
+    Args:
+        prefetched: the model's latest version as loaded earlier by the caller (the job loads it on a driver
+            thread while the executors featurize, :func:`prefetch_latest`). It is used only if it is still the
+            latest committed version (one listing); otherwise the latest is loaded again. It is consumed: its
+            state's memory becomes the new version's.
     """
-    latest = load_version(lake, model_id)
+    if prefetched is not None and committed_versions(lake, model_id)[-1:] == [prefetched.version]:
+        latest: PcaVersion | None = prefetched
+    else:
+        latest = load_version(lake, model_id)
     run_id = uuid.uuid4().hex[:12]
     version = 1 if latest is None else latest.version + 1
     old_ledger = [] if latest is None else list(latest.ledger)

@@ -244,7 +244,8 @@ def replace_batch_rows(
     """Replace the rows of ``(batch_id, model_id)`` in table ``name`` with ``rows`` in ONE Iceberg commit.
 
     Delete and append go into one transaction (one metadata swap): readers see the old rows or the new ones,
-    never both, never none. ``summary`` is added to the snapshot summary (e.g. the PCA version used).
+    never both, never none. Empty ``rows`` only delete: a first run with nothing to write commits no snapshot.
+    ``summary`` is added to the snapshot summary (e.g. the PCA version used).
 
     Raises:
         ValueError: a row belongs to another batch or model. pyiceberg.exceptions.CommitFailedException: a
@@ -258,7 +259,10 @@ def replace_batch_rows(
     properties = {"fruits.batch_id": batch_id, "fruits.model_id": model_id, **(summary or {})}
     with warnings.catch_warnings(), table.transaction() as tx:
         warnings.filterwarnings("ignore", "Delete operation did not match any records")  # a batch's first run
-        tx.overwrite(data, overwrite_filter=batch_filter(batch_id, model_id), snapshot_properties=properties)
+        if data.num_rows:
+            tx.overwrite(data, overwrite_filter=batch_filter(batch_id, model_id), snapshot_properties=properties)
+        else:  # nothing to add: only the delete (PyIceberg would commit an empty append snapshot on every run)
+            tx.delete(batch_filter(batch_id, model_id), snapshot_properties=properties)
 
 
 def scan(

@@ -94,3 +94,27 @@ def test_a_version_is_never_overwritten(tmp_path) -> None:
     with pytest.raises(storage.ObjectExistsError):
         pca.commit_version(lake, second, stats)
     assert pca.load_version(lake, "m").batch_id == "b"
+
+
+def test_a_prefetched_state_is_used_only_while_it_is_the_latest(tmp_path) -> None:
+    # GIVEN a model with version 1, prefetched (as the job does while the executors featurize)
+    lake = str(tmp_path)
+    x1, x2, x3 = batch(1, 30), batch(2, 25), batch(3, 20)
+    commit(lake, "b1", x1)
+    stale = pca.prefetch_latest(lake, "m").result()
+    assert stale is not None and stale.version == 1
+    # WHEN another version commits before the plan (e.g. an erasure), then a plan is made with the stale prefetch
+    commit(lake, "b2", x2)
+    planned = pca.plan_version(lake, "m", "b3", SufficientStats.from_array(x3), 4, prefetched=stale)
+    # THEN the latest state is reloaded: version 3 holds all three batches exactly
+    assert planned.version == 3 and [e["batch_id"] for e in planned.ledger] == ["b1", "b2", "b3"]
+    assert_same_state(planned.state, SufficientStats.from_array(np.vstack([x1, x2, x3])))
+    # AND a prefetch that is still the latest is used as is (same result as loading it)
+    fresh = pca.prefetch_latest(lake, "m").result()
+    again = pca.plan_version(lake, "m", "b3", SufficientStats.from_array(x3), 4, prefetched=fresh)
+    assert_same_state(again.state, planned.state)
+
+
+def test_a_model_without_versions_prefetches_none(tmp_path) -> None:
+    # GIVEN an empty lake WHEN its latest version is prefetched THEN the future resolves to None
+    assert pca.prefetch_latest(str(tmp_path), "m").result() is None

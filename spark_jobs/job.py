@@ -20,6 +20,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import time
+from collections.abc import Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -29,14 +30,15 @@ import numpy as np
 import pyarrow as pa
 from pyspark.sql import SparkSession
 
-from spark_jobs import erasure, tables
+from spark_jobs import erasure, storage, tables
 from spark_jobs import lake as lake_io
 from spark_jobs.engines import check_engine, default_engine
 from spark_jobs.featurize_pass import BatchFeatures, featurize_batch
-from spark_jobs.manifest import read_erasures, read_manifest
+from spark_jobs.manifest import Arrival, arrivals, manifest_frame, parse_manifest, read_erasures
 from spark_jobs.models import ModelSpec, resolve_weights
 from spark_jobs.pca import PcaVersion, commit_version, plan_version, prefetch_latest
 from spark_jobs.projection import project_vectors
+from spark_jobs.time_to_feature import time_to_feature
 
 ARROW_BATCH_CONF = "spark.sql.execution.arrow.maxRecordsPerBatch"
 
@@ -70,10 +72,13 @@ class _Timer:
             self.seconds[name] = round(time.perf_counter() - start, 3)
 
 
-def feature_rows(batch: BatchFeatures, planned: PcaVersion, *, batch_id: str, committed_at: dt.datetime) -> pa.Table:
+def feature_rows(batch: BatchFeatures, planned: PcaVersion, *, batch_id: str, committed_at: dt.datetime,
+                 arrivals: Mapping[str, Arrival] | None = None) -> pa.Table:
     """The ``features`` rows of a batch run: the executors' rows + ``pca`` (k float32, projected on ``planned``),
-    ``pca_version``, ``model_id``, ``ingested_at`` (= ``committed_at``, UTC) and ``batch_id``."""
+    ``pca_version``, ``model_id``, ``ingested_at`` (= ``committed_at``, UTC), ``batch_id``, and the S3
+    ``event_time`` / ``sequencer`` of each image from ``arrivals`` (null when unknown)."""
     table = batch.features
+    known = [(arrivals or {}).get(uri) for uri in table.column("image_uri").to_pylist()]
     n = table.num_rows
     if n:
         x = np.stack(table.column("features").to_numpy(zero_copy_only=False))
@@ -86,6 +91,8 @@ def feature_rows(batch: BatchFeatures, planned: PcaVersion, *, batch_id: str, co
         .append_column("model_id", pa.array([planned.model_id] * n, type=pa.string()))
         .append_column("ingested_at", pa.array([committed_at] * n, type=pa.timestamp("us", tz="UTC")))
         .append_column("batch_id", pa.array([batch_id] * n, type=pa.string()))
+        .append_column("event_time", pa.array([a and a.event_time for a in known], type=pa.timestamp("us", tz="UTC")))
+        .append_column("sequencer", pa.array([a and a.sequencer for a in known], type=pa.string()))
     )
 
 
@@ -136,7 +143,8 @@ def run_batch(spark: SparkSession, config: JobConfig, spec: ModelSpec | None = N
     latest_pca = prefetch_latest(config.lake, spec.model_id)  # read while the executors featurize
     try:
         with timer.stage("read_manifest"):
-            manifest = read_manifest(spark, config.manifest)
+            records = parse_manifest(storage.read_bytes(config.manifest))
+            manifest, arrived = manifest_frame(spark, records), arrivals(records)
         batch = featurize_batch(manifest, spec, image_size=config.image_size,
                                 infer_batch_size=config.infer_batch_size, threads=threads, engine=engine)
     finally:
@@ -157,7 +165,7 @@ def run_batch(spark: SparkSession, config: JobConfig, spec: ModelSpec | None = N
     with timer.stage("pca_commit"):
         commit_version(config.lake, planned, batch.stats)
     with timer.stage("write_features"):
-        rows = feature_rows(batch, planned, batch_id=config.batch_id, committed_at=committed_at)
+        rows = feature_rows(batch, planned, batch_id=config.batch_id, committed_at=committed_at, arrivals=arrived)
         tables.replace_batch_rows(lake, tables.FEATURES, rows, **ids,
                                   summary={"fruits.pca_version": str(planned.version)})
     with timer.stage("supersede"):  # an overwritten photo keeps one row, its newest content (erasure.supersede)
@@ -190,6 +198,7 @@ def run_batch(spark: SparkSession, config: JobConfig, spec: ModelSpec | None = N
         "explained_variance_ratio": [float(v) for v in ratio],
         "explained_variance_k": float(ratio.sum()),
         "committed_at": committed_at.isoformat(timespec="seconds"),
+        "time_to_feature_seconds": time_to_feature((arrived[u].event_time for u in uris if u in arrived), committed_at),
         "superseded": {"rows": superseded.rows if superseded else 0,
                        "pca_version": superseded.pca_version if superseded else None},
         "erased": {"requested": len(erased), "rows": done.rows if done else 0,

@@ -37,6 +37,8 @@ FEATURES_LAKE_SCHEMA = T.StructType(
         T.StructField("model_id", T.StringType(), False),
         T.StructField("ingested_at", T.TimestampType(), True),
         T.StructField("batch_id", T.StringType(), False),
+        T.StructField("event_time", T.TimestampType(), True),
+        T.StructField("sequencer", T.StringType(), True),
     ]
 )
 REJECTS_LAKE_SCHEMA = T.StructType(

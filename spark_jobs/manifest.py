@@ -6,8 +6,10 @@ It is small (at most ``BATCH_MAX_IMAGES`` lines of metadata), so it is parsed on
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 import json
+from dataclasses import dataclass
 
 import pyarrow.parquet as pq
 from pyspark.sql import DataFrame, SparkSession
@@ -31,12 +33,13 @@ class ManifestError(ValueError):
 
 
 def parse_manifest(data: bytes) -> list[dict]:
-    """Manifest bytes -> records (``image_uri``, ``label``, ``size``, ``etag``, ``version_id``), first wins on dupes.
+    """Manifest bytes -> records (``image_uri``, ``label``, ``size``, ``etag``, ``version_id``, ``event_time``,
+    ``sequencer``), first wins on dupes. ``event_time`` becomes a timezone-aware ``datetime`` (UTC) or None.
 
     Parquet is recognised by its ``PAR1`` magic, anything else is JSON lines (blank lines ignored).
 
     Raises:
-        ManifestError: a line is not a JSON object or has no string ``image_uri``.
+        ManifestError: a line is not a JSON object, has no string ``image_uri`` or a bad ``event_time``.
     """
     if data[:4] == b"PAR1":
         rows = pq.read_table(io.BytesIO(data)).to_pylist()
@@ -62,9 +65,35 @@ def parse_manifest(data: bytes) -> list[dict]:
                 "size": int(size) if size is not None else None,
                 "etag": row.get("etag"),
                 "version_id": row.get("version_id"),
+                "event_time": _event_time(row.get("event_time"), number),
+                "sequencer": row.get("sequencer") or None,
             },
         )
     return list(records.values())
+
+
+def _event_time(value: object, number: int) -> dt.datetime | None:
+    """An ISO-8601 event time (``"2026-11-25T02:00:00.123Z"``) -> aware UTC datetime; None when absent."""
+    if value is None or value == "":
+        return None
+    try:
+        parsed = dt.datetime.fromisoformat(str(value))
+    except ValueError:
+        raise ManifestError(f"manifest record {number}: event_time {value!r} is not ISO-8601") from None
+    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)).astimezone(dt.UTC)
+
+
+@dataclass(frozen=True)
+class Arrival:
+    """When and in which order S3 announced an image: the event's time (aware UTC) and sequencer (hex)."""
+
+    event_time: dt.datetime | None
+    sequencer: str | None
+
+
+def arrivals(records: list[dict]) -> dict[str, Arrival]:
+    """``image_uri`` -> :class:`Arrival` of parsed manifest records (:func:`parse_manifest`)."""
+    return {r["image_uri"]: Arrival(r.get("event_time"), r.get("sequencer")) for r in records}
 
 
 def read_manifest(spark: SparkSession, uri: str, num_partitions: int | None = None) -> DataFrame:
@@ -74,7 +103,11 @@ def read_manifest(spark: SparkSession, uri: str, num_partitions: int | None = No
         num_partitions: rows are spread round-robin over this many partitions (default: Spark's default
             parallelism, capped by the row count) so every task slot featurizes a share.
     """
-    records = parse_manifest(storage.read_bytes(uri))
+    return manifest_frame(spark, parse_manifest(storage.read_bytes(uri)), num_partitions)
+
+
+def manifest_frame(spark: SparkSession, records: list[dict], num_partitions: int | None = None) -> DataFrame:
+    """Parsed manifest records -> DataFrame of :data:`MANIFEST_SCHEMA` (see :func:`read_manifest`)."""
     parts = max(1, min(len(records), num_partitions or spark.sparkContext.defaultParallelism))
     rows = [tuple(r[name] for name in MANIFEST_SCHEMA.fieldNames()) for r in records]
     return spark.createDataFrame(spark.sparkContext.parallelize(rows, parts), MANIFEST_SCHEMA)

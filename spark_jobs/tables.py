@@ -32,7 +32,12 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 from pyiceberg.catalog import Catalog
-from pyiceberg.exceptions import NamespaceAlreadyExistsError, NoSuchTableError, TableAlreadyExistsError
+from pyiceberg.exceptions import (
+    CommitFailedException,
+    NamespaceAlreadyExistsError,
+    NoSuchTableError,
+    TableAlreadyExistsError,
+)
 from pyiceberg.expressions import AlwaysFalse, AlwaysTrue, And, BooleanExpression, EqualTo, In
 from pyiceberg.partitioning import PartitionField, PartitionSpec
 from pyiceberg.schema import Schema
@@ -76,6 +81,9 @@ FEATURES_SCHEMA = Schema(
     NestedField(9, "model_id", StringType(), required=True, doc="feature space: network + weights + size (+ -bf16)"),
     NestedField(10, "ingested_at", TimestamptzType(), required=False, doc="commit time of the batch run (UTC)"),
     NestedField(11, "batch_id", StringType(), required=True, doc="batch the image was featurized in"),
+    # added by schema evolution (Lake.table adds them to older tables; their rows read null):
+    NestedField(14, "event_time", TimestamptzType(), required=False, doc="S3 event time of the upload (UTC)"),
+    NestedField(15, "sequencer", StringType(), required=False, doc="S3 event sequencer of the upload (hex)"),
 )
 REJECTS_SCHEMA = Schema(
     NestedField(1, "image_uri", StringType(), required=True),
@@ -201,7 +209,7 @@ class Lake:
         catalog = load_catalog(self.catalog)
         identifier = (self.namespace, name)
         try:
-            return catalog.load_table(identifier)
+            return _evolved(catalog.load_table(identifier), name)
         except NoSuchTableError:
             if not create:
                 raise
@@ -227,14 +235,48 @@ class Lake:
         return load_catalog(self.catalog).table_exists((self.namespace, name))
 
 
+def missing_columns(table: Table, name: str) -> list[str]:
+    """Columns of :data:`SCHEMAS` ``[name]`` the table ``name`` does not have yet (a lake written by older code)."""
+    have = {field.name for field in table.schema().fields}
+    return [field.name for field in SCHEMAS[name].fields if field.name not in have]
+
+
+def _evolved(table: Table, name: str) -> Table:
+    """``table`` with the optional columns the code added since it was created (Iceberg schema evolution:
+    ``update_schema().union_by_name``, a metadata-only commit; existing rows read null in them). Idempotent; a
+    concurrent evolution that wins is reloaded.
+    """
+    if not missing_columns(table, name):
+        return table
+    try:
+        with table.update_schema() as update:
+            update.union_by_name(SCHEMAS[name])
+    except CommitFailedException:
+        table.refresh()
+    return table
+
+
 def batch_filter(batch_id: str, model_id: str) -> BooleanExpression:
     """Rows of one batch run: ``batch_id = X AND model_id = M``."""
     return And(EqualTo("batch_id", batch_id), EqualTo("model_id", model_id))
 
 
-def to_table_schema(rows: pa.Table, name: str) -> pa.Table:
-    """``rows`` cast to table ``name``'s Arrow schema (column order, types, required fields)."""
-    target = SCHEMAS[name].as_arrow()
+def to_table_schema(rows: pa.Table, name: str, schema: Schema | None = None) -> pa.Table:
+    """``rows`` cast to the Arrow form of ``schema`` (default :data:`SCHEMAS` ``[name]``): column order, types,
+    required fields and field ids; optional columns ``rows`` lacks are added as nulls (e.g. ``event_time`` of rows
+    migrated from a Parquet lake). Pass the table's own ``table.schema()``: its field ids depend on when each column
+    was added (a created table numbers nested list elements after the top-level columns, an evolved one after the
+    columns it had).
+
+    Raises:
+        KeyError: a required column is missing.
+    """
+    target = (schema or SCHEMAS[name]).as_arrow()
+    for field in target:
+        if field.name not in rows.column_names:
+            if not field.nullable:
+                raise KeyError(f"{name}: required column {field.name!r} missing")
+            rows = rows.append_column(field.name, pa.nulls(rows.num_rows, field.type))
     return rows.select(target.names).cast(target)
 
 
@@ -251,11 +293,11 @@ def replace_batch_rows(
         ValueError: a row belongs to another batch or model. pyiceberg.exceptions.CommitFailedException: a
         concurrent commit won (the job fails and is retried).
     """
-    data = to_table_schema(rows, name)
+    table = lake.table(name)
+    data = to_table_schema(rows, name, table.schema())
     for column, expected in (("batch_id", batch_id), ("model_id", model_id)):
         if data.num_rows and set(data.column(column).to_pylist()) != {expected}:
             raise ValueError(f"{name}: rows of another {column} than {expected!r}")
-    table = lake.table(name)
     properties = {"fruits.batch_id": batch_id, "fruits.model_id": model_id, **(summary or {})}
     with warnings.catch_warnings(), table.transaction() as tx:
         warnings.filterwarnings("ignore", "Delete operation did not match any records")  # a batch's first run

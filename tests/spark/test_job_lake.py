@@ -96,6 +96,7 @@ def test_parquet_files_on_disk_have_the_contract_types(two_batches) -> None:
         "width": pa.int32(), "height": pa.int32(), "features": pa.list_(pa.float32()),
         "pca": pa.list_(pa.float32()), "pca_version": pa.int32(), "model_id": pa.string(),
         "ingested_at": pa.timestamp("us", tz="UTC"), "batch_id": pa.string(),
+        "event_time": pa.timestamp("us", tz="UTC"), "sequencer": pa.string(),
     }
     assert schema.names == list(expected)  # Iceberg keeps partition source columns in the data files
     # PyIceberg writes Arrow's large_string / large_list: the same Parquet logical types (UTF8 BYTE_ARRAY, LIST)

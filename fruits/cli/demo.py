@@ -13,7 +13,15 @@ if TYPE_CHECKING:
     from fruits.local.demo import DemoConfig, DemoResult
 
 from fruits.cli.errors import CliError
-from fruits.cli.types import add_engine_argument, add_precision_argument, existing_dir, positive_int, weights_source
+from fruits.cli.types import (
+    add_engine_argument,
+    add_precision_argument,
+    existing_dir,
+    non_negative_int,
+    positive_float,
+    positive_int,
+    weights_source,
+)
 
 DEFAULT_IMAGES = Path("../shared/data/fruits-360-sample/Training")
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -33,7 +41,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--images", type=existing_dir, default=None, help=f"photo folder (default {DEFAULT_IMAGES})")
     parser.add_argument("--lake", type=Path, default=Path("lake"), help="lake directory")
-    parser.add_argument("--waves", type=positive_int, default=3, help="upload waves")
+    parser.add_argument("--waves", type=positive_int, default=3, help="upload waves (back to back)")
+    parser.add_argument("--arrival-rate", type=positive_float, default=None, metavar="R",
+                        help="upload a Poisson stream of R photos/s instead of waves")
+    parser.add_argument("--max-wait", type=non_negative_int, default=60, metavar="SECONDS",
+                        help="seal pending photos older than this even below the threshold (BATCH_MAX_WAIT_SECONDS; "
+                        "deployed default 900; 0 = off); default 60")
     parser.add_argument("--threshold", type=positive_int, default=500, help="pending images that seal a batch")
     parser.add_argument("--max-images", type=positive_int, default=1000, help="images per batch at most")
     parser.add_argument("--limit", type=positive_int, default=None, help="use only N photos (spread over classes)")
@@ -78,6 +91,8 @@ def run(args: argparse.Namespace) -> int:
         engine=args.engine,
         master=args.master,
         report=not args.no_report,
+        arrival_rate=args.arrival_rate,
+        max_wait=args.max_wait,
     )
     try:
         result = run_demo(config, console)
@@ -111,10 +126,27 @@ def summary_table(result: DemoResult, config: DemoConfig) -> Table:
             f"{last['explained_variance_k']:.1%}" if "explained_variance_k" in last else "-",
         ),
         ("images/s (job runs)", f"{result.images_per_second:.1f}"),
-        ("job run time / wall time", f"{result.seconds_processing:.0f} s / {result.seconds_total:.0f} s"),
+        ("time to feature p50 / p95 / max", _time_to_feature(result.time_to_feature)),
+        ("arrivals", _arrivals(result, config)),
+        ("wall time", f"{result.seconds_total:.0f} s: setup {result.seconds_setup:.0f} s, uploads "
+                      f"{result.seconds_upload:.0f} s, job runs {result.seconds_processing:.0f} s (overlapping)"),
         ("lake", f"{config.lake.resolve()}"),
         ("report", f"{result.report_png or '-'}"),
     ]
     for name, value in rows:
         table.add_row(name, value)
     return table
+
+
+def _time_to_feature(stats: dict) -> str:
+    """``p50 / p95 / max`` seconds from upload event to committed feature row (rows with an event time)."""
+    if not stats.get("images"):
+        return "-"
+    return f"{stats['p50']:.0f} / {stats['p95']:.0f} / {stats['max']:.0f} s over {stats['images']} photos"
+
+
+def _arrivals(result: DemoResult, config: DemoConfig) -> str:
+    if config.arrival_rate is None:
+        return f"{config.waves} waves, {result.upload_rate:.0f} photos/s; max wait {config.max_wait} s"
+    return (f"Poisson {config.arrival_rate:g} photos/s (achieved {result.upload_rate:.2f}); "
+            f"max wait {config.max_wait} s")

@@ -1,12 +1,14 @@
 """`fruits demo`: the whole pipeline on one machine — the embedded default.
 
-moto server (S3, SQS, DynamoDB, IAM, EMR Serverless) with the CDK app's resources; photos uploaded in
-waves under the images prefix; S3 notifications land in SQS; the queue is polled into the real ``ingest``
-handler as the Lambda event source mapping would; sealed batches start job runs through the real
-``start_job_run`` call; :class:`LocalEmrRunner` executes each job run with the real Spark entry point on
-``local[*]`` and delivers the state-change event to the real ``job_state`` handler; at the end the real
-``flush`` handler seals the remainder so every photo is processed. The lake is a local directory.
-"""
+moto server (S3, SQS, DynamoDB, IAM, EMR Serverless) with the CDK app's resources. Photos are uploaded under the
+images prefix on a thread of their own (in waves as fast as S3 takes them, or as a Poisson stream of
+``--arrival-rate`` photos/s) while the main thread does what AWS does meanwhile: S3 notifications land in SQS and
+the queue is polled into the real ``ingest`` handler as the Lambda event source mapping would; the real ``tick``
+handler runs every ``tick_seconds`` (sealing images older than the max wait); sealed batches start job runs
+through the real ``start_job_run`` call; :class:`LocalEmrRunner` executes one job run at a time with the real Spark
+entry point on ``local[*]`` and delivers the state-change event to the real ``job_state`` handler, so uploads,
+ingestion and featurization overlap. In waves mode the real ``flush`` handler seals the remainder once every photo
+is recorded. The lake is a local directory."""
 
 from __future__ import annotations
 
@@ -23,8 +25,9 @@ from typing import Any
 from rich.console import Console
 from rich.progress import Progress
 
+from fruits.local.arrivals import UploadStream
 from fruits.local.emr_runner import JobRunOutcome, LocalEmrRunner, temp_work_dir
-from fruits.local.images import list_images, split_waves, upload
+from fruits.local.images import list_images
 from fruits.local.lambda_runtime import LocalLambdaContext, drain_queue
 from fruits.local.moto_server import moto_server
 from fruits.local.progress import progress_bars
@@ -32,6 +35,7 @@ from fruits.local.provision import lambda_environment, provision
 from lambdas.resources import REGION
 
 LAKE_MARKER = ".fruits-demo-lake"
+UNRECORDED_GRACE_SECONDS = 30.0  # nothing left to do but uploads not recorded yet: give SQS this long
 
 
 @dataclass(frozen=True)
@@ -50,6 +54,10 @@ class DemoConfig:
     engine: str = ""  # empty: the job's default engine for this machine (spark_jobs.engines.default_engine)
     master: str = "local[*]"
     report: bool = True
+    arrival_rate: float | None = None  # photos/s of a Poisson stream; None: `waves` bursts as fast as S3 takes them
+    max_wait: int = 60  # BATCH_MAX_WAIT_SECONDS of the demo's Lambdas (deployed default 900)
+    tick_seconds: float = 2.0  # period of the local tick schedule (deployed: every minute)
+    seed: int = 0  # of the Poisson arrival times
 
 
 @dataclass
@@ -63,6 +71,10 @@ class DemoResult:
     manifest_counts: dict[str, int] = field(default_factory=dict)
     seconds_total: float = 0.0
     seconds_processing: float = 0.0
+    seconds_upload: float = 0.0
+    seconds_setup: float = 0.0
+    upload_rate: float = 0.0
+    time_to_feature: dict[str, Any] = field(default_factory=dict)
     report_png: Path | None = None
 
     @property
@@ -100,29 +112,34 @@ def _handler(name: str) -> Any:
     return importlib.import_module(f"lambdas.handlers.{name}").handler
 
 
-def scheduled_event() -> dict[str, Any]:
-    """An EventBridge "Scheduled Event" as the flush schedule sends it."""
+def scheduled_event(rule: str = "flush") -> dict[str, Any]:
+    """An EventBridge "Scheduled Event" as the schedule ``rule`` (flush, tick) sends it."""
     now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     return {
         "version": "0",
-        "id": "local-flush",
+        "id": f"local-{rule}",
         "detail-type": "Scheduled Event",
         "source": "aws.events",
         "account": "123456789012",
         "time": now,
         "region": REGION,
-        "resources": [f"arn:aws:events:{REGION}:123456789012:rule/fruits-flush"],
+        "resources": [f"arn:aws:events:{REGION}:123456789012:rule/fruits-{rule}"],
         "detail": {},
     }
 
 
 def run_demo(config: DemoConfig, console: Console | None = None) -> DemoResult:
-    """Run the whole loop; returns counts and timings. Raises ``FileNotFoundError`` for a bad ``images`` dir."""
+    """Run the whole loop; returns counts and timings. Raises ``FileNotFoundError`` for a bad ``images`` dir.
+
+    Photos arrive on a thread (:class:`fruits.local.arrivals.UploadStream`) while this thread does what AWS does
+    meanwhile: SQS → ingest Lambda, the tick schedule every ``tick_seconds``, and one job run at a time
+    (:meth:`LocalEmrRunner.poll`). In waves mode the flush handler seals the remainder once every photo is
+    recorded; with ``arrival_rate`` the remainder waits for ``max_wait`` like on AWS.
+    """
     console = console or Console()
     started = time.perf_counter()
     photos = list_images(config.images, config.limit)
     lake = prepare_lake(config.lake)
-    waves = split_waves(photos, config.waves)
     result = DemoResult()
     saved_env = dict(os.environ)
     with moto_server() as endpoint:
@@ -138,62 +155,105 @@ def run_demo(config: DemoConfig, console: Console | None = None) -> DemoResult:
                 pca_k=config.pca_k,
                 precision=config.precision,
                 engine=config.engine,
+                max_wait=config.max_wait,
             )
         )
         _reset_cached_settings()
-        ingest, job_state, flush = _handler("ingest"), _handler("job_state"), _handler("flush")
-        runner = LocalEmrRunner(res.application_id, job_state, temp_work_dir(), master=config.master)
-        drain_queue(res.queue_url, res.queue_arn, ingest)  # the s3:TestEvent S3 sends on configuration
+        handlers = {name: _handler(name) for name in ("ingest", "job_state", "flush", "tick")}
+        runner = LocalEmrRunner(res.application_id, handlers["job_state"], temp_work_dir(), master=config.master)
+        drain_queue(res.queue_url, res.queue_arn, handlers["ingest"])  # the s3:TestEvent S3 sends on configuration
+        result.seconds_setup = time.perf_counter() - started
         try:
             with _progress(console) as progress:
-                up = progress.add_task("upload", total=len(photos))
-                rec = progress.add_task("record (ingest Lambda)", total=len(photos))
-                proc = progress.add_task("featurize (job runs)", total=len(photos))
-
-                featurized = {"done": 0, "stage": (None, -1, 0, 0)}  # images of finished runs; widest stage seen
-                sizes: dict[str, int] = {}
-
-                def on_task_progress(batch_id: str | None, stage: int, done: int, total: int) -> None:
-                    # the widest stage of a job run is its featurize pass: its task fraction times the batch size
-                    seen_batch, seen_stage, _, seen_total = featurized["stage"]
-                    if seen_batch != batch_id or stage == seen_stage or total > seen_total:
-                        featurized["stage"] = (batch_id, stage, done, total)
-                    _, _, widest_done, widest_total = featurized["stage"]
-                    size = _batch_size(batch_id, sizes)
-                    if size and widest_total:
-                        progress.update(proc, completed=featurized["done"] + size * widest_done // widest_total)
-
-                def on_job_run(outcome: JobRunOutcome) -> None:
-                    report = _read_report(lake, outcome)
-                    if report:
-                        result.batch_reports.append(report)
-                        featurized["done"] += int(report["counts"]["listed"])
-                    progress.update(proc, completed=featurized["done"])
-                    featurized["stage"] = (None, -1, 0, 0)
-                    result.job_runs.append(outcome)
-                    result.seconds_processing += outcome.seconds
-                    if outcome.state != "SUCCESS":
-                        console.print(f"[red]job run {outcome.job_run_id} FAILED[/] — log: {outcome.log_path}")
-
-                runner.on_progress = on_task_progress
-                for wave in waves:
-                    result.uploaded += upload(res.bucket, config.images, wave, lambda: progress.advance(up))
-                    polled = drain_queue(res.queue_url, res.queue_arn, ingest, lambda n: progress.advance(rec, n))
-                    result.recorded += polled.deleted
-                    runner.run_pending(on_job_run)
-                flush(scheduled_event(), LocalLambdaContext("flush"))
-                runner.run_pending(on_job_run)
+                _process(config, res, photos, runner, handlers, lake, result, progress, console)
             result.manifest_counts = _manifest_counts()
         finally:
             os.environ.clear()
             os.environ.update(saved_env)
             _reset_cached_settings()
+    result.time_to_feature = lake_time_to_feature(lake)
     result.seconds_total = time.perf_counter() - started
     if config.report and result.featurized:
         from fruits.local.report import write_report_png
 
         result.report_png = write_report_png(lake)
     return result
+
+
+def _process(config: DemoConfig, res: Any, photos: list[Path], runner: LocalEmrRunner, handlers: dict[str, Any],
+             lake: Path, result: DemoResult, progress: Progress, console: Console) -> None:
+    """The event loop of :func:`run_demo`: until every photo is uploaded, recorded and processed."""
+    up = progress.add_task("upload", total=len(photos))
+    rec = progress.add_task("record (ingest Lambda)", total=len(photos))
+    proc = progress.add_task("featurize (job runs)", total=len(photos))
+    featurized = {"done": 0, "stage": (None, -1, 0, 0)}  # images of finished runs; widest stage seen
+    sizes: dict[str, int] = {}
+
+    def on_task_progress(batch_id: str | None, stage: int, done: int, total: int) -> None:
+        # the widest stage of a job run is its featurize pass: its task fraction times the batch size
+        seen_batch, seen_stage, _, seen_total = featurized["stage"]
+        if seen_batch != batch_id or stage == seen_stage or total > seen_total:
+            featurized["stage"] = (batch_id, stage, done, total)
+        _, _, widest_done, widest_total = featurized["stage"]
+        size = _batch_size(batch_id, sizes)
+        if size and widest_total:
+            progress.update(proc, completed=featurized["done"] + size * widest_done // widest_total)
+
+    def on_job_run(outcome: JobRunOutcome) -> None:
+        report = _read_report(lake, outcome)
+        if report:
+            result.batch_reports.append(report)
+            featurized["done"] += int(report["counts"]["listed"])
+        progress.update(proc, completed=featurized["done"])
+        featurized["stage"] = (None, -1, 0, 0)
+        result.job_runs.append(outcome)
+        result.seconds_processing += outcome.seconds
+        if outcome.state != "SUCCESS":
+            console.print(f"[red]job run {outcome.job_run_id} FAILED[/] — log: {outcome.log_path}")
+
+    runner.on_progress = on_task_progress
+    stream = UploadStream(res.bucket, config.images, photos, waves=config.waves, rate=config.arrival_rate,
+                          seed=config.seed, on_upload=lambda: progress.advance(up)).start()
+    next_tick, flushed, idle_since = 0.0, False, None
+    while True:
+        stream.check()
+        polled = drain_queue(res.queue_url, res.queue_arn, handlers["ingest"], lambda n: progress.advance(rec, n))
+        result.recorded += polled.deleted
+        if time.monotonic() >= next_tick:
+            handlers["tick"](scheduled_event("tick"), LocalLambdaContext("tick"))
+            next_tick = time.monotonic() + config.tick_seconds
+        if runner.poll(on_job_run) or not stream.done or polled.received:
+            time.sleep(0.2)
+            continue
+        if not _manifest_waiting():
+            if result.recorded >= stream.uploaded:
+                break
+            if idle_since is None:
+                idle_since = time.monotonic()
+            elif time.monotonic() - idle_since > UNRECORDED_GRACE_SECONDS:  # e.g. an ingest failure: see the DLQ
+                console.print(f"[red]{stream.uploaded - result.recorded} uploads were never recorded[/]")
+                break
+        if config.arrival_rate is None and not flushed and result.recorded >= stream.uploaded:
+            handlers["flush"](scheduled_event("flush"), LocalLambdaContext("flush"))  # waves: seal the remainder
+            flushed = True
+        time.sleep(0.2)
+    stream.check()
+    result.uploaded, result.seconds_upload, result.upload_rate = stream.uploaded, stream.seconds, stream.achieved_rate
+
+
+def lake_time_to_feature(lake: Path) -> dict[str, Any]:
+    """Time-to-feature over every current ``features`` row of the lake with an event time: ``ingested_at``
+    (the batch's commit) − ``event_time`` (the S3 upload event), as ``{"images", "p50", "p95", "max"}`` seconds."""
+    from spark_jobs import tables
+    from spark_jobs.time_to_feature import summarize_seconds
+
+    handle = tables.Lake.at(str(lake))
+    if not handle.exists(tables.FEATURES):
+        return summarize_seconds([])
+    rows = handle.table(tables.FEATURES).scan(selected_fields=("event_time", "ingested_at")).to_arrow().to_pylist()
+    return summarize_seconds(
+        (r["ingested_at"] - r["event_time"]).total_seconds() for r in rows if r["event_time"] and r["ingested_at"]
+    )
 
 
 def _progress(console: Console) -> Progress:
@@ -218,6 +278,12 @@ def _read_report(lake: Path, outcome: JobRunOutcome) -> dict[str, Any] | None:
     if outcome.state != "SUCCESS" or not outcome.batch_id or not path.exists():
         return None
     return json.loads(path.read_text())
+
+
+def _manifest_waiting() -> int:
+    """Images recorded but not processed yet (PENDING + CLAIMED in the manifest)."""
+    counts = _manifest_counts()
+    return counts.get("PENDING", 0) + counts.get("CLAIMED", 0)
 
 
 def _manifest_counts() -> dict[str, int]:

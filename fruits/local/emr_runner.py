@@ -72,6 +72,17 @@ class JobRunOutcome:
     log_path: Path
 
 
+@dataclass(frozen=True)
+class _Running:
+    """A job run whose spark-submit process was started."""
+
+    job_run: dict[str, Any]
+    process: subprocess.Popen
+    log_path: Path
+    batch_id: str | None
+    started: float
+
+
 @dataclass
 class LocalEmrRunner:
     """Executes the job runs of one (moto) EMR Serverless application, oldest first, one at a time."""
@@ -85,6 +96,7 @@ class LocalEmrRunner:
     outcomes: list[JobRunOutcome] = field(default_factory=list)
     # called every 0.5 s while a job run executes: (batch_id, stage id, tasks done, tasks in the stage)
     on_progress: Callable[[str | None, int, int, int], None] | None = None
+    _running: _Running | None = field(default=None, init=False, repr=False)
 
     def new_job_runs(self) -> list[dict[str, Any]]:
         """Job runs of the application not executed yet, in creation order."""
@@ -107,7 +119,38 @@ class LocalEmrRunner:
         return done
 
     def execute(self, job_run_id: str) -> JobRunOutcome:
-        """Run one job run with spark-submit and deliver its terminal state event to ``job_state``."""
+        """Run one job run with spark-submit (blocking) and deliver its terminal state event to ``job_state``."""
+        running = self._start(job_run_id)
+        while running.process.poll() is None:
+            time.sleep(0.5)
+            self._report_progress(running)
+        return self._finish(running)
+
+    @property
+    def busy(self) -> bool:
+        """True while a job run started by :meth:`poll` executes."""
+        return self._running is not None
+
+    def poll(self, on_done: Callable[[JobRunOutcome], None] | None = None) -> bool:
+        """Advance without blocking, like the service would between two looks: if the running job run's process
+        has ended, deliver its state event (``job_state`` may start the next batch) and call ``on_done``; if no
+        job run executes, start the oldest one not executed yet. One job run at a time, as the application's
+        ``maxConcurrentRuns`` = 1. Returns True while a job run executes.
+        """
+        running = self._running
+        if running is not None:
+            if running.process.poll() is None:
+                self._report_progress(running)
+                return True
+            self._running = None
+            outcome = self._finish(running)
+            if on_done:
+                on_done(outcome)
+        if runs := self.new_job_runs():
+            self._running = self._start(runs[0]["id"])
+        return self._running is not None
+
+    def _start(self, job_run_id: str) -> _Running:
         self.seen.add(job_run_id)
         emr = boto3.client("emr-serverless")
         job_run = emr.get_job_run(applicationId=self.application_id, jobRunId=job_run_id)["jobRun"]
@@ -116,21 +159,25 @@ class LocalEmrRunner:
         run_dir.mkdir(parents=True, exist_ok=True)
         command = self.spark_submit_command(submit, run_dir)
         log_path = run_dir / "driver.log"
-        started = time.perf_counter()
         batch_id = argument(submit.get("entryPointArguments", []), "--batch-id")
-        with log_path.open("w") as log:
+        with log_path.open("w") as log:  # the child keeps its own descriptor
             process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=self._env())
-            while process.poll() is None:
-                time.sleep(0.5)
-                if self.on_progress and (stage := last_stage_progress(log_path)):
-                    self.on_progress(batch_id, *stage)
-        completed = process
-        seconds = time.perf_counter() - started
-        state = "SUCCESS" if completed.returncode == 0 else "FAILED"
-        self._upload_log(job_run, log_path)
-        outcome = JobRunOutcome(job_run_id, job_run.get("name", ""), batch_id, state, seconds, log_path)
+        return _Running(job_run, process, log_path, batch_id, time.perf_counter())
+
+    def _report_progress(self, running: _Running) -> None:
+        if self.on_progress and (stage := last_stage_progress(running.log_path)):
+            self.on_progress(running.batch_id, *stage)
+
+    def _finish(self, running: _Running) -> JobRunOutcome:
+        returncode = running.process.wait()
+        seconds = time.perf_counter() - running.started
+        state = "SUCCESS" if returncode == 0 else "FAILED"
+        job_run = running.job_run
+        self._upload_log(job_run, running.log_path)
+        outcome = JobRunOutcome(job_run["jobRunId"], job_run.get("name", ""), running.batch_id, state, seconds,
+                                running.log_path)
         self.outcomes.append(outcome)
-        event = job_state_event(job_run, state, details=f"local spark-submit exit code {completed.returncode}")
+        event = job_state_event(job_run, state, details=f"local spark-submit exit code {returncode}")
         self.job_state_handler(event, LocalLambdaContext("job_state"))
         return outcome
 

@@ -7,6 +7,7 @@ import mimetypes
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import boto3
 
@@ -53,15 +54,24 @@ def split_waves(items: list[Path], waves: int) -> list[list[Path]]:
     return parts
 
 
+def put_photo(s3: Any, bucket: str, root: Path, path: Path) -> None:
+    """Upload one photo with boto3 client ``s3`` to ``bucket`` under :func:`object_key`, with its content type."""
+    content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+    s3.upload_file(str(path), bucket, object_key(root, path), ExtraArgs={"ContentType": content_type})
+
+
 def upload(
     bucket: str, root: Path, paths: Iterable[Path], on_done: Callable[[], None] | None = None, threads: int = 8
 ) -> int:
-    """Upload ``paths`` to ``bucket`` under :func:`object_key`, ``threads`` at a time; returns the count."""
-    s3 = boto3.client("s3")
+    """Upload ``paths`` to ``bucket`` under :func:`object_key`, ``threads`` at a time; returns the count.
+
+    The client comes from a session of its own: this may run on a thread beside others creating clients (boto3's
+    default session is not thread-safe to create clients from).
+    """
+    s3 = boto3.session.Session().client("s3")
 
     def put(path: Path) -> None:
-        content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
-        s3.upload_file(str(path), bucket, object_key(root, path), ExtraArgs={"ContentType": content_type})
+        put_photo(s3, bucket, root, path)
         if on_done:
             on_done()
 

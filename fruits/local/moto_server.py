@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -59,6 +60,9 @@ def moto_server(region: str = REGION) -> Iterator[MotoEndpoint]:
     server.start()
     host, port = server.get_host_and_port()
     endpoint = MotoEndpoint(host=host, port=port)
+    # moto keeps its backends in process-wide state: a second server in the same process (two demos in one test
+    # session) would find the first one's buckets and tables. Its documented reset endpoint starts it empty.
+    urllib.request.urlopen(urllib.request.Request(f"{endpoint.url}/moto-api/reset", method="POST"), timeout=30)
     overrides = {
         **FAKE_CREDENTIALS,
         "AWS_ENDPOINT_URL": endpoint.url,

@@ -127,9 +127,11 @@ def lambda_environment(
     precision: str = "float32",
     catalog: str = "",
     engine: str = "",
+    max_wait: int | None = None,
 ) -> dict[str, str]:
     """The env vars the Lambdas get on AWS (:func:`lambdas.config.lambda_environment`, the block CDK sets), filled
-    with the local resources, plus local-only Powertools switches (no metrics, no tracing, warnings only)."""
+    with the local resources, plus local-only Powertools switches (no metrics, no tracing, warnings only).
+    ``max_wait``: BATCH_MAX_WAIT_SECONDS (None: the deployed default)."""
     return {
         **settings_environment(
             data_bucket=res.bucket,
@@ -146,6 +148,7 @@ def lambda_environment(
             pca_k=pca_k,
             batch_threshold=threshold,
             batch_max_images=max_images,
+            **({} if max_wait is None else {"batch_max_wait_seconds": max_wait}),
         ),
         "POWERTOOLS_METRICS_DISABLED": "true",
         "POWERTOOLS_TRACE_DISABLED": "true",

@@ -167,10 +167,14 @@ def _time_to_feature_panel(ax: plt.Axes, view: LakeView) -> None:
                 f"(a column {' or '.join(EVENT_TIME_COLUMNS)} next to ingested_at)",
                 ha="center", va="center", fontsize=9, color="grey", transform=ax.transAxes)  # fmt: skip
         return
-    ingested = np.asarray(view.features.column("ingested_at").cast(pa.timestamp("us", "UTC")).to_pylist(), "M8[us]")
-    events = np.asarray(view.features.column(column).cast(pa.timestamp("us", "UTC")).to_pylist(), "M8[us]")
-    minutes = (ingested - events).astype("m8[s]").astype(float) / 60
-    minutes = minutes[np.isfinite(minutes)]
+    pairs = zip(view.features.column("ingested_at").cast(pa.timestamp("us", "UTC")).to_pylist(),
+                view.features.column(column).cast(pa.timestamp("us", "UTC")).to_pylist(), strict=True)
+    minutes = np.array([(done - event).total_seconds() / 60 for done, event in pairs if done and event], dtype=float)
+    if not minutes.size:  # rows written before the column existed, or found by listing: no event time
+        ax.axis("off")
+        ax.text(0.5, 0.5, f"time-to-feature: no row has a {column}", ha="center", va="center", fontsize=9,
+                color="grey", transform=ax.transAxes)
+        return
     ax.hist(minutes, bins=30, color="tab:purple")
     if minutes.size:
         ax.axvline(float(np.median(minutes)), color="black", ls="--", label=f"median {np.median(minutes):.1f} min")

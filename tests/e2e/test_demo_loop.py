@@ -118,3 +118,34 @@ def test_report_png_is_written(demo_run) -> None:
     config, result = demo_run
     assert result.report_png == config.lake.resolve() / "report.png"
     assert result.report_png.stat().st_size > 10_000
+
+
+def test_rows_carry_their_upload_event_and_the_summary_gives_time_to_feature(demo_run) -> None:
+    config, result = demo_run
+    # THEN every featurized row carries the S3 event time of its upload, before its commit (moto's S3 → SQS events
+    # carry no sequencer, unlike S3's: the column stays null here; tests/spark/test_time_to_feature.py checks it)
+    rows = plain_scan(config.lake, "features").to_pylist()
+    assert all(r["event_time"] is not None for r in rows)
+    assert all(r["event_time"] <= r["ingested_at"] for r in rows)
+    # AND the demo's time-to-feature covers them, p50 <= p95 <= max
+    ttf = result.time_to_feature
+    assert ttf["images"] == N_PHOTOS and 0 < ttf["p50"] <= ttf["p95"] <= ttf["max"]
+    # AND each batch report gives its own
+    reports = [json.loads(p.read_text()) for p in sorted((config.lake / "batches").glob("*.json"))]
+    assert sum(r["time_to_feature_seconds"]["images"] for r in reports) == N_PHOTOS
+
+
+def test_a_poisson_stream_below_the_threshold_is_sealed_by_max_wait(sample_dir: Path, tmp_path: Path) -> None:
+    # GIVEN 24 photos arriving at 8/s, a threshold never reached (100) and a max wait of 4 s
+    config = DemoConfig(images=sample_dir / "Training", lake=tmp_path / "lake", limit=24, threshold=100,
+                        weights="random", pca_k=4, master="local[2]", arrival_rate=8.0, max_wait=4,
+                        tick_seconds=1.0, report=False)
+    # WHEN the demo runs (no flush in this mode: only the tick's max-wait rule can seal)
+    result = run_demo(config, Console(quiet=True))
+    # THEN every photo is featurized once, in batches below the threshold
+    assert result.uploaded == 24 and result.featurized == 24
+    assert all(r["counts"]["listed"] < 100 for r in result.batch_reports)
+    # AND p95 time-to-feature <= max wait + tick period + the longest job run (+ 5 s for ingest and polling)
+    longest_run = max(run.seconds for run in result.job_runs)
+    assert result.time_to_feature["images"] == 24
+    assert result.time_to_feature["p95"] <= 4 + 1 + longest_run + 5

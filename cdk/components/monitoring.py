@@ -32,6 +32,8 @@ DASHBOARD_ROWS = (
     ("Job runs", (("JobRunsStarted", "Sum"), ("JobRunsFailed", "Sum"))),
     ("Failures", (("JobRunStartFailures", "Sum"), ("BatchesQuarantined", "Sum"), ("ObjectsSkipped", "Sum"))),
 )
+# Seconds from an image's S3 event to the job_state Lambda applying its batch's SUCCESS (one value per image).
+TIME_TO_FEATURE_STATISTICS = ("p50", "p95", "Maximum")
 
 
 class Monitoring(Construct):
@@ -40,7 +42,7 @@ class Monitoring(Construct):
     Attributes:
         alarms: alarm name suffix → alarm.
         topic: the alarm topic, or ``None`` without ``alarm_email``.
-        dashboard: backlog, oldest pending age, job runs, failures, DLQ depth and Lambda errors.
+        dashboard: backlog, oldest pending age, job runs, failures, DLQ depth, time to feature and Lambda errors.
     """
 
     def __init__(
@@ -57,13 +59,14 @@ class Monitoring(Construct):
     ) -> None:
         super().__init__(scope, construct_id)
 
-        def pipeline_metric(name: str, statistic: str = "Sum") -> cloudwatch.Metric:
+        def pipeline_metric(name: str, statistic: str = "Sum", label: str | None = None) -> cloudwatch.Metric:
             return cloudwatch.Metric(
                 namespace=namespace,
                 metric_name=name,
                 dimensions_map={"service": service},
                 period=Duration.minutes(5),
                 statistic=statistic,
+                label=label,
             )
 
         self.alarms: dict[str, cloudwatch.Alarm] = {}
@@ -124,15 +127,21 @@ class Monitoring(Construct):
                 left=[dead_letter_queue.metric_approximate_number_of_messages_visible(statistic="Maximum")],
             )
         )
-        rows.append(
+        self.dashboard = cloudwatch.Dashboard(
+            self, "Dashboard", widgets=[rows[i : i + 3] for i in range(0, len(rows), 3)]
+        )
+        self.dashboard.add_widgets(
+            cloudwatch.GraphWidget(
+                title="Time to feature, seconds (S3 event → batch SUCCESS, per image)",
+                width=12,
+                left=[pipeline_metric("TimeToFeatureSeconds", stat, label=stat) for stat in TIME_TO_FEATURE_STATISTICS],
+            ),
             cloudwatch.GraphWidget(
                 title="Lambda errors",
-                width=24,
+                width=12,
                 left=[function.metric_errors(statistic="Sum", label=name) for name, function in functions.items()],
-            )
+            ),
         )
-        self.dashboard = cloudwatch.Dashboard(self, "Dashboard", widgets=[rows[i : i + 3] for i in range(0, 6, 3)])
-        self.dashboard.add_widgets(rows[6])
 
         self.topic: sns.Topic | None = None
         if alarm_email:

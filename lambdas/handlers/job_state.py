@@ -7,7 +7,7 @@ from typing import Any
 from aws_lambda_powertools.utilities.data_classes import EventBridgeEvent, event_source
 
 from lambdas import resources
-from lambdas.handlers.observability import count, count_job_starts, logger, metrics, tracer
+from lambdas.handlers.observability import count, count_job_starts, gauge, logger, metrics, tracer
 from lambdas.pipeline import JobStateAction, get_pipeline
 
 
@@ -32,9 +32,16 @@ def handler(event: EventBridgeEvent, context: Any) -> dict[str, Any]:
             "action": outcome.action,
             "reason": outcome.reason,
             "batch_id": outcome.batch_id,
+            "images_done": outcome.images_done,
+            "max_time_to_feature_s": max(outcome.time_to_feature_seconds, default=None),
         },
     )
     count("JobRunsFailed", int(outcome.action.failed_run))
+    # One value per featurized image (s from its S3 event to now). Powertools 3.x (cloudwatch_emf provider,
+    # add_metric) prints an EMF line and clears the metric set as soon as one metric holds 100 values (MAX_METRICS,
+    # the EMF limit per document); @metrics.log_metrics prints the rest: 250 images → 100 + 100 + 50 values.
+    for seconds in outcome.time_to_feature_seconds:
+        gauge("TimeToFeatureSeconds", seconds)
     quarantined = int(outcome.action is JobStateAction.QUARANTINED) + outcome.start_quarantined
     count_job_starts(len(outcome.started), outcome.start_failures, quarantined)
     return {

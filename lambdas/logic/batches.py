@@ -1,9 +1,11 @@
-"""Batch ids and batch sizing rules."""
+"""Batch ids, batch sizing rules and the ages (seconds) the batching and job state metrics report."""
 
 from __future__ import annotations
 
 import datetime as dt
 import secrets
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from lambdas.contracts import BATCH_ID_RE
 
@@ -45,6 +47,26 @@ def age_seconds(recorded_at: str, now: dt.datetime) -> float:
     """Seconds from ``recorded_at`` (ISO-8601 UTC string as the manifest stores it, ``2026-11-25T02:00:00.123456Z``)
     to ``now`` (timezone-aware); negative if ``recorded_at`` is later. Raises ValueError if unparsable."""
     return (now - _parse_utc(recorded_at)).total_seconds()
+
+
+def time_to_feature_seconds(images: Iterable[Mapping[str, Any]], now: dt.datetime) -> list[float]:
+    """Seconds (≥ 0, rounded to 1 ms) from each live image's S3 event time to ``now``, in the order of ``images``.
+
+    ``images`` are manifest image items; ``now`` is timezone-aware (when the batch's SUCCESS event is applied).
+    Left out: images with a ``fate`` (superseded / removed: never featurized), images without ``event_time``
+    (found by listing or backfill) and unparsable ones. A clock skew that puts the event after ``now`` counts 0.
+    """
+    seconds = []
+    for image in images:
+        event_time = image.get("event_time")
+        if image.get("fate") or not isinstance(event_time, str):
+            continue
+        try:
+            age = age_seconds(event_time, now)
+        except ValueError:
+            continue
+        seconds.append(round(max(0.0, age), 3))
+    return seconds
 
 
 def seal_reason(pending: int, oldest_age_seconds: float | None, *, threshold: int, max_wait_seconds: int) -> str | None:

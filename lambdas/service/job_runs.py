@@ -8,6 +8,7 @@ from botocore.exceptions import ClientError
 
 from lambdas.dal.manifest_table import BatchStatus
 from lambdas.dal.records import Batch
+from lambdas.logic.batches import time_to_feature_seconds
 from lambdas.logic.job_request import build_start_job_run_request, client_token
 from lambdas.service.base import (
     STALE_START_SECONDS,
@@ -89,8 +90,10 @@ class JobRuns(ServiceBase):
     def handle_job_state(self, *, application_id: str, job_run_id: str, state: str) -> JobStateOutcome:
         """Apply an EMR Serverless job run state change (see docs/contracts.md for the event).
 
-        SUCCESS → images DONE, batch SUCCEEDED, slot freed, next sealed batch started. FAILED / CANCELLED →
-        batch SEALED again for a new attempt, or QUARANTINED after MAX_ATTEMPTS failures (images stay attached).
+        SUCCESS → images DONE, batch SUCCEEDED, slot freed, next sealed batch started; when this event is the one
+        that moved the batch to SUCCEEDED (not a duplicate), the outcome carries each live image's time to feature
+        (seconds from its S3 event time to the clock's now). FAILED / CANCELLED → batch SEALED again for a new
+        attempt, or QUARANTINED after MAX_ATTEMPTS failures (images stay attached).
         Other applications, non-terminal states, unknown or stale job runs are ignored (with the reason).
         """
         if application_id != self.settings.emr_application_id:
@@ -106,13 +109,13 @@ class JobRuns(ServiceBase):
         if batch is None or batch.status != BatchStatus.RUNNING or batch.job_run_id != job_run_id:
             outcome.reason = f"batch is {batch and batch.status} with job run {batch and batch.job_run_id}"
         elif state == TERMINAL_SUCCESS:
-            outcome.images_done = self.table.mark_images_done(
-                batch_id, self.table.batch_images(batch_id), now=self.clock()
-            )
+            images, now = self.table.batch_images(batch_id), self.clock()
+            outcome.images_done = self.table.mark_images_done(batch_id, images, now=now)
             if self.table.finish_job_run(
-                batch_id, job_run_id=job_run_id, state=state, new_status=BatchStatus.SUCCEEDED, now=self.clock()
+                batch_id, job_run_id=job_run_id, state=state, new_status=BatchStatus.SUCCEEDED, now=now
             ):
                 outcome.action = JobStateAction.SUCCEEDED
+                outcome.time_to_feature_seconds = time_to_feature_seconds(images, now)
         else:
             quarantine = batch.failures + 1 >= self.settings.max_attempts
             new_status = BatchStatus.QUARANTINED if quarantine else BatchStatus.SEALED

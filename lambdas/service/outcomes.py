@@ -92,12 +92,17 @@ class IngestOutcome(JobStarts):
 
 @dataclass
 class JobStateOutcome(JobStarts):
-    """What a job state event did (``action``), why (``reason``), to which batch."""
+    """What a job state event did (``action``), why (``reason``), to which batch.
+
+    ``time_to_feature_seconds``: when this event moved the batch to SUCCEEDED, one value per live image that has
+    an S3 event time: seconds from that event time to the event's handling (the TimeToFeatureSeconds metric).
+    """
 
     action: JobStateAction
     reason: str = ""
     batch_id: str | None = None
     images_done: int = 0
+    time_to_feature_seconds: list[float] = field(default_factory=list)
 
 
 @dataclass

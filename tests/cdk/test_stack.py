@@ -462,9 +462,26 @@ def test_dashboard_shows_backlog_oldest_age_job_runs_failures_dlq_and_errors(syn
     parts = dashboard["Properties"]["DashboardBody"]["Fn::Join"][1]  # JSON text with tokens (ARNs, names) between
     body = "".join(part for part in parts if isinstance(part, str))
     for metric in ("ImagesRecorded", "PendingImages", "OldestPendingAgeSeconds", "JobRunsStarted", "JobRunsFailed",
-                   "JobRunStartFailures", "BatchesQuarantined", "ApproximateNumberOfMessagesVisible", "Errors"):
+                   "JobRunStartFailures", "BatchesQuarantined", "ApproximateNumberOfMessagesVisible", "Errors",
+                   "TimeToFeatureSeconds"):
         assert f'"{metric}"' in body, metric
     # AND a backlog older than twice the max wait (900 s by default) for 15 minutes alarms
     (alarm,) = [a for a in synthesized.of_type("AWS::CloudWatch::Alarm").values()
                 if a["Properties"].get("MetricName") == "OldestPendingAgeSeconds"]
     assert alarm["Properties"]["Threshold"] == 1800 and alarm["Properties"]["EvaluationPeriods"] == 3
+
+
+def test_dashboard_graphs_time_to_feature_p50_p95_and_maximum_of_the_pipeline_metric(synthesized: Synthesized) -> None:
+    # GIVEN the synthesized dashboard, its tokens (region, queue and function names) replaced by a placeholder
+    (dashboard,) = synthesized.of_type("AWS::CloudWatch::Dashboard").values()
+    parts = dashboard["Properties"]["DashboardBody"]["Fn::Join"][1]
+    body = json.loads("".join(part if isinstance(part, str) else "token" for part in parts))
+    # WHEN its "Time to feature" widget is read
+    (widget,) = [w for w in body["widgets"] if w["properties"]["title"].startswith("Time to feature")]
+    # THEN it graphs TimeToFeatureSeconds p50, p95 and Maximum, in the namespace and service dimension the Lambdas
+    # publish with (the same as OldestPendingAgeSeconds)
+    metrics = widget["properties"]["metrics"]
+    assert [m[:4] for m in metrics] == [["Fruits", "TimeToFeatureSeconds", "service", "fruits-ingestion"]] * 3
+    assert [m[4]["stat"] for m in metrics] == ["p50", "p95", "Maximum"]
+    (oldest,) = [w for w in body["widgets"] if w["properties"]["title"].startswith("Oldest pending")]
+    assert oldest["properties"]["metrics"][0][:4] == ["Fruits", "OldestPendingAgeSeconds", *metrics[0][2:4]]

@@ -6,6 +6,7 @@ never poll moto for state, they drive ``job_state`` with the real-shaped EventBr
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from pathlib import Path
 
@@ -14,8 +15,12 @@ import pytest
 from fruits.local.lambda_runtime import LocalLambdaContext
 from lambdas.config import get_settings
 from lambdas.handlers import job_state
-from tests.helpers.aws_fixtures import Obj, load_event
+from lambdas.logic.keys import ImageRef
+from lambdas.pipeline import JobStateAction, Pipeline, get_pipeline
+from tests.helpers.aws_fixtures import BUCKET, Obj, load_event
 from tests.helpers.manifest import JobRunWatch, ingest_objects, send_job_state, table
+
+T0 = dt.datetime(2026, 11, 25, 8, 0, tzinfo=dt.UTC)
 
 
 @pytest.fixture
@@ -138,3 +143,103 @@ def test_refused_job_starts_quarantine_the_batch_with_metrics_for_the_alarms(
     emf = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith('{"_aws"')]
     assert sum(sum(e.get("JobRunStartFailures", [])) for e in emf) == 3
     assert sum(sum(e.get("BatchesQuarantined", [])) for e in emf) == 1
+
+
+def at(pipeline: Pipeline, seconds: float) -> None:
+    """Set the pipeline's injected clock (timezone-aware datetimes) to T0 + ``seconds``."""
+    now = T0 + dt.timedelta(seconds=seconds)
+    pipeline.clock = lambda: now
+
+
+def s3_time(seconds: float) -> str:
+    """T0 + ``seconds`` as S3 writes an event's ``eventTime``: ISO-8601 UTC, milliseconds, ``Z``."""
+    return (T0 + dt.timedelta(seconds=seconds)).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def record_at(pipeline: Pipeline, seconds: float, name: str, *, event: bool = True, sequencer: str = "00A1") -> None:
+    """Record image ``name`` at T0 + ``seconds``, with that S3 event time (none when found by listing)."""
+    at(pipeline, seconds)
+    ref = ImageRef(BUCKET, f"images/Training/Kiwi/{name}.jpg", f"etag-{name}-{sequencer}", 10)
+    if event:
+        ref = ImageRef(ref.bucket, ref.key, ref.etag, ref.size, sequencer=sequencer, event_time=s3_time(seconds))
+    assert pipeline.ingest(ref).recorded
+
+
+def run_batch(pipeline: Pipeline) -> str:
+    """Flush what is pending into one batch and start its job run; returns the job run id."""
+    [run] = pipeline.flush().started
+    return run.job_run_id
+
+
+def test_success_reports_each_images_time_from_its_s3_event_to_the_event_handling(moto_aws) -> None:
+    # GIVEN an image uploaded at t0 and one at t0 + 30 s, sealed into a batch whose job run started
+    pipeline = get_pipeline()
+    record_at(pipeline, 0, "a")
+    record_at(pipeline, 30, "b")
+    job_run_id = run_batch(pipeline)
+    app = get_settings().emr_application_id
+    # WHEN its SUCCESS event is handled at t0 + 300 s, then delivered again
+    at(pipeline, 300)
+    first = pipeline.handle_job_state(application_id=app, job_run_id=job_run_id, state="SUCCESS")
+    again = pipeline.handle_job_state(application_id=app, job_run_id=job_run_id, state="SUCCESS")
+    # THEN the first reports 300 s and 270 s (one value per image), the duplicate reports nothing
+    assert first.action is JobStateAction.SUCCEEDED and first.time_to_feature_seconds == [300.0, 270.0]
+    assert again.action is JobStateAction.STALE and again.time_to_feature_seconds == []
+
+
+def test_images_without_an_event_time_superseded_or_removed_are_left_out(moto_aws) -> None:
+    # GIVEN one batch of: a (uploaded t0), c (found by listing: no event time), k overwritten at t0 + 60 s (its
+    # first version, uploaded t0 + 10 s, superseded while pending) and r (uploaded t0 + 5 s, deleted at t0 + 20 s)
+    pipeline = get_pipeline()
+    record_at(pipeline, 0, "a")
+    record_at(pipeline, 5, "r")
+    record_at(pipeline, 10, "k")
+    record_at(pipeline, 15, "c", event=False)
+    at(pipeline, 20)
+    assert pipeline.remove(ImageRef(BUCKET, "images/Training/Kiwi/r.jpg", "", 0, sequencer="00B1")).removed == 1
+    record_at(pipeline, 60, "k", sequencer="00A2")
+    job_run_id = run_batch(pipeline)
+    batch_id = table().get_job_run(job_run_id)["batch_id"]
+    assert {i.get("fate") for i in table().batch_images(batch_id)} == {None, "superseded", "removed"}
+    # WHEN its SUCCESS event is handled at t0 + 300 s
+    at(pipeline, 300)
+    outcome = pipeline.handle_job_state(
+        application_id=get_settings().emr_application_id, job_run_id=job_run_id, state="SUCCESS"
+    )
+    # THEN only the live images with an event time count: a (300 s) and k's second version (240 s)
+    assert outcome.action is JobStateAction.SUCCEEDED
+    assert outcome.time_to_feature_seconds == [300.0, 240.0]
+
+
+def test_job_state_emits_one_time_to_feature_value_per_image_across_emf_flushes(
+    moto_aws, events_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN a batch of 250 images uploaded at t0 + i s (i = 0..249), running, and metrics on
+    for name in ("BATCH_THRESHOLD", "BATCH_MAX_IMAGES"):
+        monkeypatch.setenv(name, "1000")
+    get_settings.cache_clear()
+    pipeline = get_pipeline()
+    for i in range(250):
+        record_at(pipeline, i, f"p{i:03d}")
+    job_run_id = run_batch(pipeline)
+    at(pipeline, 600)
+    monkeypatch.setattr(job_state, "get_pipeline", lambda: pipeline)
+    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "false")
+    capsys.readouterr()
+    # WHEN the job_state Lambda gets its SUCCESS event at t0 + 600 s, then the same event again
+    assert send_job_state(events_dir, "SUCCESS", job_run_id)["action"] == "succeeded"
+    first = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith('{"_aws"')]
+    assert send_job_state(events_dir, "SUCCESS", job_run_id)["action"] == "stale"
+    again = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith('{"_aws"')]
+    # THEN all 250 values (600 s down to 351 s) reached stdout as EMF, at most 100 per document (Powertools
+    # flushes at 100 values), in seconds, in the Fruits namespace with the service dimension
+    documents = [e for e in first if "TimeToFeatureSeconds" in e]
+    values = [v for e in documents for v in e["TimeToFeatureSeconds"]]
+    assert sorted(values) == [float(600 - i) for i in range(249, -1, -1)]
+    assert [len(e["TimeToFeatureSeconds"]) for e in documents] == [100, 100, 50]
+    for document in documents:
+        [directive] = document["_aws"]["CloudWatchMetrics"]
+        assert directive["Namespace"] == "Fruits" and document["service"] == "fruits-ingestion"
+        assert {"Name": "TimeToFeatureSeconds", "Unit": "Seconds"} in directive["Metrics"]
+    # AND the duplicate event emitted none
+    assert not [e for e in again if "TimeToFeatureSeconds" in e]

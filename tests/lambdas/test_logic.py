@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import subprocess
@@ -13,7 +14,13 @@ import pytest
 
 from lambdas.config import SettingsError, settings_from_env
 from lambdas.identity import image_item_key, normalize_etag, sequencer_key
-from lambdas.logic.batches import BATCH_ID_RE, flush_claim_size, new_batch_id, threshold_claim_size
+from lambdas.logic.batches import (
+    BATCH_ID_RE,
+    flush_claim_size,
+    new_batch_id,
+    threshold_claim_size,
+    time_to_feature_seconds,
+)
 from lambdas.logic.job_request import build_start_job_run_request, client_token, spark_submit_parameters
 from lambdas.logic.keys import decode_event_key, label_for_key, skip_reason
 from lambdas.logic.manifest import erase_manifest_key, manifest_key, render_manifest
@@ -75,6 +82,25 @@ def test_batch_ids_sort_in_sealing_order_and_match_the_contract() -> None:
 @pytest.mark.parametrize(("pending", "expected"), [(0, 0), (99, 0), (100, 100), (107, 100), (250, 200), (5000, 1000)])
 def test_threshold_claims_multiples_of_the_threshold_capped(pending: int, expected: int) -> None:
     assert threshold_claim_size(pending, threshold=100, max_images=1000) == expected
+
+
+def test_time_to_feature_counts_live_images_with_an_event_time_and_skips_the_rest() -> None:
+    # GIVEN images as the manifest table returns them, handled at now = 02:05:00 UTC
+    now = dt.datetime(2026, 11, 25, 2, 5, tzinfo=dt.UTC)
+    images = [
+        {"event_time": "2026-11-25T02:00:00.123Z"},  # S3's form: 299.877 s
+        {"event_time": "2026-11-25T02:04:30+00:00"},  # 30 s
+        {"event_time": "2026-11-25T02:05:00.000400Z"},  # 0.4 ms after now (clock skew): 0
+        {"event_time": "2026-11-25T02:00:00Z", "fate": "superseded"},
+        {"event_time": "2026-11-25T02:00:00Z", "fate": "removed"},
+        {"event_time": None},  # found by listing / backfill
+        {},
+        {"event_time": "yesterday"},
+        {"event_time": 1764036000},
+    ]
+    # WHEN the time to feature is computed THEN only the three live images with a valid event time count, in order
+    assert time_to_feature_seconds(images, now) == [299.877, 30.0, 0.0]
+    assert time_to_feature_seconds([], now) == []
 
 
 def test_flush_claims_everything_up_to_the_cap() -> None:

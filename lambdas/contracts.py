@@ -1,7 +1,8 @@
 """Contracts shared by the two deployed packages: the Lambdas (``lambdas``) and the Spark job (``spark_jobs``).
 
 This module ships in BOTH assets: the Lambda asset is the whole ``lambdas`` package, and the Spark code zip
-(``cdk.assets.spark_package_zip``) carries ``lambdas/__init__.py`` + this file next to ``spark_jobs/``. It imports
+(``spark_jobs.packaging.spark_package_zip``) carries ``lambdas/__init__.py`` + this file next to ``spark_jobs/``.
+It imports
 nothing but the standard library, so the Spark job can import it without the Lambdas' dependencies.
 Each value is written here once (docs/contracts.md, "Batch id", "Metrics", "Lambda environment").
 """

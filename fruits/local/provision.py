@@ -14,9 +14,9 @@ from pathlib import Path
 
 import boto3
 
-from cdk.assets import spark_package_zip
 from lambdas import resources as r
 from lambdas.config import lambda_environment as settings_environment
+from spark_jobs.packaging import spark_package_zip
 from spark_jobs.release import EMR_RELEASE_LABEL
 
 SPARK_JOBS_DIR = Path(__file__).resolve().parents[2] / "spark_jobs"

@@ -126,6 +126,7 @@ def summary_table(result: DemoResult, config: DemoConfig) -> Table:
             f"{last['explained_variance_k']:.1%}" if "explained_variance_k" in last else "-",
         ),
         ("images/s (job runs)", f"{result.images_per_second:.1f}"),
+        ("job run seconds (mean / longest)", _run_seconds(result)),
         ("time to feature p50 / p95 / max", _time_to_feature(result.time_to_feature)),
         ("arrivals", _arrivals(result, config)),
         ("wall time", f"{result.seconds_total:.0f} s: setup {result.seconds_setup:.0f} s, uploads "
@@ -150,3 +151,8 @@ def _arrivals(result: DemoResult, config: DemoConfig) -> str:
         return f"{config.waves} waves, {result.upload_rate:.0f} photos/s; max wait {config.max_wait} s"
     return (f"Poisson {config.arrival_rate:g} photos/s (achieved {result.upload_rate:.2f}); "
             f"max wait {config.max_wait} s")
+
+
+def _run_seconds(result: DemoResult) -> str:
+    seconds = [run.seconds for run in result.job_runs]
+    return f"{sum(seconds) / len(seconds):.0f} / {max(seconds):.0f} s" if seconds else "-"

@@ -10,6 +10,13 @@
    ``CancelJobRun`` on an existing application with no job run raise ``ResourceNotFoundException: Application …
    does not exist``. EMR Serverless lists such an application's job runs as ``[]`` (and says ``JobRun … does not
    exist`` for an unknown job run); an unknown application still raises as before.
+3. Cheap SQS retention check. For every message ``ReceiveMessage`` returns, moto checks the retention period by
+   computing *all* the queue's attributes (``get_queue_attributes``), which counts the queue's messages, so a
+   receive costs O(batch × queue length) and draining a queue holding N messages costs O(N²): with uploads
+   overlapping ingestion, the demo's 3,600 queued notifications took minutes. The patched check reads the queue's
+   ``MessageRetentionPeriod`` alone; same result. And the visible-message list behind every attribute read (each
+   ``SendMessage`` reads them too) asks the clock twice per message (``datetime.utcfromtimestamp``); the patched
+   list reads it once per call, same messages.
 
 Never used on AWS (import moto only through the ``install*`` functions).
 """
@@ -24,11 +31,49 @@ from typing import Any
 
 def install() -> Callable[[], None]:
     """Install every fix of this module in this process; returns a function that undoes them all."""
-    undos = [install_fast_transaction_rollback(), install_emr_serverless_empty_job_runs()]
+    undos = [install_fast_transaction_rollback(), install_emr_serverless_empty_job_runs(),
+             install_fast_sqs_retention_check()]
 
     def undo() -> None:
         for step in reversed(undos):
             step()
+
+    return undo
+
+
+def install_fast_sqs_retention_check() -> Callable[[], None]:
+    """Patch moto's SQS backend: one attribute for the retention check, one clock read per message list (fix 3).
+
+    A message is still valid while ``sent_timestamp / 1000 + MessageRetentionPeriod > now`` (seconds), as in moto.
+    Returns a function that undoes the patch.
+    """
+    from moto.core.utils import unix_time, unix_time_millis
+    from moto.sqs.models import Queue, SQSBackend
+
+    original = SQSBackend.is_message_valid_based_on_retention_period
+
+    def is_valid(self: Any, queue_name: str, message: Any) -> bool:
+        retention = int(self.get_queue(queue_name).message_retention_period)
+        return retention + message.sent_timestamp / 1000 > unix_time()
+
+    def messages(self: Any) -> list[Any]:  # Message.visible: now > visible_at; Message.delayed: now < delayed_until
+        now = unix_time_millis()
+        return [m for m in self._messages if now > m.visible_at and not now < m.delayed_until]
+
+    def not_visible(self: Any) -> int:
+        now = unix_time_millis()
+        return sum(1 for m in self._messages if not now > m.visible_at)
+
+    originals = {"messages": Queue.messages,
+                 "approximate_number_of_messages_not_visible": Queue.approximate_number_of_messages_not_visible}
+    SQSBackend.is_message_valid_based_on_retention_period = is_valid
+    Queue.messages = property(messages)
+    Queue.approximate_number_of_messages_not_visible = property(not_visible)
+
+    def undo() -> None:
+        SQSBackend.is_message_valid_based_on_retention_period = original
+        for name, value in originals.items():
+            setattr(Queue, name, value)
 
     return undo
 

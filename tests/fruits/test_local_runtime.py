@@ -184,3 +184,40 @@ def test_last_stage_progress_reads_sparks_console_progress_bar(tmp_path: Path) -
     log.write_text("nothing yet\n")
     assert last_stage_progress(log) is None
     assert last_stage_progress(tmp_path / "missing.log") is None
+
+
+def test_the_sqs_retention_patch_keeps_moto_semantics(aws_credentials) -> None:
+    from moto import mock_aws
+    from moto.sqs.models import SQSBackend, sqs_backends
+
+    from fruits.local.moto_compat import install_fast_sqs_retention_check
+
+    with mock_aws():
+        # GIVEN a queue (retention 60 s) holding a fresh message and one sent two minutes ago
+        sqs = boto3.client("sqs", region_name="eu-west-3")
+        sqs.create_queue(QueueName="q", Attributes={"MessageRetentionPeriod": "60"})
+        url = sqs.get_queue_url(QueueName="q")["QueueUrl"]
+        for body in ("fresh", "old"):
+            sqs.send_message(QueueUrl=url, MessageBody=body)
+        backend = sqs_backends["123456789012"]["eu-west-3"]
+        fresh, old = backend.get_queue("q")._messages
+        old.sent_timestamp -= 120_000  # milliseconds
+        original = SQSBackend.is_message_valid_based_on_retention_period
+        expected = [original(backend, "q", m) for m in (fresh, old)]
+        # WHEN the cheap check is installed THEN it gives moto's answers (fresh valid, expired not)
+        undo = install_fast_sqs_retention_check()
+        queue = backend.get_queue("q")
+        listed = (len(queue.messages), queue.approximate_number_of_messages_not_visible)
+        fresh.mark_received(visibility_timeout=30)  # in flight: not visible
+        in_flight = (len(queue.messages), queue.approximate_number_of_messages_not_visible)
+        fresh.visible_at = 0
+        try:
+            assert [backend.is_message_valid_based_on_retention_period("q", m) for m in (fresh, old)] == expected
+            assert expected == [True, False]
+            # AND the visible / in-flight counts are moto's
+            assert (len(queue.messages), queue.approximate_number_of_messages_not_visible) == listed == (2, 0)
+            fresh.mark_received(visibility_timeout=30)
+            assert (len(queue.messages), queue.approximate_number_of_messages_not_visible) == in_flight == (1, 1)
+        finally:
+            undo()
+        assert SQSBackend.is_message_valid_based_on_retention_period is original

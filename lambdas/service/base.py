@@ -62,3 +62,5 @@ class ServiceBase:
         self.emr = emr
         self.clock = clock
         self.sleep = sleep
+        # (recorded_at of the oldest pending image, when it was read): batching's per-process memo
+        self._oldest_pending: tuple[dt.datetime, dt.datetime] | None = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import asdict, replace
 
 from lambdas.dal.manifest_table import BatchStatus, Counts, RecordResult
@@ -17,6 +18,8 @@ from lambdas.service.base import (
     log,
 )
 from lambdas.service.outcomes import IngestOutcome, TickOutcome
+
+OLDEST_PENDING_MEMO_SECONDS = 60.0  # an ingest re-reads the oldest pending image at most this often (seconds)
 
 
 class Batching(ServiceBase):
@@ -112,9 +115,33 @@ class Batching(ServiceBase):
         return outcome
 
     def oldest_pending_age(self) -> float | None:
-        """Seconds the oldest PENDING image has waited (by the injected clock); None if none is visible."""
+        """Seconds the oldest PENDING image has waited (by the injected clock); None if none is visible.
+
+        One GSI query; the answer is remembered for :meth:`_remembered_oldest_age` (per process).
+        """
         oldest = self.table.pending_images(limit=1)
-        return age_seconds(oldest[0]["recorded_at"], self.clock()) if oldest else None
+        now = self.clock()
+        if not oldest:
+            self._oldest_pending = None
+            return None
+        age = age_seconds(oldest[0]["recorded_at"], now)
+        self._oldest_pending = (now - dt.timedelta(seconds=age), now)
+        return age
+
+    def _remembered_oldest_age(self) -> float | None:
+        """The oldest pending image's age for the check every ingest makes, with at most one GSI query a minute.
+
+        Sound because images become pending with ``recorded_at`` = now: until a seal (which forgets the memo) the
+        oldest pending image can only stay or get younger, so a remembered age is never too small for long; it is
+        re-read when older than :data:`OLDEST_PENDING_MEMO_SECONDS`, and before it is acted on (a seal). The tick
+        always queries. On moto a GSI query costs O(table size), so this also keeps ``fruits demo`` linear.
+        """
+        memo = self._oldest_pending
+        now = self.clock()
+        if memo is None or (now - memo[1]).total_seconds() >= OLDEST_PENDING_MEMO_SECONDS:
+            return self.oldest_pending_age()
+        age = (now - memo[0]).total_seconds()
+        return self.oldest_pending_age() if age >= self.settings.batch_max_wait_seconds else age
 
     def _due(self, counts: Counts, *, oldest_age: float | None = None) -> str | None:
         """The seal reason now: count, then age (of the oldest pending image, else erasure; one GSI query each).
@@ -127,7 +154,7 @@ class Batching(ServiceBase):
         if settings.batch_max_wait_seconds == 0:
             return None
         if counts.pending > 0:
-            age = oldest_age if oldest_age is not None else self.oldest_pending_age()
+            age = oldest_age if oldest_age is not None else self._remembered_oldest_age()
             reason = seal_reason(
                 counts.pending,
                 age,
@@ -153,6 +180,7 @@ class Batching(ServiceBase):
         """
         sealed: list[str] = []
         erasures_only_tried = False
+        self._oldest_pending = None  # the oldest pending image is claimed now: read it again next time
         while True:
             counts = self.table.counts()
             pending, seq = counts.pending, counts.seq

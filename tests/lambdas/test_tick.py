@@ -118,3 +118,26 @@ def test_tick_handler_returns_the_oldest_age_and_seals(moto_aws, monkeypatch) ->
     # THEN it reports the wait and the batch it sealed and started
     assert result["oldest_pending_age_seconds"] == pytest.approx(1000)
     assert len(result["sealed"]) == 1 and len(result["started"]) == 1
+
+
+def test_ingests_read_the_oldest_pending_image_at_most_once_a_minute_and_still_seal_on_time(
+    moto_aws, monkeypatch
+) -> None:
+    # GIVEN threshold 100, max wait 120 s, and a pipeline counting its GSI queries for the oldest pending image
+    settings(monkeypatch, threshold=100, max_wait=120)
+    pipeline = get_pipeline()
+    queries = []
+    original = pipeline.table.pending_images
+    monkeypatch.setattr(pipeline.table, "pending_images", lambda limit: queries.append(limit) or original(limit))
+    # WHEN 20 images are ingested within the first 30 s
+    for i in range(20):
+        at(pipeline, i * 1.5)
+        record(pipeline, [f"p{i}"])
+    # THEN the oldest pending image was read once (the first ingest), not once per ingest
+    assert len(queries) == 1 and table().all_batches() == []
+    # AND an ingest after the max wait re-reads it and seals the 21 images (no tick needed)
+    at(pipeline, 121)
+    record(pipeline, ["late"])
+    [batch] = table().all_batches()
+    assert batch["reason"] == "max_wait" and int(batch["image_count"]) == 21
+    assert queries[:2] == [1, 1]  # then the seal's own claim query

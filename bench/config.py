@@ -35,6 +35,10 @@ class BenchConfig:
     pca_history_sizes: tuple[int, ...] = (64, 640, 6400)
     ingest_records: int = 40  # S3 objects/SQS records through the ingest handler
     ingest_batch_size: int = 10  # SQS records per invocation (SQS event source default batch size)
+    demo_limit: int | None = None  # photos of the waves demo (None: every Training photo, 3,600)
+    demo_threshold: int = 500
+    demo_arrival_limit: int = 600  # photos of the Poisson-stream demo
+    demo_arrival_rate: float = 5.0  # photos/s
     seed: int = 0
 
 
@@ -44,4 +48,5 @@ TINY = replace(
     warmup_images=2, engine_job_images=4,
     infer_batch_size=4, image_size=32, fast_image_size=32, pca_k=4, incremental_n=2, history_factor=2,
     pca_history_sizes=(8, 16), ingest_records=6, ingest_batch_size=3, lake_commit_n=5,
+    demo_limit=12, demo_threshold=6, demo_arrival_limit=6, demo_arrival_rate=20.0,
 )

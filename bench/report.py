@@ -12,11 +12,13 @@ from typing import Any
 
 from bench.common import README_PATH, RESULTS_DIR
 
-ORDER = ("throughput", "engines", "profile", "incremental", "ingestion", "faster_mode", "quality", "cost", "run")
+ORDER = ("throughput", "engines", "profile", "demo_wall", "incremental", "ingestion", "faster_mode", "quality", "cost",
+         "run")
 TITLES = {
     "throughput": "1. Featurization throughput (ResNet50, 224x224)",
     "engines": "1a. Inference engines side by side (raw rate, job end to end, % of the physical limit, cost)",
     "profile": "1b. Profile of the job's Python workers (`python -m bench.profile_job`, py-spy; not in make bench)",
+    "demo_wall": "1c. `fruits demo`: wall time split, and time-to-feature under Poisson arrivals",
     "incremental": "2. Incremental cost (new batch vs history)",
     "ingestion": "3. Ingestion cost (Lambda ingest path under moto)",
     "faster_mode": "4. Faster mode (opt-in)",

@@ -29,7 +29,8 @@ from bench.common import RESULTS_DIR, SAMPLE_DIR, write_result
 from bench.config import FULL, TINY, BenchConfig
 from bench.report import summary_row, write_readme
 
-NAMES = ("ingestion", "throughput", "quality", "faster_mode", "incremental", "lake_commit", "engines", "cost")
+NAMES = ("ingestion", "throughput", "quality", "faster_mode", "incremental", "lake_commit", "engines", "cost",
+         "demo_wall")
 NEEDS_THROUGHPUT = {"quality", "faster_mode", "incremental"}  # cost can reuse stored results (see below)
 
 
@@ -68,7 +69,7 @@ def _stored(cfg: BenchConfig, name: str, required: bool = True) -> dict[str, Any
 def run_benchmarks(cfg: BenchConfig, names: Sequence[str], workdir: Path,
                    log: Callable[[str], None] = print) -> dict[str, Any]:
     """Run ``names`` in order; returns ``{"seconds": {name: s}, "failed": {name: error}, "skipped": [...]}``."""
-    from bench import cost, engines, faster_mode, incremental, ingestion, lake_commit, quality, throughput
+    from bench import cost, demo_wall, engines, faster_mode, incremental, ingestion, lake_commit, quality, throughput
 
     state: dict[str, Any] = {}
     steps: dict[str, Callable[[], Any]] = {
@@ -81,6 +82,7 @@ def run_benchmarks(cfg: BenchConfig, names: Sequence[str], workdir: Path,
         "cost": lambda: cost.run(cfg, state.get("throughput") or _stored(cfg, "throughput"),
                                  state.get("faster_mode") or _stored(cfg, "faster_mode", required=False)),
         "engines": lambda: engines.run(cfg, workdir),
+        "demo_wall": lambda: demo_wall.run(cfg, workdir),
     }
     outcome: dict[str, Any] = {"seconds": {}, "failed": {}, "skipped": []}
     for name in names:

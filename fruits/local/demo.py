@@ -28,7 +28,7 @@ from rich.progress import Progress
 from fruits.local.arrivals import UploadStream
 from fruits.local.emr_runner import JobRunOutcome, LocalEmrRunner, temp_work_dir
 from fruits.local.images import list_images
-from fruits.local.lambda_runtime import LocalLambdaContext, drain_queue
+from fruits.local.lambda_runtime import LocalLambdaContext, drain_queue, poll_queue_once
 from fruits.local.moto_server import moto_server
 from fruits.local.progress import progress_bars
 from fruits.local.provision import lambda_environment, provision
@@ -217,13 +217,17 @@ def _process(config: DemoConfig, res: Any, photos: list[Path], runner: LocalEmrR
     next_tick, flushed, idle_since = 0.0, False, None
     while True:
         stream.check()
-        polled = drain_queue(res.queue_url, res.queue_arn, handlers["ingest"], lambda n: progress.advance(rec, n))
+        # one SQS receive (≤ 10 messages) per turn, so a finished job run is noticed and the next one started
+        # while a backlog of notifications is still being ingested (as Lambda and EMR run side by side on AWS)
+        polled = poll_queue_once(res.queue_url, res.queue_arn, handlers["ingest"])
         result.recorded += polled.deleted
+        progress.advance(rec, polled.deleted)
         if time.monotonic() >= next_tick:
             handlers["tick"](scheduled_event("tick"), LocalLambdaContext("tick"))
             next_tick = time.monotonic() + config.tick_seconds
         if runner.poll(on_job_run) or not stream.done or polled.received:
-            time.sleep(0.2)
+            if not polled.received:
+                time.sleep(0.2)
             continue
         if not _manifest_waiting():
             if result.recorded >= stream.uploaded:

@@ -16,27 +16,8 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from fruits.cli.jobs import _aws_errors, _endpoint, _pipeline, _region
 from fruits.cli.stack import add_stack_argument
+from fruits.cli.types import bounded_int, positive_int
 from lambdas.service.backfill import MAX_KEYS, BackfillOutcome
-
-
-def _page_size(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer 1..{MAX_KEYS}, got {text!r}") from None
-    if not 1 <= value <= MAX_KEYS:
-        raise argparse.ArgumentTypeError(f"expected an integer 1..{MAX_KEYS}, got {text!r}")
-    return value
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -49,8 +30,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "stopped; the pass that reaches the end deletes it. Recording is idempotent: nothing is recorded twice.",
     )
     parser.add_argument("--prefix", help="key prefix to list, inside IMAGES_PREFIX (e.g. images/Apple/)")
-    parser.add_argument("--page-size", type=_page_size, default=MAX_KEYS, help="ListObjectsV2 MaxKeys per page")
-    parser.add_argument("--max-pages", type=_positive, help="stop after this many pages (resume with a next run)")
+    parser.add_argument("--page-size", type=bounded_int(1, MAX_KEYS), default=MAX_KEYS,
+                        help="ListObjectsV2 MaxKeys per page")
+    parser.add_argument("--max-pages", type=positive_int, help="stop after this many pages (resume with a next run)")
     parser.add_argument("--restart", action="store_true", help="drop the prefix's stored position: start a new pass")
     parser.add_argument("--endpoint-url", type=_endpoint, help="AWS endpoint (e.g. the local moto server)")
     parser.add_argument("--region", type=_region, help="AWS region (default: AWS_REGION / AWS_DEFAULT_REGION)")

@@ -3,32 +3,37 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from pathlib import Path
 
 from lambdas.contracts import check_batch_id
 from lambdas.resources import JOB_ENGINES, JOB_PRECISIONS
 
 
-def positive_int(text: str) -> int:
-    """Parse a strictly positive integer; raises ``argparse.ArgumentTypeError`` otherwise."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
+def bounded_int(low: int, high: int | None = None) -> Callable[[str], int]:
+    """An argparse ``type=`` that parses an integer in ``low..high`` (``high`` None: no upper bound); anything else
+    raises ``argparse.ArgumentTypeError`` (a one-line usage error)."""
+    if high is not None:
+        expected = f"an integer {low}..{high}"
+    else:
+        expected = "a positive integer" if low == 1 else f"an integer >= {low}"
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+        if value < low or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {value}")
+        return value
+
+    return parse
 
 
-def non_negative_int(text: str) -> int:
-    """Parse an integer >= 0; raises ``argparse.ArgumentTypeError`` otherwise."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
-    return value
+positive_int = bounded_int(1)
+positive_int.__doc__ = "Parse a strictly positive integer; raises ``argparse.ArgumentTypeError`` otherwise."
+non_negative_int = bounded_int(0)
+non_negative_int.__doc__ = "Parse an integer >= 0; raises ``argparse.ArgumentTypeError`` otherwise."
 
 
 def positive_float(text: str) -> float:

@@ -33,6 +33,9 @@ def test_help_exits_zero(command: str, capsys: pytest.CaptureFixture[str]) -> No
     [
         ["demo", "--threshold", "0"],
         ["demo", "--waves", "many"],
+        ["demo", "--arrival-rate", "0"],
+        ["demo", "--arrival-rate", "inf"],
+        ["demo", "--max-wait", "-1"],
         ["demo", "--images", "/no/such/folder"],
         ["demo", "--weights", "bogus"],
         ["demo", "--weights", "random:x"],

@@ -203,13 +203,18 @@ class Lake:
     def table(self, name: str, *, create: bool = True) -> Table:
         """Load table ``name`` (created with its schema, spec and location when missing and ``create``).
 
+        ``create`` is the writers' access: a table created by older code first gets the optional columns added
+        since (:func:`_evolved`). Readers pass ``create=False`` and never commit (:func:`scan` shows the columns a
+        table lacks as nulls), so read-only users need no write permission on the catalog.
+
         Raises:
             pyiceberg.exceptions.NoSuchTableError: missing and ``create`` is False.
         """
         catalog = load_catalog(self.catalog)
         identifier = (self.namespace, name)
         try:
-            return _evolved(catalog.load_table(identifier), name)
+            table = catalog.load_table(identifier)
+            return _evolved(table, name) if create else table
         except NoSuchTableError:
             if not create:
                 raise
@@ -315,7 +320,8 @@ def scan(
     batch_ids: list[str] | None = None,
     columns: tuple[str, ...] | None = None,
 ) -> pa.Table:
-    """Current rows of table ``name`` as Arrow (empty table of the schema if it does not exist yet).
+    """Current rows of table ``name`` as Arrow (empty table of the schema if it does not exist yet); columns the
+    code added since the table was written read null (the table is not changed).
 
     Args:
         model_id: keep one model's rows. batch_ids: keep these batches. columns: project these columns.
@@ -328,8 +334,14 @@ def scan(
         row_filter = And(row_filter, EqualTo("model_id", model_id))
     if batch_ids is not None:
         row_filter = And(row_filter, In("batch_id", set(batch_ids)) if batch_ids else AlwaysFalse())
-    fields = columns or ("*",)
-    return lake.table(name, create=False).scan(row_filter=row_filter, selected_fields=fields).to_arrow()
+    table = lake.table(name, create=False)
+    missing = missing_columns(table, name)  # a table written by older code, not evolved yet by a writer
+    fields = tuple(c for c in columns if c not in missing) if columns else ("*",)
+    rows = table.scan(row_filter=row_filter, selected_fields=fields).to_arrow()
+    schema = SCHEMAS[name].as_arrow()
+    for column in missing if columns is None else [c for c in columns if c in missing]:
+        rows = rows.append_column(schema.field(column), pa.nulls(rows.num_rows, schema.field(column).type))
+    return rows.select(list(columns)) if columns else rows
 
 
 def model_ids(lake: Lake) -> list[str]:

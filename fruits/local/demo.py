@@ -252,9 +252,7 @@ def lake_time_to_feature(lake: Path) -> dict[str, Any]:
     from spark_jobs.time_to_feature import summarize_seconds
 
     handle = tables.Lake.at(str(lake))
-    if not handle.exists(tables.FEATURES):
-        return summarize_seconds([])
-    rows = handle.table(tables.FEATURES).scan(selected_fields=("event_time", "ingested_at")).to_arrow().to_pylist()
+    rows = tables.scan(handle, tables.FEATURES, columns=("event_time", "ingested_at")).to_pylist()
     return summarize_seconds(
         (r["ingested_at"] - r["event_time"]).total_seconds() for r in rows if r["event_time"] and r["ingested_at"]
     )

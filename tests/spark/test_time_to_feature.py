@@ -87,7 +87,14 @@ def test_a_features_table_written_before_the_event_columns_is_evolved_in_place(t
            "features": [0.5] * 4, "pca": [0.1], "pca_version": 1}
     old.append(pa.Table.from_pylist([row], schema=Schema(*old_fields).as_arrow()))
     assert tables.missing_columns(old, tables.FEATURES) == ["event_time", "sequencer"]
-    # WHEN the code loads it
+    # WHEN a reader scans it THEN the new columns read null and the table is left as it is (readers never commit)
+    read = tables.scan(lake, tables.FEATURES).to_pylist()
+    assert len(read) == 1 and read[0]["event_time"] is None and read[0]["sequencer"] is None
+    assert tables.scan(lake, tables.FEATURES, columns=("sequencer", "image_uri")).column_names == [
+        "sequencer", "image_uri"]
+    assert tables.missing_columns(lake.table(tables.FEATURES, create=False), tables.FEATURES) == [
+        "event_time", "sequencer"]
+    # WHEN a writer loads it
     table = lake.table(tables.FEATURES)
     # THEN the columns were added (a schema change, no data rewritten): the old row reads null in them
     assert tables.missing_columns(table, tables.FEATURES) == []

@@ -52,6 +52,13 @@ FEATURES_SCHEMA = T.StructType(
 )
 # Side of the block-average grid of the test-only projection featurizer (16x16x3 = 768 inputs).
 _PROJECTION_GRID = 16
+# The file keras.applications.ResNet50(include_top=False, weights="imagenet") loads: name, URL and md5 exactly as in
+# keras/src/applications/resnet.py (BASE_WEIGHTS_PATH, WEIGHTS_HASHES["resnet50"][1]); a test pins them to Keras.
+# The driver checks it without importing TensorFlow (3 s per job run), into the cache Keras reads it from.
+IMAGENET_WEIGHTS_FILE = "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"
+IMAGENET_WEIGHTS_URL = f"https://storage.googleapis.com/tensorflow/keras-applications/resnet/{IMAGENET_WEIGHTS_FILE}"
+IMAGENET_WEIGHTS_MD5 = "4d473c1dd8becc155b73f8504c6f6626"
+IMAGENET_DOWNLOAD_TIMEOUT_SECONDS = 60
 
 
 @dataclass(frozen=True)
@@ -88,8 +95,9 @@ def _seed(text: str, source: str) -> int:
 def resolve_weights(source: str, image_size: int = 224, precision: str = "float32") -> ModelSpec:
     """Resolve ``--weights`` on the driver (see module table); ``precision`` is a key of :data:`PRECISIONS`.
 
-    ``imagenet`` really loads the Keras ImageNet weights once (download/cache); if that fails (no network),
-    prints a loud banner on stderr and returns ``random:0`` with ``fallback_reason`` set.
+    ``imagenet`` really fetches the Keras ImageNet weights file once into the Keras cache, md5-checked
+    (:func:`fetch_imagenet_weights`, no TensorFlow import on the driver); if that fails (no network), prints a loud
+    banner on stderr and returns ``random:0`` with ``fallback_reason`` set.
 
     Raises:
         ValueError: malformed source or unknown precision. FileNotFoundError: weights file/object missing.
@@ -100,9 +108,9 @@ def resolve_weights(source: str, image_size: int = 224, precision: str = "float3
     if source == "imagenet":
         spec = ModelSpec("imagenet", image_size, precision=precision)
         try:
-            _build_resnet(spec)
+            fetch_imagenet_weights()
             return spec
-        except Exception as err:  # offline: URL fetch failure; corrupt cache
+        except (OSError, ValueError) as err:  # offline: URL fetch failure (URLError is an OSError); bad checksum
             reason = f"imagenet weights unavailable ({type(err).__name__}: {str(err)[:200]})"
             fallback = ModelSpec("random", image_size, 0, precision=precision, fallback_reason=reason)
             banner = "!" * 100
@@ -115,6 +123,60 @@ def resolve_weights(source: str, image_size: int = 224, precision: str = "float3
         digest = hashlib.sha256(storage.read_bytes(source)).hexdigest()
         return ModelSpec("file", image_size, weights_uri=source, weights_sha256=digest, precision=precision)
     raise ValueError(f"bad --weights {source!r}: expected imagenet, random[:SEED], a weights file path or s3:// URI")
+
+
+def keras_cache_file(name: str) -> Path:
+    """Where ``keras.utils.get_file(name, cache_subdir="models")`` keeps a file: ``$KERAS_HOME/models/name``,
+    else ``~/.keras/models/name`` (``/tmp/.keras`` when the home directory or that directory is not writable), as
+    keras/src/backend/config.py ``keras_home`` and keras/src/utils/file_utils.py ``get_file`` resolve it."""
+    home = os.environ.get("KERAS_HOME")
+    if not home:
+        base = os.path.expanduser("~")
+        home = os.path.join(base if os.access(base, os.W_OK) else "/tmp", ".keras")
+    if not os.access(home, os.W_OK) and os.path.isdir(home):
+        home = os.path.join("/tmp", ".keras")
+    return Path(home) / "models" / name
+
+
+def _md5(path: Path) -> str:
+    digest = hashlib.md5(usedforsecurity=False)
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def fetch_imagenet_weights(timeout: float = IMAGENET_DOWNLOAD_TIMEOUT_SECONDS) -> Path:
+    """The Keras ImageNet ResNet50 (no top) weights file in the Keras cache, downloaded once and md5-checked as
+    ``keras.utils.get_file`` does, so workers building ``ResNet50(weights="imagenet")`` on this machine read it
+    from there. Written by us (urllib + hashlib) rather than through Keras only to keep TensorFlow (a 3 s import)
+    off the driver.
+
+    Returns: the file's path (94 MB).
+
+    Raises:
+        OSError: download failure (``urllib.error.URLError`` when offline) or cache not writable.
+        ValueError: the downloaded file's md5 is not :data:`IMAGENET_WEIGHTS_MD5`.
+    """
+    import urllib.request
+
+    path = keras_cache_file(IMAGENET_WEIGHTS_FILE)
+    if path.is_file() and _md5(path) == IMAGENET_WEIGHTS_MD5:
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".part", delete=False) as tmp:
+        try:
+            with urllib.request.urlopen(IMAGENET_WEIGHTS_URL, timeout=timeout) as response:
+                for block in iter(lambda: response.read(1 << 20), b""):
+                    tmp.write(block)
+        except BaseException:
+            os.unlink(tmp.name)
+            raise
+    if _md5(Path(tmp.name)) != IMAGENET_WEIGHTS_MD5:
+        os.unlink(tmp.name)
+        raise ValueError(f"{IMAGENET_WEIGHTS_URL}: md5 differs from Keras' {IMAGENET_WEIGHTS_MD5}")
+    os.replace(tmp.name, path)  # atomic: a concurrent reader sees the old file or the whole new one
+    return path
 
 
 def _local_weights_file(spec: ModelSpec) -> str:

@@ -78,21 +78,72 @@ def test_manifest_parsing_dedupes_and_reports_bad_lines() -> None:
         parse_manifest(b'{"uri": "/a.jpg"}\n')
 
 
-def test_imagenet_unavailable_falls_back_loudly_to_random0(monkeypatch, capsys) -> None:
+def _offline(url, timeout=None):
+    import urllib.error
+
+    raise urllib.error.URLError("[Errno 101] Network is unreachable")
+
+
+def test_imagenet_unavailable_falls_back_loudly_to_random0(monkeypatch, capsys, tmp_path) -> None:
     # GIVEN a machine where the Keras ImageNet file cannot be fetched (forced, whatever the network here)
-    from spark_jobs import models
+    import urllib.request
 
-    def offline(spec: ModelSpec):
-        raise OSError("URL fetch failure on https://storage.googleapis.com/…: [Errno 101] Network is unreachable")
-
-    monkeypatch.setattr(models, "_build_resnet", offline)
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    monkeypatch.setattr(urllib.request, "urlopen", _offline)
     # WHEN --weights imagenet is resolved on the driver
     spec = resolve_weights("imagenet", 160)
     # THEN the seeded random network is used, named as such, the reason is kept for the report, and it is loud
     assert spec.model_id == "resnet50-random0-160"
-    assert spec.fallback_reason is not None and "OSError" in spec.fallback_reason
+    assert spec.fallback_reason is not None and "URLError" in spec.fallback_reason
     err = capsys.readouterr().err
     assert "FALLING BACK" in err and "resnet50-random0-160" in err
+    # AND no partial file is left in the Keras cache
+    assert not any((tmp_path / "models").iterdir())
+
+
+def test_imagenet_weights_are_fetched_once_into_the_keras_cache_and_md5_checked(monkeypatch, tmp_path) -> None:
+    # GIVEN an ImageNet weights "server" (urlopen) and an empty Keras cache; the expected md5 is the served bytes'
+    import io
+    import urllib.request
+
+    from spark_jobs import models
+
+    served = b"resnet50 notop weights " * 4096
+    calls: list[str] = []
+
+    def serve(url, timeout=None):
+        calls.append(url)
+        return io.BytesIO(served)
+
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    monkeypatch.setattr(urllib.request, "urlopen", serve)
+    monkeypatch.setattr(models, "IMAGENET_WEIGHTS_MD5", hashlib.md5(served).hexdigest())
+    # WHEN --weights imagenet is resolved twice
+    first, second = resolve_weights("imagenet"), resolve_weights("imagenet")
+    # THEN the ImageNet network is named, the file is where Keras' get_file(cache_subdir="models") reads it,
+    # and it was downloaded once from Keras' URL
+    assert first == second and first.model_id == "resnet50-imagenet-224" and first.fallback_reason is None
+    assert (tmp_path / "models" / models.IMAGENET_WEIGHTS_FILE).read_bytes() == served
+    assert calls == [models.IMAGENET_WEIGHTS_URL]
+    # AND a download whose md5 differs is refused: loud fallback, the cached file is not replaced by it
+    (tmp_path / "models" / models.IMAGENET_WEIGHTS_FILE).write_bytes(b"truncated")
+    monkeypatch.setattr(urllib.request, "urlopen", lambda url, timeout=None: io.BytesIO(b"tampered"))
+    spec = resolve_weights("imagenet")
+    assert spec.model_id == "resnet50-random0-224" and "md5" in (spec.fallback_reason or "")
+    assert sorted(p.name for p in (tmp_path / "models").iterdir()) == [models.IMAGENET_WEIGHTS_FILE]
+
+
+@pytest.mark.slow
+def test_imagenet_weights_constants_are_keras_own() -> None:
+    # GIVEN the file name, URL and md5 the driver checks without importing Keras
+    from keras.src.applications import resnet
+
+    from spark_jobs import models
+
+    # THEN they are exactly what keras.applications.ResNet50(include_top=False, weights="imagenet") downloads
+    assert models.IMAGENET_WEIGHTS_URL == resnet.BASE_WEIGHTS_PATH + models.IMAGENET_WEIGHTS_FILE
+    assert models.IMAGENET_WEIGHTS_FILE == "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"
+    assert resnet.WEIGHTS_HASHES["resnet50"][1] == models.IMAGENET_WEIGHTS_MD5
 
 
 def test_s3_weights_are_downloaded_once_checked_and_renamed_into_place(s3_bucket) -> None:

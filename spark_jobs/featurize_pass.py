@@ -8,12 +8,18 @@ feature rows and reject rows as it goes and one statistics row at the end, all i
 driver collects that frame once and merges the statistics rows (Chan-Golub-LeVeque, :func:`spark_jobs.stats.merge`).
 Nothing is persisted and no partition is computed twice.
 
-Memory per task (bounded, independent of the batch size): one image's compressed bytes at a time (<= 64 MB,
-:data:`spark_jobs.images.MAX_IMAGE_BYTES`; a 4032x3024 phone JPEG is 2-5 MB and decodes in draft mode at 1/8
-scale, 504x378x3 = 0.57 MB), ``infer_batch_size`` x 224x224x3 pixels (uint8 + float32: 24 MB at 32), the
-engine's activations, and the statistics state: M2 (2,048^2 float64 = 32 MB) plus up to ``STATS_CHUNK_ROWS``
-buffered vectors (float64 at 1,024 rows: 16 MB). Each statistics row carries the worker's peak RSS
-(``ru_maxrss``) so the measured peak per task is in ``BatchFeatures.task``.
+Fetch and decode run one chunk ahead of inference, on ``FETCH_THREADS`` threads of the task: while the engine
+featurizes chunk k (it releases the GIL), the next chunk's objects are fetched (an S3 GET waits 10-100 ms for its
+first byte; sequential GETs would leave the core idle) and decoded (Pillow and hashlib release the GIL too). The
+manifest's S3 ``version_id`` travels with each row, so an image is fetched at exactly the version it recorded.
+
+Memory per task (bounded, independent of the batch size): the compressed bytes of at most ``FETCH_THREADS``
+images at a time (each <= 64 MB, :data:`spark_jobs.images.MAX_IMAGE_BYTES`, so <= 256 MB in the worst case; a
+4032x3024 phone JPEG is 2-5 MB and decodes in draft mode at 1/8 scale, 504x378x3 = 0.57 MB), two chunks of
+``infer_batch_size`` x 224x224x3 pixels (the one in inference as uint8 + float32, the one ahead as uint8: 24 + 5 MB
+at 32), the engine's activations, and the statistics state: M2 (2,048^2 float64 = 32 MB) plus up to
+``STATS_CHUNK_ROWS`` buffered vectors (float64 at 1,024 rows: 16 MB). Each statistics row carries the worker's
+peak RSS (``ru_maxrss``) so the measured peak per task is in ``BatchFeatures.task``.
 
 A batch is at most ``BATCH_MAX_IMAGES`` images, so its feature vectors come back to the driver as one Arrow
 table: at 1,000 images about 8.2 MB (1,000 x 2,048 float32) plus metadata columns; the driver never holds pixels.
@@ -24,14 +30,16 @@ from __future__ import annotations
 import json
 import resource
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from spark_jobs.images import fetch_decode
@@ -40,6 +48,9 @@ from spark_jobs.stats import SufficientStats, merge, merge_all
 
 # Feature vectors buffered before one two-pass statistics call (float64 buffer: STATS_CHUNK_ROWS x 2,048 x 8 B).
 STATS_CHUNK_ROWS = 1024
+# Threads of a task fetching and decoding the next chunk while the current one is featurized (module doc): enough
+# concurrent S3 GETs to hide their latency behind one chunk's inference, few enough to bound the bytes in flight.
+FETCH_THREADS = 4
 # Row kinds of the pass's output.
 FEATURE, REJECT, STATS = "feature", "reject", "stats"
 PASS_SCHEMA = T.StructType(
@@ -83,7 +94,8 @@ class BatchFeatures:
         listed: distinct images in the manifest (= featurized + rejected).
         seconds: wall seconds of this pass's stages (names as in the batch report's ``seconds``):
             ``featurize`` (the one pass: fetch, decode, inference, statistics, collect) and ``merge_statistics``.
-        task: task metrics summed over the partitions: ``tasks``, ``fetch_decode_s``, ``infer_s``,
+        task: task metrics summed over the partitions: ``tasks``, ``fetch_decode_s`` (time the tasks waited for
+            fetched and decoded pixels, i.e. not hidden behind inference), ``infer_s``,
             ``statistics_s`` (task seconds), ``engine_build_s`` (model build/load paid in the pass),
             ``peak_rss_mb`` (max over Python workers), ``engine``.
     """
@@ -101,9 +113,12 @@ class BatchFeatures:
         return dict(sorted(Counter(self.rejects.column("reason").to_pylist()).items()))
 
 
-def _one_pass(
-    spec: ModelSpec, image_size: int, infer_batch_size: int, threads: int, engine: str, versions: dict[str, str]
-):
+def _one_pass(spec: ModelSpec, image_size: int, infer_batch_size: int, threads: int, engine: str):
+    def chunks(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        for frame in frames:
+            for start in range(0, len(frame), infer_batch_size):
+                yield frame.iloc[start : start + infer_batch_size]
+
     def run(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         clock = {"fetch_decode_s": 0.0, "infer_s": 0.0, "statistics_s": 0.0, "engine_build_s": 0.0}
         total = SufficientStats.empty(FEATURE_DIM)
@@ -120,33 +135,42 @@ def _one_pass(
                 buffered = []
                 clock["statistics_s"] += time.perf_counter() - started
 
-        for frame in frames:
-            for start in range(0, len(frame), infer_batch_size):
-                chunk = frame.iloc[start : start + infer_batch_size]
-                started = time.perf_counter()
-                decoded = [fetch_decode(uri, image_size, versions.get(uri)) for uri in chunk["image_uri"]]
-                clock["fetch_decode_s"] += time.perf_counter() - started
-                rows, good, pixels = [], [], []
-                for uri, label, (sha, width, height, pix, reason) in zip(
-                    chunk["image_uri"], chunk["label"], decoded, strict=True
-                ):
-                    if reason is not None:
-                        rows.append((REJECT, uri, label, sha, width, height, None, reason, None, None))
-                    else:
-                        good.append((uri, label, sha, width, height))
-                        pixels.append(np.frombuffer(pix, dtype=np.uint8).reshape(image_size, image_size, 3))
-                if good:
-                    if featurizer is None:
-                        started = time.perf_counter()
-                        featurizer = get_featurizer(spec, threads, engine)
-                        clock["engine_build_s"] += time.perf_counter() - started
+        def featurize(chunk: pd.DataFrame, fetched: list[Future]) -> pd.DataFrame:
+            nonlocal featurizer
+            started = time.perf_counter()
+            decoded = [future.result() for future in fetched]  # fetch_decode never raises
+            clock["fetch_decode_s"] += time.perf_counter() - started  # the wait not hidden behind inference
+            rows, good, pixels = [], [], []
+            for uri, label, (sha, width, height, pix, reason) in zip(
+                chunk["image_uri"], chunk["label"], decoded, strict=True
+            ):
+                if reason is not None:
+                    rows.append((REJECT, uri, label, sha, width, height, None, reason, None, None))
+                else:
+                    good.append((uri, label, sha, width, height))
+                    pixels.append(np.frombuffer(pix, dtype=np.uint8).reshape(image_size, image_size, 3))
+            if good:
+                if featurizer is None:
                     started = time.perf_counter()
-                    feats = np.asarray(featurizer(np.stack(pixels)), dtype=np.float32)
-                    clock["infer_s"] += time.perf_counter() - started
-                    buffered.append(feats)
-                    rows.extend((FEATURE, *meta, vec, None, None, None) for meta, vec in zip(good, feats, strict=True))
-                    fold(force=False)
-                yield _frame(rows)
+                    featurizer = get_featurizer(spec, threads, engine)
+                    clock["engine_build_s"] += time.perf_counter() - started
+                started = time.perf_counter()
+                feats = np.asarray(featurizer(np.stack(pixels)), dtype=np.float32)
+                clock["infer_s"] += time.perf_counter() - started
+                buffered.append(feats)
+                rows.extend((FEATURE, *meta, vec, None, None, None) for meta, vec in zip(good, feats, strict=True))
+                fold(force=False)
+            return _frame(rows)
+
+        with ThreadPoolExecutor(max_workers=FETCH_THREADS, thread_name_prefix="fetch-decode") as pool:
+            ahead: deque[tuple[pd.DataFrame, list[Future]]] = deque()
+            for chunk in chunks(frames):  # submit chunk k+1's fetches, then featurize chunk k
+                ahead.append((chunk, [pool.submit(fetch_decode, uri, image_size, version or None)
+                                      for uri, version in zip(chunk["image_uri"], chunk["version_id"], strict=True)]))
+                if len(ahead) > 1:
+                    yield featurize(*ahead.popleft())
+            while ahead:
+                yield featurize(*ahead.popleft())
         fold(force=True)
         peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
         metrics = {key: round(value, 3) for key, value in clock.items()} | {"peak_rss_mb": round(peak_mb, 1)}
@@ -168,14 +192,12 @@ def _task_metrics(rows: pd.Series, engine: str) -> dict[str, float | int | str]:
     return out
 
 
-def _recorded_versions(manifest: DataFrame) -> dict[str, str]:
-    """``image_uri`` → the S3 ``VersionId`` the manifest recorded (rows with one), so each image is fetched at
-    exactly that version. A small driver-side map (a batch has at most BATCH_MAX_IMAGES rows) shipped with the
-    pass's closure, leaving the pass's input columns (and so its partitions) as they were."""
-    if "version_id" not in manifest.columns:
-        return {}
-    rows = manifest.where("version_id IS NOT NULL AND version_id != ''").select("image_uri", "version_id").collect()
-    return {row["image_uri"]: row["version_id"] for row in rows}
+def pass_input(manifest: DataFrame) -> DataFrame:
+    """The pass's input columns: ``image_uri``, ``label`` and the S3 ``version_id`` the manifest recorded (null
+    when it has none, or no such column), so each image is fetched at exactly that version. A projection only:
+    the manifest's partitions are kept."""
+    version = F.col("version_id") if "version_id" in manifest.columns else F.lit(None).cast("string")
+    return manifest.select("image_uri", "label", version.alias("version_id"))
 
 
 def featurize_batch(
@@ -208,8 +230,8 @@ def featurize_batch(
         seconds[name] = round(now - clock, 3)
         clock = now
 
-    one_pass = _one_pass(spec, image_size, infer_batch_size, threads, engine, _recorded_versions(manifest))
-    collected = manifest.select("image_uri", "label").mapInPandas(one_pass, PASS_SCHEMA).toPandas()
+    one_pass = _one_pass(spec, image_size, infer_batch_size, threads, engine)
+    collected = pass_input(manifest).mapInPandas(one_pass, PASS_SCHEMA).toPandas()
     lap("featurize")
     kind = collected["kind"]
     features = pa.Table.from_pandas(

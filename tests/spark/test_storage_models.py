@@ -237,7 +237,7 @@ def test_read_bytes_and_fetch_decode_take_the_manifest_version_of_an_overwritten
 
 def test_the_one_pass_gets_each_recorded_version_id_of_the_manifest(spark, tmp_path) -> None:
     # GIVEN a manifest with a version id on one row, none (null / empty) on the others
-    from spark_jobs.featurize_pass import _recorded_versions
+    from spark_jobs.featurize_pass import pass_input
     from spark_jobs.manifest import read_manifest
 
     path = tmp_path / "m.jsonl"
@@ -246,6 +246,13 @@ def test_the_one_pass_gets_each_recorded_version_id_of_the_manifest(spark, tmp_p
         '{"image_uri": "s3://b/images/A/2.jpg", "version_id": null}\n'
         '{"image_uri": "s3://b/images/A/3.jpg", "version_id": ""}\n'
     )
-    # WHEN the pass's version map is built THEN only the recorded version is there (the others fetch the latest)
-    assert _recorded_versions(read_manifest(spark, str(path))) == {"s3://b/images/A/1.jpg": "v1"}
-    assert _recorded_versions(spark.createDataFrame([("s3://b/x.jpg", None)], "image_uri string, label string")) == {}
+    manifest = read_manifest(spark, str(path), num_partitions=2)
+    # WHEN the pass's input rows are built THEN each row carries its recorded version (the others fetch the latest)
+    rows = pass_input(manifest)
+    versions = {r["image_uri"]: r["version_id"] for r in rows.collect()}
+    assert versions == {"s3://b/images/A/1.jpg": "v1", "s3://b/images/A/2.jpg": None, "s3://b/images/A/3.jpg": ""}
+    # AND the manifest's partitions are kept
+    assert rows.rdd.getNumPartitions() == manifest.rdd.getNumPartitions() == 2
+    # AND a manifest frame without the column reads null versions
+    bare = spark.createDataFrame([("s3://b/x.jpg", None)], "image_uri string, label string")
+    assert [r["version_id"] for r in pass_input(bare).collect()] == [None]

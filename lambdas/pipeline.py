@@ -14,6 +14,9 @@ timezone-aware ``datetime`` s (ISO strings only in the DynamoDB codec).
 
 from __future__ import annotations
 
+import functools
+from typing import Any
+
 from lambdas import aws
 from lambdas.config import Settings, get_settings
 from lambdas.dal.manifest_table import ManifestTable
@@ -45,14 +48,20 @@ class Pipeline(Batching, JobRuns, Repair, Backfill, Admin):
 
 
 def get_pipeline(settings: Settings | None = None) -> Pipeline:
-    """A :class:`Pipeline` on the env settings and the lazily created boto3 clients (honours AWS_ENDPOINT_URL)."""
+    """The :class:`Pipeline` on the env settings and the lazily created boto3 clients (honours AWS_ENDPOINT_URL).
+
+    The same object while the settings and the cached clients are the same, like the clients themselves: a warm
+    Lambda container (and the local runner) keeps the service's per-process state across invocations, such as
+    batching's memo of the oldest pending image (at most one GSI query a minute per process). New settings
+    (``get_settings.cache_clear()``) or clients (``aws.reset_clients()``) give a new one.
+    """
     settings = settings or get_settings()
-    return Pipeline(
-        settings,
-        ManifestTable(settings.manifest_table, aws.client("dynamodb")),
-        aws.client("s3"),
-        aws.client("emr-serverless"),
-    )
+    return _pipeline(settings, aws.client("dynamodb"), aws.client("s3"), aws.client("emr-serverless"))
+
+
+@functools.lru_cache(maxsize=1)
+def _pipeline(settings: Settings, dynamodb: Any, s3: Any, emr: Any) -> Pipeline:
+    return Pipeline(settings, ManifestTable(settings.manifest_table, dynamodb), s3, emr)
 
 
 __all__ = [

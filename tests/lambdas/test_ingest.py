@@ -178,3 +178,35 @@ def test_image_suffixes_in_any_case_are_recorded_at_once_and_other_suffixes_skip
     assert table().counter() == (3, 0)
     reasons = [r.reason for r in caplog.records if r.getMessage() == "skipped object"]  # type: ignore[attr-defined]
     assert reasons == ["not_an_image_suffix"]
+
+
+def test_warm_ingest_invocations_share_one_pipeline_and_read_the_oldest_pending_image_once(
+    moto_aws, events_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN threshold 100, max wait 900 s, and a count of the GSI queries for the oldest pending image
+    from lambdas.pipeline import get_pipeline
+
+    monkeypatch.setenv("BATCH_THRESHOLD", "100")
+    monkeypatch.setenv("BATCH_MAX_WAIT_SECONDS", "900")
+    get_settings.cache_clear()
+    queries: list[int] = []
+
+    def on_query(params: dict, **_: object) -> None:
+        if params.get("Limit") == 1 and "IMAGES#PENDING" in json.dumps(params.get("ExpressionAttributeValues")):
+            queries.append(1)
+
+    aws.client("dynamodb").meta.events.register("provide-client-params.dynamodb.Query", on_query)
+    objects = upload([f"images/Training/Kiwi/{i}.jpg" for i in range(25)])
+    # WHEN the ingest Lambda receives them in three invocations of one warm container (10, 10, 5 records)
+    pipelines = set()
+    for start in (0, 10, 20):
+        assert ingest.handler(sqs_event(events_dir, objects[start : start + 10]), CTX) == {"batchItemFailures": []}
+        pipelines.add(id(get_pipeline()))
+    # THEN every image is recorded, nothing is sealed, one pipeline served them all, and the oldest pending image
+    # was read once (the first ingest), not once per record
+    assert table().counter() == (25, 0) and len(pipelines) == 1
+    assert len(queries) == 1
+    # AND new clients (another endpoint) give a new pipeline
+    before = get_pipeline()
+    aws.reset_clients()
+    assert get_pipeline() is not before

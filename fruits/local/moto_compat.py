@@ -29,10 +29,19 @@ from collections.abc import Callable
 from typing import Any
 
 
+def install_named() -> list[str]:
+    """Install every fix of this module in this process for good (a server process); returns their names."""
+    install()
+    return [name.removeprefix("install_") for name in FIXES]
+
+
+FIXES = ("install_fast_transaction_rollback", "install_emr_serverless_empty_job_runs",
+         "install_fast_sqs_retention_check")
+
+
 def install() -> Callable[[], None]:
     """Install every fix of this module in this process; returns a function that undoes them all."""
-    undos = [install_fast_transaction_rollback(), install_emr_serverless_empty_job_runs(),
-             install_fast_sqs_retention_check()]
+    undos = [globals()[name]() for name in FIXES]
 
     def undo() -> None:
         for step in reversed(undos):

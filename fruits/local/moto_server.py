@@ -3,20 +3,24 @@
 Every boto3 client of this process (and of child processes such as the local Spark job run) reaches it
 through the standard ``AWS_ENDPOINT_URL`` variable, so no code path branches on "local vs AWS".
 
-The server runs in this process, so its backends get the same fixes as the tests
-(:func:`fruits.local.moto_compat.install`): without them every ``TransactWriteItems`` deep-copies the whole
-manifest table (the demo's ingestion is O(images²)), and listing the job runs of the application before its
-first job run fails ("Application … does not exist").
+The server runs in a child process of its own (``multiprocessing`` spawn), with the same fixes as the tests
+(:func:`fruits.local.moto_compat.install`, installed there): without them every ``TransactWriteItems`` deep-copies
+the whole manifest table (the demo's ingestion is O(images²)), and listing the job runs of the application before
+its first job run fails ("Application … does not exist"). In a process of its own the server does not share the
+demo's interpreter lock with the ingest Lambda, the upload stream and the job-run loop: as on AWS, the services
+answer while the clients work (in-process, every S3 GET of a running job run's tasks waited for the ingest).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import multiprocessing
 import os
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from multiprocessing.connection import Connection
 
 from fruits.local import moto_compat
 from lambdas.resources import REGION
@@ -28,12 +32,20 @@ FAKE_CREDENTIALS = {
 }
 
 
+# Seconds to wait for the server process to listen (it imports moto first), then to exit after "stop".
+START_TIMEOUT_SECONDS = 120
+STOP_TIMEOUT_SECONDS = 10
+
+
 @dataclass(frozen=True)
 class MotoEndpoint:
-    """Where the local moto server listens."""
+    """Where the local moto server listens, its process id and the :mod:`fruits.local.moto_compat` fixes
+    installed in that process (names as returned by :func:`fruits.local.moto_compat.install`)."""
 
     host: str
     port: int
+    pid: int = 0
+    fixes: tuple[str, ...] = ()
 
     @property
     def url(self) -> str:
@@ -41,28 +53,59 @@ class MotoEndpoint:
         return f"http://{self.host}:{self.port}"
 
 
-@contextmanager
-def moto_server(region: str = REGION) -> Iterator[MotoEndpoint]:
-    """Start a threaded moto server on a random loopback port and point this process's AWS env at it.
-
-    Sets ``AWS_ENDPOINT_URL``, fake credentials and the region for the duration of the block, and installs the
-    :mod:`fruits.local.moto_compat` fixes (module doc); restores both afterwards.
-    Raises ``RuntimeError`` if moto is not installed.
-    """
+def _serve(conn: Connection) -> None:  # pragma: no cover - runs in the server process
+    """Server process: install the fixes, start a threaded moto server on a free loopback port, send
+    ``(host, port, pid, fixes)`` to the parent, serve until the parent sends anything or goes away."""
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no access log line per AWS call
     try:
         from moto.server import ThreadedMotoServer
-    except ImportError as err:  # pragma: no cover - moto is in the `local` extra
-        raise RuntimeError("moto[server] is required for the local run: pip install -e '.[local]'") from err
 
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no access log line per AWS call
-    undo_patch = moto_compat.install()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
+        fixes = moto_compat.install_named()
+        server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        server.start()
+    except Exception as err:  # e.g. moto not installed: the parent raises it
+        conn.send(err)
+        return
     host, port = server.get_host_and_port()
-    endpoint = MotoEndpoint(host=host, port=port)
-    # moto keeps its backends in process-wide state: a second server in the same process (two demos in one test
-    # session) would find the first one's buckets and tables. Its documented reset endpoint starts it empty.
-    urllib.request.urlopen(urllib.request.Request(f"{endpoint.url}/moto-api/reset", method="POST"), timeout=30)
+    conn.send((host, port, os.getpid(), tuple(fixes)))
+    with contextlib.suppress(EOFError):  # EOFError: the parent died; stop serving either way
+        conn.recv()
+    server.stop()
+
+
+@contextmanager
+def moto_server(region: str = REGION) -> Iterator[MotoEndpoint]:
+    """Start a threaded moto server in a child process on a random loopback port and point this process's AWS
+    env at it.
+
+    Sets ``AWS_ENDPOINT_URL``, fake credentials and the region for the duration of the block (child processes
+    such as the local job runs inherit them); the server process has the :mod:`fruits.local.moto_compat` fixes
+    (module doc) and starts empty. It is stopped when the block ends.
+
+    Raises:
+        RuntimeError: moto[server] is not installed, or the server did not start within START_TIMEOUT_SECONDS.
+    """
+    context = multiprocessing.get_context("spawn")  # a fresh interpreter: no copy of this process's threads
+    parent, child = context.Pipe()
+    process = context.Process(target=_serve, args=(child,), name="moto-server", daemon=True)
+    process.start()
+    child.close()
+    try:
+        if not parent.poll(START_TIMEOUT_SECONDS):
+            raise RuntimeError(f"the moto server process did not start within {START_TIMEOUT_SECONDS} s")
+        answer = parent.recv()
+    except EOFError:
+        process.join(STOP_TIMEOUT_SECONDS)
+        raise RuntimeError(f"the moto server process exited before listening (exit code {process.exitcode})") from None
+    except RuntimeError:
+        process.kill()
+        raise
+    if isinstance(answer, ImportError):
+        raise RuntimeError("moto[server] is required for the local run: pip install -e '.[local]'") from answer
+    if isinstance(answer, Exception):
+        raise RuntimeError(f"the moto server failed to start: {answer}") from answer
+    host, port, pid, fixes = answer
+    endpoint = MotoEndpoint(host=host, port=port, pid=pid, fixes=fixes)
     overrides = {
         **FAKE_CREDENTIALS,
         "AWS_ENDPOINT_URL": endpoint.url,
@@ -79,5 +122,11 @@ def moto_server(region: str = REGION) -> Iterator[MotoEndpoint]:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
-        server.stop()
-        undo_patch()
+        with contextlib.suppress(OSError):  # the server process is already gone
+            parent.send("stop")
+        process.join(STOP_TIMEOUT_SECONDS)
+        if process.is_alive():
+            process.kill()
+            process.join()
+        parent.close()
+

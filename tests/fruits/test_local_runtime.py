@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+import pytest
 from moto import mock_aws
 
 from fruits.local.emr_runner import LocalEmrRunner, argument, job_state_event
@@ -99,15 +100,24 @@ def test_job_state_event_matches_the_eventbridge_shape(events_dir: Path) -> None
 
 
 def test_moto_server_rolls_back_only_the_items_a_cancelled_transaction_names() -> None:
+    import os
+    import urllib.error
+    import urllib.request
+
     import moto.dynamodb.models as ddb_models
     from botocore.exceptions import ClientError
 
+    from fruits.local import moto_compat
     from fruits.local.moto_server import moto_server
 
     original = ddb_models.DynamoDBBackend.transact_write_items
     with moto_server() as endpoint:
-        # GIVEN the demo's moto server (patched: no whole-table deepcopy per transaction) and a table of 3 items
-        assert ddb_models.DynamoDBBackend.transact_write_items is not original
+        # GIVEN the demo's moto server, in a process of its own with every moto_compat fix installed there (no
+        # whole-table deepcopy per transaction), this process's moto untouched, and a table of 3 items
+        assert endpoint.pid not in (0, os.getpid())
+        assert endpoint.fixes == tuple(name.removeprefix("install_") for name in moto_compat.FIXES)
+        assert "fast_transaction_rollback" in endpoint.fixes
+        assert ddb_models.DynamoDBBackend.transact_write_items is original
         ddb = boto3.client("dynamodb", endpoint_url=endpoint.url)
         ddb.create_table(TableName="t", BillingMode="PAY_PER_REQUEST",
                          KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
@@ -132,8 +142,9 @@ def test_moto_server_rolls_back_only_the_items_a_cancelled_transaction_names() -
         # AND a transaction that passes applies all its writes
         ddb.transact_write_items(TransactItems=[{"Update": {**update, "Key": {"pk": {"S": pk}}}} for pk in "ab"])
         assert {i["pk"]["S"]: i["n"]["N"] for i in ddb.scan(TableName="t")["Items"]} == {"a": "1", "b": "1", "c": "0"}
-    # AND the patch ends with the server
-    assert ddb_models.DynamoDBBackend.transact_write_items is original
+    # AND the server ends with the block
+    with pytest.raises(urllib.error.URLError):
+        urllib.request.urlopen(f"{endpoint.url}/moto-api/", timeout=5)
 
 
 def test_local_emr_runner_lists_no_job_runs_before_the_first_start(tmp_path: Path) -> None:

@@ -14,9 +14,9 @@
    computing *all* the queue's attributes (``get_queue_attributes``), which counts the queue's messages, so a
    receive costs O(batch × queue length) and draining a queue holding N messages costs O(N²): with uploads
    overlapping ingestion, the demo's 3,600 queued notifications took minutes. The patched check reads the queue's
-   ``MessageRetentionPeriod`` alone; same result. And the visible-message list behind every attribute read (each
-   ``SendMessage`` reads them too) asks the clock twice per message (``datetime.utcfromtimestamp``); the patched
-   list reads it once per call, same messages.
+   ``MessageRetentionPeriod`` alone; same result. And the visible-message list and the delayed / in-flight counts
+   behind every attribute read (each ``SendMessage``, so each S3 notification, reads them all) ask the clock once
+   or twice per message (``datetime.utcfromtimestamp``); the patched ones read it once per call, same answers.
 
 Never used on AWS (import moto only through the ``install*`` functions).
 """
@@ -73,11 +73,17 @@ def install_fast_sqs_retention_check() -> Callable[[], None]:
         now = unix_time_millis()
         return sum(1 for m in self._messages if not now > m.visible_at)
 
+    def delayed(self: Any) -> int:
+        now = unix_time_millis()
+        return sum(1 for m in self._messages if now < m.delayed_until)
+
     originals = {"messages": Queue.messages,
-                 "approximate_number_of_messages_not_visible": Queue.approximate_number_of_messages_not_visible}
+                 "approximate_number_of_messages_not_visible": Queue.approximate_number_of_messages_not_visible,
+                 "approximate_number_of_messages_delayed": Queue.approximate_number_of_messages_delayed}
     SQSBackend.is_message_valid_based_on_retention_period = is_valid
     Queue.messages = property(messages)
     Queue.approximate_number_of_messages_not_visible = property(not_visible)
+    Queue.approximate_number_of_messages_delayed = property(delayed)
 
     def undo() -> None:
         SQSBackend.is_message_valid_based_on_retention_period = original

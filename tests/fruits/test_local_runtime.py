@@ -210,11 +210,13 @@ def test_the_sqs_retention_patch_keeps_moto_semantics(aws_credentials) -> None:
         url = sqs.get_queue_url(QueueName="q")["QueueUrl"]
         for body in ("fresh", "old"):
             sqs.send_message(QueueUrl=url, MessageBody=body)
+        sqs.send_message(QueueUrl=url, MessageBody="delayed", DelaySeconds=60)
         backend = sqs_backends["123456789012"]["eu-west-3"]
-        fresh, old = backend.get_queue("q")._messages
+        fresh, old, delayed = backend.get_queue("q")._messages
         old.sent_timestamp -= 120_000  # milliseconds
         original = SQSBackend.is_message_valid_based_on_retention_period
         expected = [original(backend, "q", m) for m in (fresh, old)]
+        expected_delayed = backend.get_queue("q").approximate_number_of_messages_delayed
         # WHEN the cheap check is installed THEN it gives moto's answers (fresh valid, expired not)
         undo = install_fast_sqs_retention_check()
         queue = backend.get_queue("q")
@@ -225,8 +227,12 @@ def test_the_sqs_retention_patch_keeps_moto_semantics(aws_credentials) -> None:
         try:
             assert [backend.is_message_valid_based_on_retention_period("q", m) for m in (fresh, old)] == expected
             assert expected == [True, False]
-            # AND the visible / in-flight counts are moto's
+            # AND the visible / in-flight / delayed counts are moto's
             assert (len(queue.messages), queue.approximate_number_of_messages_not_visible) == listed == (2, 0)
+            assert queue.approximate_number_of_messages_delayed == expected_delayed == 1
+            delayed.delayed_until = 0
+            assert queue.approximate_number_of_messages_delayed == 0 and len(queue.messages) == 3
+            delayed.delayed_until = 2**62
             fresh.mark_received(visibility_timeout=30)
             assert (len(queue.messages), queue.approximate_number_of_messages_not_visible) == in_flight == (1, 1)
         finally:

@@ -9,6 +9,11 @@ the whole manifest table (the demo's ingestion is O(images²)), and listing the 
 its first job run fails ("Application … does not exist"). In a process of its own the server does not share the
 demo's interpreter lock with the ingest Lambda, the upload stream and the job-run loop: as on AWS, the services
 answer while the clients work (in-process, every S3 GET of a running job run's tasks waited for the ingest).
+
+moto's WSGI application is served by waitress rather than moto's own werkzeug server: werkzeug's development
+server answers every request with ``Connection: close``, so each AWS call of the demo paid a new TCP connection and
+a new server thread (a fifth of the demo process's CPU went to connecting); waitress keeps HTTP/1.1 connections
+alive and serves them from a fixed pool of threads.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import contextlib
 import logging
 import multiprocessing
 import os
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -35,6 +41,10 @@ FAKE_CREDENTIALS = {
 # Seconds to wait for the server process to listen (it imports moto first), then to exit after "stop".
 START_TIMEOUT_SECONDS = 120
 STOP_TIMEOUT_SECONDS = 10
+# waitress: threads running moto's handlers, and open connections accepted at most (each boto3 client pools up to
+# 10; the demo's uploader, Lambdas, runner and every job run's driver and Spark workers hold theirs).
+SERVER_THREADS = 8
+CONNECTION_LIMIT = 1000
 
 
 @dataclass(frozen=True)
@@ -54,23 +64,24 @@ class MotoEndpoint:
 
 
 def _serve(conn: Connection) -> None:  # pragma: no cover - runs in the server process
-    """Server process: install the fixes, start a threaded moto server on a free loopback port, send
+    """Server process: install the fixes, serve moto's application with waitress on a free loopback port, send
     ``(host, port, pid, fixes)`` to the parent, serve until the parent sends anything or goes away."""
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no access log line per AWS call
+    logging.getLogger("waitress").setLevel(logging.ERROR)  # no "task queue depth" warnings under load
     try:
-        from moto.server import ThreadedMotoServer
+        from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+        from waitress.server import create_server
 
         fixes = moto_compat.install_named()
-        server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-        server.start()
-    except Exception as err:  # e.g. moto not installed: the parent raises it
+        server = create_server(DomainDispatcherApplication(create_backend_app), host="127.0.0.1", port=0,
+                               threads=SERVER_THREADS, connection_limit=CONNECTION_LIMIT)
+    except Exception as err:  # e.g. moto or waitress not installed: the parent raises it
         conn.send(err)
         return
-    host, port = server.get_host_and_port()
-    conn.send((host, port, os.getpid(), tuple(fixes)))
+    threading.Thread(target=server.run, name="waitress", daemon=True).start()
+    conn.send(("127.0.0.1", server.effective_port, os.getpid(), tuple(fixes)))
     with contextlib.suppress(EOFError):  # EOFError: the parent died; stop serving either way
         conn.recv()
-    server.stop()
+    server.close()
 
 
 @contextmanager
@@ -101,7 +112,8 @@ def moto_server(region: str = REGION) -> Iterator[MotoEndpoint]:
         process.kill()
         raise
     if isinstance(answer, ImportError):
-        raise RuntimeError("moto[server] is required for the local run: pip install -e '.[local]'") from answer
+        raise RuntimeError(f"moto[server] and waitress are required for the local run ({answer}): "
+                           "pip install -e '.[local]'") from answer
     if isinstance(answer, Exception):
         raise RuntimeError(f"the moto server failed to start: {answer}") from answer
     host, port, pid, fixes = answer

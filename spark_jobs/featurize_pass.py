@@ -17,7 +17,8 @@ Memory per task (bounded, independent of the batch size): the compressed bytes o
 images at a time (each <= 64 MB, :data:`spark_jobs.images.MAX_IMAGE_BYTES`, so <= 256 MB in the worst case; a
 4032x3024 phone JPEG is 2-5 MB and decodes in draft mode at 1/8 scale, 504x378x3 = 0.57 MB), two chunks of
 ``infer_batch_size`` x 224x224x3 pixels (the one in inference as uint8 + float32, the one ahead as uint8: 24 + 5 MB
-at 32), the engine's activations, and the statistics state: M2 (2,048^2 float64 = 32 MB) plus up to
+at 32), the engine's activations, and the statistics state: M2 (2,048^2 float64 = 32 MB; sent to the driver as its upper
+triangle, 16.8 MB, :meth:`spark_jobs.stats.SufficientStats.to_packed_bytes`) plus up to
 ``STATS_CHUNK_ROWS`` buffered vectors (float64 at 1,024 rows: 16 MB). Each statistics row carries the worker's
 peak RSS (``ru_maxrss``) so the measured peak per task is in ``BatchFeatures.task``.
 
@@ -174,7 +175,7 @@ def _one_pass(spec: ModelSpec, image_size: int, infer_batch_size: int, threads: 
         fold(force=True)
         peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
         metrics = {key: round(value, 3) for key, value in clock.items()} | {"peak_rss_mb": round(peak_mb, 1)}
-        yield _frame([(STATS, None, None, None, None, None, None, None, total.to_bytes(), json.dumps(metrics))])
+        yield _frame([(STATS, None, None, None, None, None, None, None, total.to_packed_bytes(), json.dumps(metrics))])
 
     return run
 
@@ -241,7 +242,7 @@ def featurize_batch(
         collected.loc[kind == REJECT, REJECTS_ARROW_SCHEMA.names], schema=REJECTS_ARROW_SCHEMA, preserve_index=False
     )
     stats_rows = collected.loc[kind == STATS]
-    stats = merge_all((SufficientStats.from_bytes(b) for b in stats_rows["stats"]), FEATURE_DIM)
+    stats = merge_all((SufficientStats.from_packed_bytes(b) for b in stats_rows["stats"]), FEATURE_DIM)
     task = _task_metrics(stats_rows["task"], engine)
     lap("merge_statistics")
     if stats.n != features.num_rows:  # every feature row is in exactly one partition's statistics

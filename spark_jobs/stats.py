@@ -82,6 +82,32 @@ class SufficientStats:
         with np.load(io.BytesIO(data)) as npz:
             return cls(int(npz["n"]), npz["mean"].astype(np.float64), npz["m2"].astype(np.float64))
 
+    def to_packed_bytes(self) -> bytes:
+        """Compact transfer form (the featurize pass's statistics rows): int64 n, int64 d, float64 mean (d), then
+        the upper triangle of M2 row by row (d(d+1)/2 float64): 16.8 MB at d = 2,048 instead of 33.6 MB.
+
+        M2 is symmetric; every computation here reads or writes entry (i, j) of the upper triangle from entries
+        (i, j) of its inputs only (:func:`merge`, :func:`downdate` are elementwise plus an outer product; the PCA's
+        ``eigh`` reads this triangle), so the upper triangle survives the round trip bit for bit and the lower one
+        becomes its mirror image (it could differ from it by float64 rounding after a merge's outer product)."""
+        d = self.dim
+        header = np.array([self.n, d], dtype=np.int64).tobytes()
+        return header + np.ascontiguousarray(self.mean, np.float64).tobytes() + self.m2[np.triu_indices(d)].tobytes()
+
+    @classmethod
+    def from_packed_bytes(cls, data: bytes) -> SufficientStats:
+        """Inverse of :meth:`to_packed_bytes` (M2 rebuilt symmetric). Raises ValueError on a wrong length."""
+        n, d = (int(v) for v in np.frombuffer(data, dtype=np.int64, count=2))
+        if d < 0 or len(data) != 16 + 8 * (d + d * (d + 1) // 2):
+            raise ValueError(f"packed statistics of {len(data)} bytes do not hold dimension {d}")
+        mean = np.frombuffer(data, dtype=np.float64, count=d, offset=16).copy()
+        upper = np.frombuffer(data, dtype=np.float64, offset=16 + 8 * d)
+        m2 = np.empty((d, d), dtype=np.float64)
+        rows, cols = np.triu_indices(d)
+        m2[rows, cols] = upper
+        m2[cols, rows] = upper
+        return cls(n, mean, m2)
+
 
 def merge(a: SufficientStats, b: SufficientStats, *, overwrite_a: bool = False) -> SufficientStats:
     """Exact statistics of the union of two disjoint sets (Chan, Golub & LeVeque 1979, see module doc).

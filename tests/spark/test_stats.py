@@ -69,6 +69,30 @@ def test_empty_is_the_neutral_element_and_bytes_round_trip() -> None:
     assert_same_state(SufficientStats.from_bytes(state.to_bytes()), state, rtol=0)
 
 
+def test_packed_bytes_keep_the_upper_triangle_bit_for_bit_and_are_half_the_size() -> None:
+    # GIVEN a merged state whose M2 is not exactly symmetric (the merge's outer product rounds (i, j) and (j, i)
+    # differently) at the real feature dimension
+    rng = np.random.default_rng(0)
+    merged = merge(SufficientStats.from_array(rng.standard_normal((30, 2048)).astype(np.float32)),
+                   SufficientStats.from_array(rng.standard_normal((20, 2048)).astype(np.float32) + 1))
+    upper = np.triu_indices(2048)
+    # WHEN packed for the featurize pass's statistics row and unpacked
+    data = merged.to_packed_bytes()
+    back = SufficientStats.from_packed_bytes(data)
+    # THEN n, mean and the upper triangle (what eigh and every merge read) are bit for bit the same, M2 is
+    # symmetric, and the bytes are about half of the npz form
+    assert back.n == merged.n and np.array_equal(back.mean, merged.mean)
+    assert np.array_equal(back.m2[upper], merged.m2[upper]) and np.array_equal(back.m2, back.m2.T)
+    np.testing.assert_allclose(back.m2, merged.m2, rtol=1e-12, atol=1e-12 * np.abs(merged.m2).max())
+    assert len(data) < 0.51 * len(merged.to_bytes())
+    # AND a merge of unpacked states has the same upper triangle as the merge of the originals
+    other = SufficientStats.from_array(rng.standard_normal((10, 2048)))
+    assert np.array_equal(merge(back, other).m2[upper], merge(merged, other).m2[upper])
+    # AND a truncated row is refused
+    with pytest.raises(ValueError, match="dimension 2048"):
+        SufficientStats.from_packed_bytes(data[:-8])
+
+
 def test_dimension_mismatch_and_tiny_covariance_raise() -> None:
     # GIVEN states of different dimension / a single vector
     # WHEN merged / asked for a covariance

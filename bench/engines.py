@@ -8,7 +8,9 @@ weight values):
   largest difference to Keras TF float32 features (max |a - b| / max |b|) and the engine's build time;
 * the Spark job end to end (``spark_jobs.main.main`` on ``local[*]``) per engine on a ``job_images`` batch,
   after a small warm-up job of the same engine (JVM, Python workers, engine build), whose wall time and the
-  workers' engine-build seconds are reported as the per-run start-up cost;
+  workers' engine-build seconds are reported as the per-run start-up cost. Each engine starts from a new
+  SparkSession (new Python workers), as a job run does: a worker that had loaded TensorFlow for the previous arm
+  made the next engine's job 5-10 % slower;
 * % of the physical limit: ``cores x FLOP/cycle x GHz / 8.2 GFLOP`` per ResNet50-224 image (4.1 G multiply-adds,
   He et al. 2016 table 1 = 8.2 GFLOP); FLOP/cycle per core from /proc/cpuinfo flags: 2 FMA units x SIMD lanes x 2
   (AVX-512: 16 float32 lanes -> 64; AVX2: 32), bf16 (``avx512_bf16``) twice that; GHz from ``cpu MHz``.
@@ -107,6 +109,7 @@ def run(cfg: Any, workdir: Path) -> dict[str, Any]:
     jobs = {}
     for n, (engine, precision) in enumerate(ARMS):
         name = f"{engine}-{precision}"
+        spark_arm.fresh_session()
         warm = spark_arm.run_job(warm_manifest, workdir / f"lake-engine-warm-{name}", f"b{n:06d}-warm",
                                  engine=engine, precision=precision, **options)
         job = spark_arm.run_job(manifest, workdir / f"lake-engine-{name}", f"b{n:06d}-engine",
@@ -162,9 +165,9 @@ def run(cfg: Any, workdir: Path) -> dict[str, Any]:
         f"Physical limit: {limit['formula']} = {limit['cores']} x {limit['flop_per_cycle_f32']} x {limit['ghz']} / "
         f"{GFLOP_PER_IMAGE} = {limit['images_per_s_f32']} images/s f32, {limit['images_per_s_bf16']} bf16 "
         "(FLOP/cycle from /proc/cpuinfo flags assuming 2 FMA units; GHz = cpu MHz).",
-        "Job = spark_jobs.main on local[*] after a warm-up job of the same engine (its wall time = the per-run "
-        "start-up: JVM, Python workers, engine import and model build or cached-file load); job/raw = job rate / "
-        "the same engine's raw rate in this run.",
+        "Job = spark_jobs.main on local[*] in a new SparkSession per engine, after a warm-up job of the same engine "
+        "(its wall time = the per-run start-up: Python workers, engine import and model build or cached-file load); "
+        "job/raw = job rate / the same engine's raw rate in this run.",
         "Default engine per architecture: openvino on X86_64 (fastest exact); onnxruntime on ARM64 because "
         "OpenVINO's aarch64 wheel needs glibc 2.35 and EMR 7.x images are Amazon Linux 2023 (glibc 2.34).",
     ]

@@ -36,6 +36,17 @@ def ensure_session() -> Any:
     return local_spark_session(app_name="fruits-bench")
 
 
+def fresh_session() -> Any:
+    """Stop the active SparkSession (its Python workers exit with it) and start a new local one: the next job
+    runs in new workers, like a job run on EMR Serverless, not in workers that loaded another engine before."""
+    from pyspark.sql import SparkSession
+
+    active = SparkSession.getActiveSession()
+    if active is not None:
+        active.stop()
+    return ensure_session()
+
+
 def run_job(manifest: Path, lake: Path, batch_id: str, **options: Any) -> dict[str, Any]:
     """Run one job (options: see :func:`job_argv`), returning wall seconds, images/s and the batch report.
 

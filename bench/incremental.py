@@ -85,12 +85,16 @@ def run(cfg: BenchConfig, workdir: Path, throughput: dict[str, Any]) -> dict[str
     history_lake: Path = throughput["lake"]
     history = int(throughput["arms"]["c_spark_job"]["images"])
     n = cfg.incremental_n or max(1, history // cfg.history_factor)
-    fresh = pick_images(cfg.sample_dir, "Training", 2 + n // 24, cfg.seed, offset=cfg.train_per_class + 1)[:n]
-    manifest = write_manifest(fresh, workdir / "manifests" / "incremental.jsonl")
+    per_class = 2 + n // 24
     options = {"weights": cfg.weights, "image_size": cfg.image_size, "pca_k": cfg.pca_k,
                "infer_batch_size": cfg.infer_batch_size}
     runs: dict[str, list[dict[str, Any]]] = {"empty": [], "history": []}
     for attempt in range(RUNS):
+        # new photos for every attempt (disjoint slices): re-sending the same photos to the history lake would make
+        # each batch after the first supersede the previous one's rows (issue 10's overwrite rule), not add to it
+        fresh = pick_images(cfg.sample_dir, "Training", per_class, cfg.seed,
+                            offset=cfg.train_per_class + 1 + attempt * per_class)[:n]
+        manifest = write_manifest(fresh, workdir / "manifests" / f"incremental-{attempt}.jsonl")
         empty = spark_arm.run_job(manifest, workdir / f"lake-empty-{attempt}", f"b100000-new{attempt}", **options)
         runs["empty"].append(empty)
         runs["history"].append(spark_arm.run_job(manifest, history_lake, f"b100001-new{attempt}", **options))
@@ -108,7 +112,7 @@ def run(cfg: BenchConfig, workdir: Path, throughput: dict[str, Any]) -> dict[str
     doc = {
         "description": f"Same N = {n} new images (ResNet50 random weights, {cfg.image_size}px) as a new batch on an "
                        f"empty lake vs on a lake already holding {history} images of the same model_id "
-                       f"(~{history / n:.1f} N); {RUNS} runs each, interleaved.",
+                       f"(~{history / n:.1f} N); {RUNS} runs each, interleaved, each run with photos of its own.",
         "summary": [
             summary_row(f"job time, empty lake (median of {RUNS})", round(t_empty, 3), "s"),
             summary_row(f"job time, after {history} images (median of {RUNS})", round(t_history, 3), "s"),

@@ -29,19 +29,9 @@ from collections.abc import Callable
 from typing import Any
 
 
-def install_named() -> list[str]:
-    """Install every fix of this module in this process for good (a server process); returns their names."""
-    install()
-    return [name.removeprefix("install_") for name in FIXES]
-
-
-FIXES = ("install_fast_transaction_rollback", "install_emr_serverless_empty_job_runs",
-         "install_fast_sqs_retention_check")
-
-
 def install() -> Callable[[], None]:
-    """Install every fix of this module in this process; returns a function that undoes them all."""
-    undos = [globals()[name]() for name in FIXES]
+    """Install every fix of :data:`FIXES` in this process; returns a function that undoes them all."""
+    undos = [install_fix() for install_fix in FIXES.values()]
 
     def undo() -> None:
         for step in reversed(undos):
@@ -174,3 +164,11 @@ def install_fast_transaction_rollback() -> Callable[[], None]:
         ddb_models.DynamoDBBackend.transact_write_items = original
 
     return undo
+
+
+# Every fix of this module by name (fix numbers as in the module doc: 1, 2, 3), as :func:`install` applies them.
+FIXES: dict[str, Callable[[], Callable[[], None]]] = {
+    "fast_transaction_rollback": install_fast_transaction_rollback,
+    "emr_serverless_empty_job_runs": install_emr_serverless_empty_job_runs,
+    "fast_sqs_retention_check": install_fast_sqs_retention_check,
+}

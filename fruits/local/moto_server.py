@@ -50,7 +50,7 @@ CONNECTION_LIMIT = 1000
 @dataclass(frozen=True)
 class MotoEndpoint:
     """Where the local moto server listens, its process id and the :mod:`fruits.local.moto_compat` fixes
-    installed in that process (names as returned by :func:`fruits.local.moto_compat.install`)."""
+    installed in that process (keys of :data:`fruits.local.moto_compat.FIXES`)."""
 
     host: str
     port: int
@@ -71,14 +71,14 @@ def _serve(conn: Connection) -> None:  # pragma: no cover - runs in the server p
         from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
         from waitress.server import create_server
 
-        fixes = moto_compat.install_named()
+        moto_compat.install()  # for the life of this process
         server = create_server(DomainDispatcherApplication(create_backend_app), host="127.0.0.1", port=0,
                                threads=SERVER_THREADS, connection_limit=CONNECTION_LIMIT)
     except Exception as err:  # e.g. moto or waitress not installed: the parent raises it
         conn.send(err)
         return
     threading.Thread(target=server.run, name="waitress", daemon=True).start()
-    conn.send(("127.0.0.1", server.effective_port, os.getpid(), tuple(fixes)))
+    conn.send(("127.0.0.1", server.effective_port, os.getpid(), tuple(moto_compat.FIXES)))
     with contextlib.suppress(EOFError):  # EOFError: the parent died; stop serving either way
         conn.recv()
     server.close()
@@ -141,4 +141,3 @@ def moto_server(region: str = REGION) -> Iterator[MotoEndpoint]:
             process.kill()
             process.join()
         parent.close()
-

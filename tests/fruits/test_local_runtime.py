@@ -115,7 +115,7 @@ def test_moto_server_rolls_back_only_the_items_a_cancelled_transaction_names() -
         # GIVEN the demo's moto server, in a process of its own with every moto_compat fix installed there (no
         # whole-table deepcopy per transaction), this process's moto untouched, and a table of 3 items
         assert endpoint.pid not in (0, os.getpid())
-        assert endpoint.fixes == tuple(name.removeprefix("install_") for name in moto_compat.FIXES)
+        assert endpoint.fixes == tuple(moto_compat.FIXES)
         assert "fast_transaction_rollback" in endpoint.fixes
         assert ddb_models.DynamoDBBackend.transact_write_items is original
         ddb = boto3.client("dynamodb", endpoint_url=endpoint.url)

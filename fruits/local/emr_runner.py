@@ -126,11 +126,6 @@ class LocalEmrRunner:
             self._report_progress(running)
         return self._finish(running)
 
-    @property
-    def busy(self) -> bool:
-        """True while a job run started by :meth:`poll` executes."""
-        return self._running is not None
-
     def poll(self, on_done: Callable[[JobRunOutcome], None] | None = None) -> bool:
         """Advance without blocking, like the service would between two looks: if the running job run's process
         has ended, deliver its state event (``job_state`` may start the next batch) and call ``on_done``; if no

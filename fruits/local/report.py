@@ -176,11 +176,10 @@ def _time_to_feature_panel(ax: plt.Axes, view: LakeView) -> None:
                 color="grey", transform=ax.transAxes)
         return
     ax.hist(minutes, bins=30, color="tab:purple")
-    if minutes.size:
-        ax.axvline(float(np.median(minutes)), color="black", ls="--", label=f"median {np.median(minutes):.1f} min")
-        ax.axvline(float(np.percentile(minutes, 95)), color="tab:red", ls=":",
-                   label=f"p95 {np.percentile(minutes, 95):.1f} min")  # fmt: skip
-        ax.legend(fontsize=8)
+    ax.axvline(float(np.median(minutes)), color="black", ls="--", label=f"median {np.median(minutes):.1f} min")
+    ax.axvline(float(np.percentile(minutes, 95)), color="tab:red", ls=":",
+               label=f"p95 {np.percentile(minutes, 95):.1f} min")  # fmt: skip
+    ax.legend(fontsize=8)
     ax.set(xlabel=f"minutes from {column} to ingested_at", ylabel="images")
     ax.set_title("time-to-feature", fontsize=10)
 

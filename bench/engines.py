@@ -10,7 +10,7 @@ weight values):
   after a small warm-up job of the same engine (JVM, Python workers, engine build), whose wall time and the
   workers' engine-build seconds are reported as the per-run start-up cost. Each engine starts from a new
   SparkSession (new Python workers), as a job run does: a worker that had loaded TensorFlow for the previous arm
-  made the next engine's job 5-10 % slower;
+  made the next engine's inference 12 % slower (26.3 vs 23.6 task-s on OpenVINO f32);
 * % of the physical limit: ``cores x FLOP/cycle x GHz / 8.2 GFLOP`` per ResNet50-224 image (4.1 G multiply-adds,
   He et al. 2016 table 1 = 8.2 GFLOP); FLOP/cycle per core from /proc/cpuinfo flags: 2 FMA units x SIMD lanes x 2
   (AVX-512: 16 float32 lanes -> 64; AVX2: 32), bf16 (``avx512_bf16``) twice that; GHz from ``cpu MHz``.

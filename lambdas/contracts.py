@@ -10,6 +10,7 @@ Each value is written here once (docs/contracts.md, "Batch id", "Metrics", "Lamb
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 # Batch id: a partition value in the lake and a path segment of the manifest URI (docs/contracts.md "Batch id").
 BATCH_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -28,3 +29,60 @@ def check_batch_id(text: str) -> str:
     if not BATCH_ID_RE.match(text):
         raise ValueError(f"batch id must match {BATCH_ID_RE.pattern}, got {text!r}")
     return text
+
+
+# --- Version order (issue 18): which S3 object version of a key is the newest -------------------------------------
+SEQUENCER_WIDTH = 64
+
+
+@dataclass(frozen=True)
+class VersionStamp:
+    """Where one S3 object version (or a delete of the key) stands among the events of its key.
+
+    Attributes:
+        sequencer: the S3 event's hex ``sequencer`` (None when the version was found by listing: reconcile,
+            backfill).
+        time: ISO-8601 UTC text of the S3 event's ``eventTime``, or of the listing's ``LastModified`` when there
+            is no event (None when unknown).
+        version_id: the S3 version id (None on an unversioned bucket or a local file).
+    """
+
+    sequencer: str | None = None
+    time: str | None = None
+    version_id: str | None = None
+
+
+def sequencer_text(sequencer: str) -> str:
+    """Upper-case hex left-padded with ``0`` (AWS S3 "Event message structure": pad the shorter, then compare)."""
+    return sequencer.upper().rjust(SEQUENCER_WIDTH, "0")
+
+
+def _second(time: str | None) -> str:
+    """The ISO-8601 UTC ``time`` cut to whole seconds (``YYYY-MM-DDTHH:MM:SS``); ``""`` for None.
+
+    ListObjectVersions gives ``LastModified`` in whole seconds while event times carry milliseconds, so times are
+    compared at the resolution both have.
+    """
+    return (time or "")[:19]
+
+
+def is_newer(a: VersionStamp, b: VersionStamp) -> bool:
+    """True when ``a`` is a strictly later event of the key than ``b`` (docs/contracts.md "Version order").
+
+    The rule, in order:
+    1. both carry a sequencer: the greater sequencer is later (equal: the same event, not newer);
+    2. otherwise their times at whole seconds: the later second is later;
+    3. same second: the one with a sequencer is later than one found by listing (an event is the more precise
+       witness); then the greater ``version_id`` (deterministic; S3 gives no order between two listed versions
+       of one second).
+    So a late event of an older version never wins over a version found later by listing, whose
+    ``LastModified`` is after that event's time.
+    """
+    if a.sequencer and b.sequencer:
+        return sequencer_text(a.sequencer) > sequencer_text(b.sequencer)
+    sa, sb = _second(a.time), _second(b.time)
+    if sa != sb:
+        return sa > sb
+    if bool(a.sequencer) != bool(b.sequencer):
+        return bool(a.sequencer)
+    return (a.version_id or "") > (b.version_id or "")

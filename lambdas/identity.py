@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import hashlib
 
+from lambdas.contracts import sequencer_text
+
 
 def normalize_etag(etag: str | None) -> str:
     """Strip the quotes ``ListObjectsV2``/``HeadObject`` put around an ETag; ``""`` for None."""
@@ -27,16 +29,11 @@ def short_hash(*parts: str, length: int = 16) -> str:
     return hashlib.sha256("\x00".join(parts).encode()).hexdigest()[:length]
 
 
-SEQUENCER_WIDTH = 64
-
-
 def sequencer_key(sequencer: str | None) -> str | None:
-    """A sequencer made comparable as text: upper-case hex left-padded with ``0`` to :data:`SEQUENCER_WIDTH`.
-
-    AWS S3 "Event message structure": compare two sequencers of the same key by left-padding the shorter with
-    zeros, then as strings; the greater is the later event. None stays None (no event, e.g. a listed object).
-    """
-    return sequencer.upper().rjust(SEQUENCER_WIDTH, "0") if sequencer else None
+    """A sequencer made comparable as text: upper-case hex left-padded with ``0`` to
+    :data:`lambdas.contracts.SEQUENCER_WIDTH` (AWS S3 "Event message structure"); None stays None (no event,
+    e.g. a listed object)."""
+    return sequencer_text(sequencer) if sequencer else None
 
 
 def image_key_pk(bucket: str, key: str) -> str:

@@ -39,6 +39,7 @@ class BenchConfig:
     demo_threshold: int = 500
     demo_arrival_limit: int = 600  # photos of the Poisson-stream demo
     demo_arrival_rate: float = 5.0  # photos/s
+    capacity_validate: bool = True  # bench.capacity: run the two local demos that validate the model
     seed: int = 0
 
 
@@ -48,5 +49,5 @@ TINY = replace(
     warmup_images=2, engine_job_images=4,
     infer_batch_size=4, image_size=32, fast_image_size=32, pca_k=4, incremental_n=2, history_factor=2,
     pca_history_sizes=(8, 16), ingest_records=6, ingest_batch_size=3, lake_commit_n=5,
-    demo_limit=12, demo_threshold=6, demo_arrival_limit=6, demo_arrival_rate=20.0,
+    demo_limit=12, demo_threshold=6, demo_arrival_limit=6, demo_arrival_rate=20.0, capacity_validate=False,
 )

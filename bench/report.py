@@ -13,7 +13,7 @@ from typing import Any
 from bench.common import README_PATH, RESULTS_DIR
 
 ORDER = ("throughput", "engines", "profile", "demo_wall", "incremental", "ingestion", "faster_mode", "quality", "cost",
-         "run")
+         "capacity", "run")
 TITLES = {
     "throughput": "1. Featurization throughput (ResNet50, 224x224)",
     "engines": "1a. Inference engines side by side (raw rate, job end to end, % of the physical limit, cost)",
@@ -24,6 +24,8 @@ TITLES = {
     "faster_mode": "4. Faster mode (opt-in)",
     "quality": "5. Feature quality (linear probe, `fruits evaluate`)",
     "cost": "6. Cost model (EMR Serverless, eu-west-3)",
+    "capacity": "7. Capacity model (`bench/capacity.py`: the deployed pipeline under a Poisson stream, simulated; "
+                "validated against local demos; plot `docs/capacity_p95.png`)",
     "run": "Run time",
 }
 HEADER = """# Benchmarks

@@ -6,7 +6,8 @@
     python -m bench.run_all --tiny --results-dir /tmp/r   # seconds-long plumbing check (tests)
 
 Order: ingestion (moto) -> throughput (arms a, b, c; its lake feeds the next ones) -> quality -> faster mode ->
-incremental (adds batches to the throughput lake, so it runs after the probes) -> cost -> README.
+incremental (adds batches to the throughput lake, so it runs after the probes) -> lake_commit -> engines -> demo_wall
+-> capacity (the model uses the engines' per-photo cost) -> cost -> README.
 A failing benchmark is reported and the others still run (those depending on it are skipped); exit 1 then.
 """
 
@@ -30,7 +31,7 @@ from bench.config import FULL, TINY, BenchConfig
 from bench.report import summary_row, write_readme
 
 NAMES = ("ingestion", "throughput", "quality", "faster_mode", "incremental", "lake_commit", "engines", "demo_wall",
-         "cost")
+         "capacity", "cost")
 NEEDS_THROUGHPUT = {"quality", "faster_mode", "incremental"}  # cost can reuse stored results (see below)
 
 
@@ -69,7 +70,18 @@ def _stored(cfg: BenchConfig, name: str, required: bool = True) -> dict[str, Any
 def run_benchmarks(cfg: BenchConfig, names: Sequence[str], workdir: Path,
                    log: Callable[[str], None] = print) -> dict[str, Any]:
     """Run ``names`` in order; returns ``{"seconds": {name: s}, "failed": {name: error}, "skipped": [...]}``."""
-    from bench import cost, demo_wall, engines, faster_mode, incremental, ingestion, lake_commit, quality, throughput
+    from bench import (
+        capacity,
+        cost,
+        demo_wall,
+        engines,
+        faster_mode,
+        incremental,
+        ingestion,
+        lake_commit,
+        quality,
+        throughput,
+    )
 
     state: dict[str, Any] = {}
     steps: dict[str, Callable[[], Any]] = {
@@ -83,6 +95,9 @@ def run_benchmarks(cfg: BenchConfig, names: Sequence[str], workdir: Path,
                                  state.get("faster_mode") or _stored(cfg, "faster_mode", required=False)),
         "engines": lambda: engines.run(cfg, workdir),
         "demo_wall": lambda: demo_wall.run(cfg, workdir),
+        # after engines (its per-photo cost)
+        "capacity": lambda: capacity.run(cfg.results_dir, validate_locally=cfg.capacity_validate,
+                                         sample_dir=cfg.sample_dir, workdir=workdir),
     }
     outcome: dict[str, Any] = {"seconds": {}, "failed": {}, "skipped": []}
     for name in names:

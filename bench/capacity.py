@@ -185,7 +185,8 @@ def run(results_dir: Path = RESULTS_DIR, *, validate_locally: bool = True, sampl
     overhead = 12.0
     if validate_locally:
         work = workdir or Path(tempfile.mkdtemp(prefix="fruits-capacity-"))
-        demos = [local_demo(rate, work, limit=int(rate * 60), threshold=100, max_wait=30,
+        # a minute of stream each; the odd tail (sealed by max wait) gives the fit a second job-run size
+        demos = [local_demo(rate, work, limit=int(rate * 60) + 37, threshold=100, max_wait=30,
                             sample_dir=sample_dir or SAMPLE_DIR) for rate in VALIDATION_RATES]
         validation = validate(demos, policy)
         overhead = max(validation["fit"]["overhead_s"], 0.0)

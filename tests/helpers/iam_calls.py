@@ -118,3 +118,46 @@ def iam_calls(service: str, operation: str, params: Mapping[str, Any]) -> list[C
         KeyError: a service this mapping does not know (add it rather than guess).
     """
     return MAPPERS[service](operation, params)
+
+
+def http_iam_calls(method: str, path: str, query: str, target: str, body: bytes) -> list[Call]:
+    """The authorizations of one HTTP request to a path-style S3 endpoint or a JSON-protocol Glue endpoint (as the
+    recording endpoint saw it). STS ``GetCallerIdentity`` needs none.
+
+    Raises:
+        KeyError: a JSON-protocol service other than Glue (add its mapping rather than guess).
+    """
+    import json
+    import re
+    from urllib.parse import parse_qs, unquote
+
+    if target:
+        service, operation = target.split(".", 1)
+        if service != "AWSGlue":
+            raise KeyError(f"no IAM mapping for {target}")
+        return _glue(operation, json.loads(body or b"{}"))
+    q = parse_qs(query, keep_blank_values=True)
+    if "Action=GetCallerIdentity" in query or "GetCallerIdentity" in body.decode("utf-8", "replace"):
+        return []
+    bucket, _, key = unquote(path).lstrip("/").partition("/")
+    params: dict[str, Any] = {"Bucket": bucket, "Key": key}
+    if "versionId" in q:
+        params["VersionId"] = q["versionId"][0]
+    if not key:
+        if method == "POST" and "delete" in q:
+            keys = re.findall(rb"<Key>(.*?)</Key>", body)
+            return _s3("DeleteObjects", {"Bucket": bucket, "Delete": {"Objects": [{"Key": k.decode()} for k in keys]}})
+        if method in ("GET", "HEAD") and not ({"location", "versions", "uploads"} & set(q)):
+            prefix = {"Prefix": q["prefix"][0]} if "prefix" in q else {}
+            return _s3("ListObjectsV2" if method == "GET" else "HeadBucket", {"Bucket": bucket, **prefix})
+        name = {"location": "GetBucketLocation", "versions": "ListObjectVersions", "uploads": "ListMultipartUploads"}
+        return [Call(f"s3:{next((v for k, v in name.items() if k in q), method + 'Bucket')}", f"arn:aws:s3:::{bucket}")]
+    if method in ("GET", "HEAD"):
+        if "uploadId" in q:
+            return [Call("s3:ListMultipartUploadParts", f"arn:aws:s3:::{bucket}/{key}")]
+        return _s3("GetObject", params)
+    if method in ("PUT", "POST"):
+        return _s3("PutObject", params)
+    if method == "DELETE":
+        return _s3("AbortMultipartUpload" if "uploadId" in q else "DeleteObject", params)
+    raise KeyError(f"no IAM mapping for S3 {method} {path}?{query}")

@@ -17,14 +17,15 @@ from typing import Any
 
 import pytest
 
-from cdk.iam_eval import Call, evaluate, statement_ids
+from cdk.iam_eval import Call, evaluate
 from fruits.local.lambda_runtime import LocalLambdaContext
 from lambdas import aws
 from lambdas.config import get_settings
 from lambdas.handlers import flush, ingest, job_state, reconcile, tick
 from tests.helpers.aws_fixtures import BUCKET, ROLE_ARN, TABLE, load_event, sqs_event, upload
 from tests.helpers.iam_calls import iam_calls
-from tests.helpers.template_policies import ACCOUNT, REGION, Resolver, function_roles, role_policies
+from tests.helpers.lambda_policy_audit import LocalNames, audit, resolver_for
+from tests.helpers.template_policies import ACCOUNT, REGION, function_roles, role_policies
 
 from .conftest import Synthesized
 
@@ -52,43 +53,6 @@ JUSTIFIED_UNUSED = {
         "sqs:GetQueueUrl": "aws-cdk-lib SqsEventSource grant (consume); harmless lookup of the queue URL",
     },
 }
-
-
-def _resolver(s: Synthesized, application_id: str) -> Resolver:
-    stack = s.built.stack
-    logical = stack.get_logical_id
-    bucket = logical(stack.storage.bucket.node.default_child)
-    table = logical(stack.manifest.table.node.default_child)
-    application = logical(stack.processing.application)
-    job_role = logical(stack.processing.execution_role.node.default_child)
-    queue = logical(stack.storage.queue.node.default_child)
-    dlq = logical(stack.ingestion.job_state_dead_letter_queue.node.default_child)
-    names = {bucket: BUCKET, table: TABLE, queue: QUEUE, dlq: JOB_STATE_DLQ}
-    arns = {
-        bucket: f"arn:aws:s3:::{BUCKET}",
-        table: f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{TABLE}",
-        application: f"arn:aws:emr-serverless:{REGION}:{ACCOUNT}:/applications/{application_id}",
-        job_role: ROLE_ARN,
-        queue: f"arn:aws:sqs:{REGION}:{ACCOUNT}:{QUEUE}",
-        dlq: f"arn:aws:sqs:{REGION}:{ACCOUNT}:{JOB_STATE_DLQ}",
-    }
-    for name, function in stack.ingestion.functions.items():
-        group = logical(function.log_group.node.default_child)
-        arns[group] = f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:/fruits/{name}:*"
-    return Resolver(names=names, arns=arns)
-
-
-def platform_calls(name: str) -> list[Call]:
-    """Calls Lambda makes with the function's role (not our code), per the Lambda developer guide."""
-    stream = f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:/fruits/{name}:log-stream:2026/12/04/[$LATEST]abc"
-    calls = [Call("logs:CreateLogStream", stream), Call("logs:PutLogEvents", stream)]
-    calls += [Call("xray:PutTraceSegments", "*"), Call("xray:PutTelemetryRecords", "*")]
-    queue = f"arn:aws:sqs:{REGION}:{ACCOUNT}:{QUEUE}"
-    if name == "ingest":  # the SQS event source mapping polls with the function's role
-        calls += [Call(f"sqs:{op}", queue) for op in ("ReceiveMessage", "DeleteMessage", "GetQueueAttributes")]
-    if name == "job_state":  # an asynchronous invocation that fails every retry goes to the function's DLQ
-        calls.append(Call("sqs:SendMessage", f"arn:aws:sqs:{REGION}:{ACCOUNT}:{JOB_STATE_DLQ}"))
-    return calls
 
 
 def _removed(event: dict[str, Any]) -> dict[str, Any]:
@@ -134,47 +98,24 @@ def lambda_calls(moto_aws, events_dir: Path, monkeypatch: pytest.MonkeyPatch) ->
     return calls
 
 
+def _names() -> LocalNames:
+    return LocalNames(BUCKET, TABLE, QUEUE, JOB_STATE_DLQ, ROLE_ARN, get_settings().emr_application_id)
+
+
 def test_every_lambda_call_is_allowed_by_its_roles_synthesized_policy(
     synthesized: Synthesized, lambda_calls: dict[str, list[Call]]
 ) -> None:
-    resolver = _resolver(synthesized, get_settings().emr_application_id)
-    roles = function_roles(synthesized.resources)
-    assert sorted(lambda_calls) == sorted(roles)  # every handler ran and made AWS calls
-    denied, used = [], defaultdict(set)
-    for name, recorded in lambda_calls.items():
-        policies = role_policies(synthesized.resources, roles[name], resolver)
-        for call in recorded + platform_calls(name):
-            decision = evaluate(policies, call)
-            if not decision.allowed:
-                denied.append((name, call))
-            for statement_id in decision.statements:
-                used[(name, statement_id)].add(call.action.lower())
+    assert sorted(lambda_calls) == sorted(function_roles(synthesized.resources))  # every handler ran and called AWS
+    denied, unused = audit(synthesized.resources, synthesized.built.stack, lambda_calls, _names())
     # THEN no call is denied
     assert denied == []
-    # AND every granted action that no call used is justified (the report: tests/cdk/test_calls_against_policies.py)
-    unused = _unused_actions(synthesized, resolver, roles, used)
-    unjustified = {(n, a) for n, a in unused if a not in JUSTIFIED_UNUSED["lambda"]}
-    assert unjustified == set()
-    # AND the justification list has no stale entry (each names an action some role holds and no call used)
+    # AND every granted action no call used is justified, and no justification is stale
     assert {a for _, a in unused} == set(JUSTIFIED_UNUSED["lambda"])
-
-
-def _unused_actions(
-    s: Synthesized, resolver: Resolver, roles: dict[str, str], used: dict[tuple[str, str], set[str]]
-) -> set[tuple[str, str]]:
-    unused = set()
-    for name, role in roles.items():
-        for statement_id, statement in statement_ids(role_policies(s.resources, role, resolver)):
-            actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
-            for action in actions:
-                if action.lower() not in used.get((name, statement_id), set()):
-                    unused.add((name, action))
-    return unused
 
 
 def test_a_call_outside_the_grants_is_denied(synthesized: Synthesized) -> None:
     # GIVEN the ingest role resolved as above / WHEN calls it was never granted are evaluated / THEN denied
-    resolver = _resolver(synthesized, "app123")
+    resolver = resolver_for(synthesized.built.stack, LocalNames(BUCKET, TABLE, QUEUE, JOB_STATE_DLQ, ROLE_ARN, "a1"))
     policies = role_policies(synthesized.resources, function_roles(synthesized.resources)["ingest"], resolver)
     for call in (
         Call("s3:GetObject", f"arn:aws:s3:::{BUCKET}/images/Training/Kiwi/1.jpg"),  # Lambdas never read photos

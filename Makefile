@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | sha256s
 DEMO_ARGS ?=
 CDK_CLI := node_modules/.bin/cdk
 
-.PHONY: help demo test lint bench synth java clean lock
+.PHONY: help demo test lint bench synth java clean lock image-check
 
 help:
 	@echo "make demo   - run the whole loop locally (moto + local Spark) on the Fruits-360 sample"
@@ -17,6 +17,7 @@ help:
 	@echo "make bench  - benchmarks; figures to bench/results/*.json and bench/README.md"
 	@echo "make lock   - re-pin constraints.txt from the installed .venv (after editing pyproject.toml)"
 	@echo "make synth  - cdk synth with the aws-cdk CLI (offline, no Docker, no credentials)"
+	@echo "make image-check - the EMR image's requirements resolve to wheels for its platform (needs PyPI, no Docker)"
 
 $(PY):
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "error: $(PYTHON) not found (Python 3.11 is required)" >&2; exit 1; }
@@ -57,6 +58,10 @@ bench: $(STAMP) java
 
 synth: $(STAMP) $(CDK_CLI)
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" CDK_DISABLE_VERSION_CHECK=1 JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION=20 $(CDK_CLI) synth --quiet --no-notices
+
+# cdk/emr_image/requirements.txt resolved (metadata only) for Python 3.11 / glibc 2.34 on ARM64 and X86_64.
+image-check: $(STAMP)
+	$(PY) -m cdk.image_check
 
 clean:
 	rm -rf lake cdk.out .pytest_cache .ruff_cache

@@ -37,6 +37,8 @@ CONTEXT_KEYS = (
     "jobPrecision",
     "jobTimeoutMinutes",
     "logRetentionDays",
+    "ingestMaxConcurrency",
+    "reservedConcurrency",
     "alarmEmail",
 )
 

@@ -6,6 +6,8 @@ frozen model and never read the context themselves.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -23,6 +25,21 @@ POWERTOOLS_LAYER_ACCOUNT = "017000801446"
 DEFAULT_POWERTOOLS_LAYER_VERSION = 27
 
 ARCHITECTURES = ("ARM64", "X86_64")
+
+# Concurrency caps (README "Concurrency and the DynamoDB capacity they protect"). The ingest queue's event source
+# polls with at most INGEST_MAX_CONCURRENCY invocations of 10 records (SQS MaximumConcurrency: 2..1000, Lambda
+# developer guide "Configuring maximum concurrency for Amazon SQS event sources"); each function has its own
+# reserved concurrency, so a burst neither takes the account's whole Lambda concurrency nor floods the manifest
+# table. ``None`` reserves nothing for that function (accounts whose concurrency quota cannot spare the reservation:
+# Lambda keeps 100 unreserved executions).
+DEFAULT_INGEST_MAX_CONCURRENCY = 5
+DEFAULT_RESERVED_CONCURRENCY: dict[str, int | None] = {
+    "ingest": DEFAULT_INGEST_MAX_CONCURRENCY,  # = the event source's cap: no SQS poller is throttled
+    "job_state": 2,  # one job run at a time (max_concurrent_runs=1): a few state changes a minute at most
+    "flush": 1,  # on demand, by an operator
+    "tick": 1,  # every tickRateMinutes
+    "reconcile": 1,  # every reconcileRateHours
+}
 
 
 class ConfigError(ValueError):
@@ -58,6 +75,10 @@ class DeployConfig:
     job_timeout_minutes: int
     log_retention_days: int
     alarm_email: str | None
+    ingest_max_concurrency: int = DEFAULT_INGEST_MAX_CONCURRENCY
+    reserved_concurrency: Mapping[str, int | None] = dataclasses.field(
+        default_factory=lambda: dict(DEFAULT_RESERVED_CONCURRENCY)
+    )
 
     @property
     def powertools_layer_arn(self) -> str:
@@ -79,6 +100,34 @@ def _int(context: Mapping[str, Any], key: str, default: int, minimum: int = 1) -
     return value
 
 
+def _reserved_concurrency(context: Mapping[str, Any], ingest_max_concurrency: int) -> dict[str, int | None]:
+    """``reservedConcurrency`` (a JSON object, or its text with ``-c``) merged over the defaults, validated."""
+    raw = context.get("reservedConcurrency") or {}
+    if isinstance(raw, str):
+        try:
+            raw = json.loads(raw)
+        except json.JSONDecodeError:
+            raise ConfigError(f"context 'reservedConcurrency' must be a JSON object, got {raw!r}") from None
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"context 'reservedConcurrency' must be a JSON object, got {raw!r}")
+    unknown = sorted(set(raw) - set(DEFAULT_RESERVED_CONCURRENCY))
+    if unknown:
+        raise ConfigError(f"context 'reservedConcurrency' names unknown functions {unknown}; "
+                          f"known: {sorted(DEFAULT_RESERVED_CONCURRENCY)}")
+    merged = {**DEFAULT_RESERVED_CONCURRENCY, **raw}
+    if "ingest" not in raw and "ingestMaxConcurrency" in context:
+        merged["ingest"] = ingest_max_concurrency  # follow the event source's cap unless set on its own
+    for name, value in merged.items():
+        if value is not None:
+            key = f"reservedConcurrency.{name}"
+            merged[name] = _int({key: value}, key, 1, minimum=1)
+    ingest = merged["ingest"]
+    if ingest is not None and ingest < ingest_max_concurrency:
+        raise ConfigError(f"context 'reservedConcurrency' of ingest ({ingest}) must be >= ingestMaxConcurrency "
+                          f"({ingest_max_concurrency}), or the SQS pollers are throttled")
+    return merged
+
+
 def load_config(context: Mapping[str, Any], env: Mapping[str, str] | None = None) -> DeployConfig:
     """Validate the CDK context into a :class:`DeployConfig`.
 
@@ -90,6 +139,10 @@ def load_config(context: Mapping[str, Any], env: Mapping[str, str] | None = None
         ConfigError: a region other than eu-west-3 (GDPR: the data stays in Paris), or a bad value.
     """
     env = os.environ if env is None else env
+    ingest_max_concurrency = _int(context, "ingestMaxConcurrency", DEFAULT_INGEST_MAX_CONCURRENCY, minimum=2)
+    if ingest_max_concurrency > 1000:
+        raise ConfigError(f"context 'ingestMaxConcurrency' must be <= 1000 (SQS event source limit), "
+                          f"got {ingest_max_concurrency}")
     region = str(context.get("region") or resources.REGION)
     if region != resources.REGION:
         raise ConfigError(
@@ -132,4 +185,6 @@ def load_config(context: Mapping[str, Any], env: Mapping[str, str] | None = None
         job_timeout_minutes=_int(context, "jobTimeoutMinutes", 120),
         log_retention_days=_int(context, "logRetentionDays", 30),
         alarm_email=str(alarm_email) if alarm_email else None,
+        ingest_max_concurrency=ingest_max_concurrency,
+        reserved_concurrency=_reserved_concurrency(context, ingest_max_concurrency),
     )

@@ -86,34 +86,21 @@ _LIBRARY_SINGLETONS = {
     ],
     "Custom::CDKBucketDeployment": [
         (
-            "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]",
-            "aws-cdk-lib's BucketDeployment provider (copies the Spark job code at deploy time) has its role built by "
-            "the library with the basic execution managed policy; it only writes its own logs.",
-        ),
-        (
             "AwsSolutions-L1",
             "The BucketDeployment provider's runtime is chosen and maintained by aws-cdk-lib, not by this project.",
-        ),
-        (
-            "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:s3:::cdk-hnb659fds-assets-<AWS::AccountId>-eu-west-3/*]",
-            "BucketDeployment reads its source zip from the CDK bootstrap asset bucket; the key is a content hash.",
         ),
     ],
 }
 
 
-def acknowledge_library_singletons(stack: Stack, *, data_bucket_arn: str) -> None:
-    """Acknowledge the findings on aws-cdk-lib's own deploy-time helper functions in ``stack``."""
+def acknowledge_library_singletons(stack: Stack) -> None:
+    """Acknowledge the findings on aws-cdk-lib's own deploy-time helper functions in ``stack``.
+
+    The BucketDeployment provider runs with a role of ours (``Processing``: ``code/`` only, explicit actions), so
+    only its runtime is acknowledged here.
+    """
     for child in stack.node.children:
         for prefix, findings in _LIBRARY_SINGLETONS.items():
             if child.node.id.startswith(prefix):
                 for rule_id, reason in findings:
                     acknowledge(child, rule_id, reason)
-                if prefix == "Custom::CDKBucketDeployment":
-                    acknowledge_s3_grant_actions(child)
-                    acknowledge(
-                        child,
-                        f"AwsSolutions-IAM5[Resource::{token_ref(stack, data_bucket_arn)}/*]",
-                        "aws-cdk-lib's BucketDeployment grants on the destination bucket; it writes only code/ "
-                        "(destination_key_prefix) and prunes only under it.",
-                    )

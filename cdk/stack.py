@@ -7,13 +7,14 @@ from pathlib import Path
 from aws_cdk import CfnOutput, Environment, Stack
 from constructs import Construct
 
-from cdk.components.ingestion import Ingestion, JobSettings
+from cdk.components.ingestion import Ingestion, JobSettings, retention_days
 from cdk.components.manifest_table import ManifestTable
 from cdk.components.monitoring import Monitoring
 from cdk.components.processing import Processing
 from cdk.components.query import Query
 from cdk.components.storage import Storage
 from cdk.config import DeployConfig
+from cdk.library_logs import retain_library_function_logs
 from cdk.nag import acknowledge_library_singletons
 from lambdas import resources as r
 from lambdas.config import SETTING_NAMES, stack_output_key
@@ -54,6 +55,7 @@ class FruitsStack(Stack):
             max_memory=config.emr_max_memory,
             max_disk=config.emr_max_disk,
             idle_stop_minutes=config.emr_idle_stop_minutes,
+            log_retention=retention_days(config.log_retention_days),
         )
         lake_database = f"{config.stack_name.lower()}_lake"
         self.ingestion = Ingestion(
@@ -85,11 +87,14 @@ class FruitsStack(Stack):
             tick_rate_minutes=config.tick_rate_minutes,
             reconcile_rate_hours=config.reconcile_rate_hours,
             log_retention_days=config.log_retention_days,
+            ingest_max_concurrency=config.ingest_max_concurrency,
+            reserved_concurrency=config.reserved_concurrency,
         )
         self.monitoring = Monitoring(
             self,
             "Monitoring",
             dead_letter_queue=self.storage.dead_letter_queue,
+            job_state_dead_letter_queue=self.ingestion.job_state_dead_letter_queue,
             functions=self.ingestion.functions,
             namespace=METRICS_NAMESPACE,
             service=SERVICE_NAME,
@@ -101,7 +106,8 @@ class FruitsStack(Stack):
             writer_role=self.processing.execution_role,
         )
 
-        acknowledge_library_singletons(self, data_bucket_arn=self.storage.bucket.bucket_arn)
+        acknowledge_library_singletons(self)
+        retain_library_function_logs(self, retention_days(config.log_retention_days))
 
         # Every setting of the Lambdas' environment, so `fruits ... --stack NAME` needs no environment variable.
         for name, value in self.ingestion.environment.items():

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -170,7 +171,10 @@ def _load(ref: CatalogRef) -> Catalog:
         return SqlCatalog(CATALOG_NAME, uri=f"sqlite:///{path}")
     from pyiceberg.catalog.glue import GlueCatalog
 
-    return GlueCatalog(CATALOG_NAME)  # region/endpoint/credentials from the standard AWS environment
+    # Region/credentials from the standard AWS environment. boto3 (Glue) honours AWS_ENDPOINT_URL but PyArrow's S3
+    # client (PyIceberg's file IO) does not: pass the same endpoint on, so a local S3 (moto) sees every request.
+    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+    return GlueCatalog(CATALOG_NAME, **({"s3.endpoint": endpoint} if endpoint else {}))
 
 
 def load_catalog(spec: str) -> Catalog:

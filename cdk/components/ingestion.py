@@ -3,6 +3,7 @@ permissions. Handler code: ``lambdas/handlers/<name>.py``, ``handler(event, cont
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-from cdk.nag import acknowledge, acknowledge_object_prefixes, acknowledge_s3_grant_actions, token_ref
+from cdk.nag import acknowledge, acknowledge_object_prefixes, token_ref
 from lambdas import resources as r
 from lambdas.config import lambda_environment
 
@@ -55,6 +56,8 @@ class Ingestion(Construct):
     Attributes:
         functions: handler name → function (``ingest``, ``job_state``, ``flush``, ``tick``, ``reconcile``).
         job_state_rule: EventBridge rule for our application's job run state changes.
+        job_state_dead_letter_queue: job run state-change events that EventBridge could not deliver after its
+            retries, or that the job_state Lambda failed on after its asynchronous retries (alarmed by Monitoring).
         tick_schedule / reconcile_schedule: EventBridge schedules (``flush`` has none: it is on demand).
     """
 
@@ -72,6 +75,8 @@ class Ingestion(Construct):
         tick_rate_minutes: int,
         reconcile_rate_hours: int,
         log_retention_days: int,
+        ingest_max_concurrency: int,
+        reserved_concurrency: Mapping[str, int | None],
     ) -> None:
         super().__init__(scope, construct_id)
         code = lambda_.Code.from_asset(str(lambda_code_dir))
@@ -97,6 +102,14 @@ class Ingestion(Construct):
         )
         self.environment: dict[str, str] = environment  # the stack exports its settings (fruits --stack)
         timeouts = {"ingest": INGEST_TIMEOUT_S, "job_state": 60, "flush": 120, "tick": 120, "reconcile": 600}
+        # An EMR state-change event lost would leave its batch RUNNING until reconcile: keep what fails in a queue.
+        self.job_state_dead_letter_queue = sqs.Queue(
+            self,
+            "JobStateDlq",
+            encryption=sqs.QueueEncryption.SQS_MANAGED,
+            enforce_ssl=True,
+            retention_period=Duration.days(14),
+        )
         self.functions: dict[str, lambda_.Function] = {}
         for name in HANDLERS:
             self.functions[name] = self._function(
@@ -106,12 +119,20 @@ class Ingestion(Construct):
                 environment=environment,
                 timeout_s=timeouts[name],
                 log_retention_days=log_retention_days,
+                reserved_concurrency=reserved_concurrency.get(name),
+                dead_letter_queue=self.job_state_dead_letter_queue if name == "job_state" else None,
             )
 
         # Every handler may seal a batch and start (or retry) its job run: same data-plane permissions.
         for function in self.functions.values():
             table.grant_read_write_data(function)
-            bucket.grant_put(function, f"{r.MANIFESTS_PREFIX}*")  # batch manifests (write only)
+            function.add_to_role_policy(
+                iam.PolicyStatement(
+                    sid="WriteBatchManifests",  # write only; no object lock or tagging action
+                    actions=["s3:PutObject"],
+                    resources=[bucket.arn_for_objects(f"{r.MANIFESTS_PREFIX}*")],
+                )
+            )
             function.add_to_role_policy(
                 iam.PolicyStatement(
                     sid="StartJobRunsOnOurApplication",
@@ -137,7 +158,6 @@ class Ingestion(Construct):
                 f"AwsSolutions-IAM5[Resource::{token_ref(self, table.table_arn)}/index/*]",
                 "grant_read_write_data covers the table's indexes (the handlers query GSI gsi1).",
             )
-            acknowledge_s3_grant_actions(function.role, ("s3:Abort*",))
             acknowledge_object_prefixes(
                 function.role, bucket.bucket_arn, (r.MANIFESTS_PREFIX,), "the Lambdas write batch manifests."
             )
@@ -153,7 +173,13 @@ class Ingestion(Construct):
         )
 
         self.functions["ingest"].add_event_source(
-            sources.SqsEventSource(queue, batch_size=r.INGEST_BATCH_SIZE, report_batch_item_failures=True, enabled=True)
+            sources.SqsEventSource(
+                queue,
+                batch_size=r.INGEST_BATCH_SIZE,
+                report_batch_item_failures=True,
+                enabled=True,
+                max_concurrency=ingest_max_concurrency,
+            )
         )
         self.job_state_rule = events.Rule(
             self,
@@ -164,7 +190,11 @@ class Ingestion(Construct):
                 detail_type=[r.EMR_JOB_STATE_DETAIL_TYPE],
                 detail={"applicationId": [job.application_id]},
             ),
-            targets=[targets.LambdaFunction(self.functions["job_state"], retry_attempts=8)],
+            targets=[
+                targets.LambdaFunction(
+                    self.functions["job_state"], retry_attempts=8, dead_letter_queue=self.job_state_dead_letter_queue
+                )
+            ],
         )
         self.tick_schedule = events.Rule(
             self,
@@ -190,13 +220,16 @@ class Ingestion(Construct):
         environment: dict[str, str],
         timeout_s: int,
         log_retention_days: int,
+        reserved_concurrency: int | None,
+        dead_letter_queue: sqs.IQueue | None,
     ) -> lambda_.Function:
-        """One arm64 Python 3.12 function with its own log group (retention) and its own role."""
+        """One arm64 Python 3.12 function with its own log group (retention), its own role, its reserved
+        concurrency (``None``: none) and, for asynchronous invocations that fail every retry, a dead-letter queue."""
         construct_id = "".join(part.capitalize() for part in name.split("_"))
         log_group = logs.LogGroup(
             self,
             f"{construct_id}Logs",
-            retention=_retention(log_retention_days),
+            retention=retention_days(log_retention_days),
             removal_policy=RemovalPolicy.DESTROY,
         )
         role = iam.Role(
@@ -226,6 +259,8 @@ class Ingestion(Construct):
             role=role,
             log_group=log_group,
             tracing=lambda_.Tracing.ACTIVE,
+            reserved_concurrent_executions=reserved_concurrency,
+            dead_letter_queue=dead_letter_queue,
             description=f"Fruits! {name} (lambdas/handlers/{name}.py)",
         )
         acknowledge(
@@ -256,7 +291,7 @@ _RETENTIONS = {
 }
 
 
-def _retention(days: int) -> logs.RetentionDays:
+def retention_days(days: int) -> logs.RetentionDays:
     """The CloudWatch Logs retention of ``days`` days.
 
     Raises:

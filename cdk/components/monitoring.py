@@ -51,6 +51,7 @@ class Monitoring(Construct):
         construct_id: str,
         *,
         dead_letter_queue: sqs.IQueue,
+        job_state_dead_letter_queue: sqs.IQueue,
         functions: Mapping[str, lambda_.IFunction],
         namespace: str,
         service: str,
@@ -76,6 +77,18 @@ class Monitoring(Construct):
             self,
             "DlqNotEmpty",
             alarm_description="S3 events the ingest Lambda could not record (see the ingest logs, then redrive)",
+            threshold=1,
+            evaluation_periods=1,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+        )
+        self.alarms["JobStateDlqNotEmpty"] = job_state_dead_letter_queue.metric_approximate_number_of_messages_visible(
+            period=Duration.minutes(5), statistic="Maximum"
+        ).create_alarm(
+            self,
+            "JobStateDlqNotEmpty",
+            alarm_description="EMR job run state changes that EventBridge or the job_state Lambda could not deliver "
+            "or apply after every retry (see the job_state logs; lambdas/README.md 'job_state dead-letter queue')",
             threshold=1,
             evaluation_periods=1,
             comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,

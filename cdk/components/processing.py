@@ -5,16 +5,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from aws_cdk import CfnRule, CfnRuleAssertion, Fn, Stack
+from aws_cdk import CfnRule, CfnRuleAssertion, Fn, RemovalPolicy, Stack
 from aws_cdk import aws_ecr_assets as ecr_assets
 from aws_cdk import aws_emrserverless as emrs
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_s3_assets as s3_assets
 from aws_cdk import aws_s3_deployment as s3deploy
 from constructs import Construct
 
 from cdk.assets import SPARK_ENTRY_POINT, SPARK_ZIP
-from cdk.nag import acknowledge_object_prefixes, acknowledge_s3_grant_actions
+from cdk.nag import acknowledge_object_prefixes
 from lambdas import resources as r
 from spark_jobs.release import EMR_RELEASE_LABEL, JOB_PYTHON
 
@@ -53,6 +55,7 @@ class Processing(Construct):
         max_memory: str,
         max_disk: str,
         idle_stop_minutes: int,
+        log_retention: logs.RetentionDays,
     ) -> None:
         super().__init__(scope, construct_id)
         stack = Stack.of(self)
@@ -66,15 +69,7 @@ class Processing(Construct):
         )
 
         # Spark job code: main.py (entryPoint) + spark_jobs.zip (--py-files) copied under code/.
-        code = s3deploy.BucketDeployment(
-            self,
-            "JobCode",
-            sources=[s3deploy.Source.asset(str(spark_code_dir))],
-            destination_bucket=bucket,
-            destination_key_prefix=r.CODE_PREFIX,
-            prune=True,
-            retain_on_delete=False,
-        )
+        code = self._job_code_deployment(bucket, spark_code_dir, log_retention)
         self.code_deployment = code
         self.entry_point_uri = bucket.s3_url_for_object(f"{r.CODE_PREFIX}{SPARK_ENTRY_POINT}")
         self.py_files_uri = bucket.s3_url_for_object(f"{r.CODE_PREFIX}{SPARK_ZIP}")
@@ -92,12 +87,8 @@ class Processing(Construct):
             ),
             description="Fruits! EMR Serverless job runs: read images/manifests/code, read+write lake, write logs",
         )
-        bucket.grant_read(self.execution_role, f"{r.IMAGES_PREFIX}*")
-        bucket.grant_read(self.execution_role, f"{r.MANIFESTS_PREFIX}*")
-        bucket.grant_read(self.execution_role, f"{r.CODE_PREFIX}*")
-        bucket.grant_read_write(self.execution_role, f"{r.LAKE_PREFIX}*")
-        bucket.grant_put(self.execution_role, f"{r.LOGS_PREFIX}*")
-        acknowledge_s3_grant_actions(self.execution_role)
+        for statement in job_role_statements(bucket):
+            self.execution_role.add_to_principal_policy(statement)
         acknowledge_object_prefixes(
             self.execution_role,
             bucket.bucket_arn,
@@ -155,3 +146,109 @@ class Processing(Construct):
                 )
             ],
         )
+
+    def _job_code_deployment(
+        self, bucket: s3.IBucket, spark_code_dir: Path, log_retention: logs.RetentionDays
+    ) -> s3deploy.BucketDeployment:
+        """aws-cdk-lib's BucketDeployment of the job code to ``code/``, run by a role of our own.
+
+        The library would grant its provider function read/write on the whole destination bucket (photos and lake
+        included) and read on the whole asset bucket; its role here is immutable to the library
+        (``without_policy_updates``) and may only read the one asset zip, list/put/delete under ``code/`` and read
+        the bucket's tags (the provider's ``bucket_owned`` check before it deletes), and write its own log group.
+        """
+        asset = s3_assets.Asset(self, "JobCodeAsset", path=str(spark_code_dir))
+        log_group = logs.LogGroup(self, "JobCodeLogs", retention=log_retention, removal_policy=RemovalPolicy.DESTROY)
+        role = iam.Role(
+            self,
+            "JobCodeDeploymentRole",
+            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+            description="Fruits! deploy-time copy of the Spark job code to code/ (aws-cdk-lib BucketDeployment)",
+        )
+        for statement in code_deployment_statements(bucket, asset, log_group):
+            role.add_to_policy(statement)
+        acknowledge_object_prefixes(
+            role, bucket.bucket_arn, (r.CODE_PREFIX,), "the deployment copies and prunes the job code under code/."
+        )
+        return s3deploy.BucketDeployment(
+            self,
+            "JobCode",
+            sources=[s3deploy.Source.bucket(asset.bucket, asset.s3_object_key)],
+            destination_bucket=bucket,
+            destination_key_prefix=r.CODE_PREFIX,
+            prune=True,
+            retain_on_delete=False,
+            role=role.without_policy_updates(),
+            log_group=log_group,
+        )
+
+
+def code_deployment_statements(
+    bucket: s3.IBucket, asset: s3_assets.Asset, log_group: logs.ILogGroup
+) -> list[iam.PolicyStatement]:
+    """The BucketDeployment provider's permissions: the calls of its handler (aws-cdk-lib
+    ``custom-resource-handlers/.../bucket-deployment-handler/index.py``: ``aws s3 cp`` of the source zip,
+    ``aws s3 sync --delete`` / ``aws s3 rm --recursive`` under the prefix, ``get_bucket_tagging``)."""
+    return [
+        iam.PolicyStatement(
+            sid="ReadTheJobCodeAsset",
+            actions=["s3:GetObject"],
+            resources=[asset.bucket.arn_for_objects(asset.s3_object_key)],
+        ),
+        iam.PolicyStatement(
+            sid="ListJobCode",
+            actions=["s3:ListBucket"],
+            resources=[bucket.bucket_arn],
+            conditions={"StringLike": {"s3:prefix": [f"{r.CODE_PREFIX}*"]}},
+        ),
+        iam.PolicyStatement(
+            sid="WriteAndPruneJobCode",  # AbortMultipartUpload: the CLI aborts a failed multipart upload
+            actions=["s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload"],
+            resources=[bucket.arn_for_objects(f"{r.CODE_PREFIX}*")],
+        ),
+        iam.PolicyStatement(
+            sid="ReadOwnerTagsBeforeDelete", actions=["s3:GetBucketTagging"], resources=[bucket.bucket_arn]
+        ),
+        iam.PolicyStatement(
+            sid="WriteOwnLogs",
+            actions=["logs:CreateLogStream", "logs:PutLogEvents"],
+            resources=[log_group.log_group_arn],
+        ),
+    ]
+
+
+# Key prefixes the job reads (``s3:GetObject``/``GetObjectVersion``; manifests name image versions) and lists.
+JOB_READ_PREFIXES = (r.IMAGES_PREFIX, r.MANIFESTS_PREFIX, r.CODE_PREFIX, r.LAKE_PREFIX)
+
+
+def job_role_statements(bucket: s3.IBucket) -> list[iam.PolicyStatement]:
+    """The job execution role's S3 permissions: explicit actions (no ``s3:List*``/``GetBucket*`` group, no object
+    lock actions), listing only under the prefixes it reads. The Glue grants are added by :class:`Query`.
+
+    Calls covered: ``spark_jobs.storage`` (boto3 get/put/list/delete/head), PyIceberg's PyArrow S3 file system
+    (HEAD/GET/PUT, multipart uploads, prefix listings of ``lake/``) and EMR Serverless log upload to ``logs/``;
+    checked against recorded calls by ``tests/cdk/test_calls_against_policies.py``.
+    """
+    return [
+        iam.PolicyStatement(
+            sid="ReadInputsCodeAndLake",
+            actions=["s3:GetObject", "s3:GetObjectVersion"],
+            resources=[bucket.arn_for_objects(f"{prefix}*") for prefix in JOB_READ_PREFIXES],
+        ),
+        iam.PolicyStatement(
+            sid="ListOnlyWhatItReads",
+            actions=["s3:ListBucket"],
+            resources=[bucket.bucket_arn],
+            conditions={"StringLike": {"s3:prefix": [f"{prefix}*" for prefix in JOB_READ_PREFIXES]}},
+        ),
+        iam.PolicyStatement(
+            sid="WriteTheLake",  # Iceberg data/metadata files, erasure requests (deleted once applied)
+            actions=["s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload"],
+            resources=[bucket.arn_for_objects(f"{r.LAKE_PREFIX}*")],
+        ),
+        iam.PolicyStatement(
+            sid="WriteJobLogs",  # EMR Serverless uploads driver/executor logs with the execution role
+            actions=["s3:PutObject", "s3:AbortMultipartUpload"],
+            resources=[bucket.arn_for_objects(f"{r.LOGS_PREFIX}*")],
+        ),
+    ]

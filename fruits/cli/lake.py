@@ -2,6 +2,8 @@
 
 ``sql`` runs DuckDB SQL over the tables ``features``, ``rejects`` and ``batches`` (their current snapshot,
 scanned with PyIceberg into Arrow): no Spark, the same SQL that works in Athena on ``fruits_lake.<table>``.
+The query cannot touch local files (DuckDB ``enable_external_access = false`` once the tables are registered:
+no ``read_csv('/etc/passwd')``, ``COPY … TO``, ``ATTACH`` or extension install) unless ``--allow-files`` is given.
 """
 
 from __future__ import annotations
@@ -37,9 +39,16 @@ def run_sql(args: argparse.Namespace) -> int:
         if re.search(rf"\b{name}\b", args.query, re.IGNORECASE):
             scan = tables.scan(lake, name)
             con.register(name, scan)
+    if not args.allow_files:
+        # DuckDB "Securing DuckDB" guide: no file system, no extensions; locked so the query cannot re-enable them
+        con.execute("SET enable_external_access = false")
+        con.execute("SET lock_configuration = true")
     try:
         relation = con.sql(args.query)
         result = relation.to_arrow_table() if relation is not None else None
+    except duckdb.PermissionException as err:
+        raise CliError(f"{str(err).splitlines()[0]} (fruits sql reads only the lake tables; --allow-files lets "
+                       "a query read or write local files)") from None
     except duckdb.Error as err:
         raise CliError(f"SQL error: {str(err).splitlines()[0]}") from None
     if result is None:
@@ -138,6 +147,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sql.add_argument("--catalog", default=None, help=CATALOG_HELP)
     sql.add_argument("--format", choices=("table", "csv"), default="table", help="output format")
     sql.add_argument("--max-rows", type=positive_int, default=50, help="rows shown in table format")
+    sql.add_argument("--allow-files", action="store_true",
+                     help="let the query read and write local files (read_csv, COPY … TO, ATTACH); off by default")
     sql.set_defaults(func=run_sql)
 
     compact = subparsers.add_parser("compact", help="rewrite one model's small feature files into large ones")

@@ -8,7 +8,7 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.data_classes.s3_event import S3Event
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
-from lambdas.handlers.observability import count, count_job_starts, logger, metrics, tracer
+from lambdas.handlers.observability import count, count_job_starts, key_hash, logger, metrics, tracer
 from lambdas.logic.keys import ImageRef, decode_event_key
 from lambdas.pipeline import IngestOutcome, get_pipeline
 
@@ -35,12 +35,15 @@ def record_handler(record: SQSRecord) -> None:
         event = s3_record.event_name
         if event.startswith("ObjectRemoved:"):  # Delete / DeleteMarkerCreated
             outcome = pipeline.remove(ref)
-            logger.info("object removed", extra={"uri": ref.uri, "images": outcome.removed, "skipped": outcome.skipped})
+            logger.info(
+                "object removed",
+                extra={"uri_sha256": key_hash(ref.uri), "images": outcome.removed, "skipped": outcome.skipped},
+            )
         elif event.startswith("ObjectCreated:"):
             outcome = pipeline.ingest(ref)
             _log_recorded(ref, outcome)
         else:
-            logger.info("skipped object", extra={"uri": ref.uri, "reason": f"event_{event}"})
+            logger.info("skipped object", extra={"uri_sha256": key_hash(ref.uri), "reason": f"event_{event}"})
             count("ObjectsSkipped", 1)
             continue
         count("ImagesRemoved", outcome.removed)
@@ -51,13 +54,13 @@ def record_handler(record: SQSRecord) -> None:
 
 def _log_recorded(ref: ImageRef, outcome: IngestOutcome) -> None:
     if outcome.skipped:
-        logger.info("skipped object", extra={"uri": ref.uri, "reason": outcome.skipped})
+        logger.info("skipped object", extra={"uri_sha256": key_hash(ref.uri), "reason": outcome.skipped})
         count("ObjectsSkipped", 1)
     elif outcome.duplicate:
-        logger.info("duplicate delivery ignored", extra={"uri": ref.uri})
+        logger.info("duplicate delivery ignored", extra={"uri_sha256": key_hash(ref.uri)})
         count("DuplicatesIgnored", 1)
     else:
-        logger.info("image recorded", extra={"uri": ref.uri, "pending": outcome.pending})
+        logger.info("image recorded", extra={"uri_sha256": key_hash(ref.uri), "pending": outcome.pending})
         count("ImagesRecorded", 1)
 
 

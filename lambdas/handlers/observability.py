@@ -7,6 +7,7 @@ Service name and namespace come from POWERTOOLS_SERVICE_NAME / POWERTOOLS_METRIC
 
 from __future__ import annotations
 
+import hashlib
 import os
 import warnings
 
@@ -25,6 +26,15 @@ warnings.filterwarnings("ignore", message="No application metrics to publish", c
 logger = Logger(service=SERVICE)
 metrics = Metrics(namespace=NAMESPACE, service=SERVICE)
 tracer = Tracer(service=SERVICE)
+
+
+def key_hash(uri: str) -> str:
+    """The stable pseudonym logged instead of an object's URI: the first 16 hex digits of SHA-256 of ``uri``
+    (UTF-8), e.g. ``key_hash("s3://bucket/images/a.jpg")``. Keys may hold personal names, and log events outlive an
+    erasure by the log retention; an operator holding a key recomputes its hash to find its log lines
+    (lambdas/README.md, "Erasure": what stays in logs). 64 bits: no collision expected below billions of keys.
+    """
+    return hashlib.sha256(uri.encode("utf-8")).hexdigest()[:16]
 
 
 def count(name: str, value: int = 1) -> None:

@@ -80,3 +80,24 @@ def test_cdk_app_exits_2_with_one_line_for_another_region() -> None:
     assert result.stderr.strip().splitlines() == [
         "error: region 'us-east-1' refused: Fruits! deploys only to eu-west-3 (Paris, GDPR data residency)"
     ]
+
+
+def test_concurrency_caps_default_from_cdk_json_and_are_validated() -> None:
+    # GIVEN no concurrency context / WHEN loaded / THEN the documented defaults (ingest reservation = SQS cap)
+    config = load_config({}, env={})
+    assert config.ingest_max_concurrency == 5
+    assert config.reserved_concurrency == {"ingest": 5, "job_state": 2, "flush": 1, "tick": 1, "reconcile": 1}
+    # a `-c` JSON text merges over the defaults; null reserves nothing for that function
+    config = load_config({"ingestMaxConcurrency": "8", "reservedConcurrency": '{"tick": null}'}, env={})
+    assert config.reserved_concurrency["ingest"] == 8 and config.reserved_concurrency["tick"] is None
+    # refused: an SQS cap out of 2..1000, a reservation below the cap, an unknown function, a non-object
+    for context, key in (
+        ({"ingestMaxConcurrency": 1}, "ingestMaxConcurrency"),
+        ({"ingestMaxConcurrency": 1001}, "ingestMaxConcurrency"),
+        ({"ingestMaxConcurrency": 10, "reservedConcurrency": {"ingest": 4}}, "reservedConcurrency"),
+        ({"reservedConcurrency": {"ingestt": 4}}, "reservedConcurrency"),
+        ({"reservedConcurrency": "[1]"}, "reservedConcurrency"),
+        ({"reservedConcurrency": {"flush": 0}}, "reservedConcurrency.flush"),
+    ):
+        with pytest.raises(ConfigError, match=key):
+            load_config(context, env={})

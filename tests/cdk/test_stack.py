@@ -129,9 +129,9 @@ def test_local_provisioner_sets_up_the_same_bucket_notification_as_the_stack(
     assert [c["QueueArn"] for c in local] == [res.queue_arn] * len(stack_rules)
 
 
-def test_ingest_queue_has_a_dlq_and_both_queues_are_encrypted_and_tls_only(synthesized: Synthesized) -> None:
+def test_ingest_queue_has_a_dlq_and_every_queue_is_encrypted_and_tls_only(synthesized: Synthesized) -> None:
     queues = synthesized.of_type("AWS::SQS::Queue")
-    assert len(queues) == 2
+    assert len(queues) == 3  # ingest queue, its DLQ, the job_state events' DLQ
     with_dlq = [q for q in queues.values() if "RedrivePolicy" in q["Properties"]]
     assert len(with_dlq) == 1
     redrive = with_dlq[0]["Properties"]["RedrivePolicy"]
@@ -380,7 +380,7 @@ def test_tick_runs_every_minute_reconcile_daily_and_flush_only_on_demand(synthes
 def test_alarms_cover_dlq_lambda_errors_and_pipeline_failures(synthesized: Synthesized) -> None:
     alarms = list(synthesized.of_type("AWS::CloudWatch::Alarm").values())
     metric_names = [a["Properties"].get("MetricName") for a in alarms]
-    assert metric_names.count("ApproximateNumberOfMessagesVisible") == 1
+    assert metric_names.count("ApproximateNumberOfMessagesVisible") == 2  # ingest DLQ, job_state events' DLQ
     assert metric_names.count("Errors") == 5  # one per Lambda: ingest, job_state, flush, tick, reconcile
     for custom in ("JobRunsFailed", "JobRunStartFailures", "BatchesQuarantined"):
         (alarm,) = [a for a in alarms if a["Properties"].get("MetricName") == custom]

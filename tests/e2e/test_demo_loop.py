@@ -19,6 +19,8 @@ from rich.console import Console
 
 from fruits.local.demo import DemoConfig, run_demo
 from fruits.local.images import list_images
+from tests.cdk.conftest import synthesized  # noqa: F401  (the synthesized stack: a fixture)
+from tests.helpers.lambda_policy_audit import LocalNames, audit, record_handler_calls
 
 pytestmark = pytest.mark.slow
 
@@ -27,7 +29,14 @@ THRESHOLD = 20
 
 
 @pytest.fixture(scope="module")
-def demo_run(tmp_path_factory: pytest.TempPathFactory, sample_dir: Path):
+def demo_handler_calls():
+    """Every AWS call the five handlers make during the demo, as IAM calls by handler (docs/iam-calls.md)."""
+    with record_handler_calls() as calls:
+        yield calls
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory: pytest.TempPathFactory, sample_dir: Path, demo_handler_calls):
     # GIVEN a Training folder with 60 real photos (every class) and one text file named .jpg
     root = tmp_path_factory.mktemp("photos") / "Training"
     for photo in list_images(sample_dir / "Training", limit=N_PHOTOS):
@@ -149,3 +158,19 @@ def test_a_poisson_stream_below_the_threshold_is_sealed_by_max_wait(sample_dir: 
     longest_run = max(run.seconds for run in result.job_runs)
     assert result.time_to_feature["images"] == 24
     assert result.time_to_feature["p95"] <= 4 + 1 + longest_run + 5
+
+
+def test_every_lambda_call_of_the_demo_is_allowed_by_its_roles_synthesized_policy(
+    demo_run, demo_handler_calls, synthesized  # noqa: F811
+) -> None:
+    # GIVEN the calls the handlers made while the demo ran, and the stack's names for the demo's resources
+    application_ids = {c.resource.rsplit("/", 1)[1] for calls in demo_handler_calls.values() for c in calls
+                       if c.action == "emr-serverless:StartJobRun"}
+    assert len(application_ids) == 1 and {"ingest", "job_state"} <= set(demo_handler_calls)
+    role_arn = "arn:aws:iam::123456789012:role/fruits-local-job-execution"
+    prefix = "fruits-local"  # fruits.local.provision's default name
+    names = LocalNames(f"{prefix}-data", f"{prefix}-manifest", f"{prefix}-ingest", f"{prefix}-job-state-dlq", role_arn,
+                       application_ids.pop())
+    # WHEN each is evaluated against its function role's synthesized policy / THEN none is denied
+    denied, _ = audit(synthesized.resources, synthesized.built.stack, dict(demo_handler_calls), names)
+    assert denied == []

@@ -47,6 +47,44 @@ def test_sql_error_is_one_line(tmp_path: Path, capsys) -> None:
     assert "SQL error" in err and len(err.strip().splitlines()) == 1
 
 
+@pytest.mark.parametrize(
+    "query",
+    [
+        "SELECT * FROM read_csv('/etc/passwd')",
+        "SELECT count(*) FROM features, read_text('/etc/hostname')",
+        "COPY (SELECT * FROM features) TO '{out}'",
+        "ATTACH '{db}' AS other",
+    ],
+)
+def test_sql_cannot_read_or_write_local_files_by_default(tmp_path: Path, capsys, query: str) -> None:
+    # GIVEN a lake, and queries that read a local file, write one, attach a database
+    lake_with_batches(tmp_path, 1)
+    out, db = tmp_path / "leak.csv", tmp_path / "other.duckdb"
+    # WHEN run without --allow-files
+    code = cli_main.main(["sql", query.format(out=out, db=db), "--lake", str(tmp_path), "--format", "csv"])
+    # THEN refused with one line naming the flag, nothing printed on stdout, no file written
+    captured = capsys.readouterr()
+    assert code != 0 and captured.out == ""
+    assert len(captured.err.strip().splitlines()) == 1 and "--allow-files" in captured.err
+    assert not out.exists() and not db.exists()
+
+
+def test_sql_cannot_turn_file_access_back_on(tmp_path: Path, capsys) -> None:
+    lake_with_batches(tmp_path, 1)
+    assert cli_main.main(["sql", "SET enable_external_access = true", "--lake", str(tmp_path)]) != 0
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1
+
+
+def test_sql_reads_local_files_with_allow_files(tmp_path: Path, capsys) -> None:
+    # GIVEN a CSV of labels beside the lake / WHEN joined with --allow-files / THEN the file is read
+    lake_with_batches(tmp_path, 1)
+    (tmp_path / "labels.csv").write_text("label,family\nKiwi,berry\n")
+    query = (f"SELECT l.family, count(*) AS n FROM features f JOIN read_csv('{tmp_path / 'labels.csv'}') l "
+             "USING (label) GROUP BY l.family")
+    assert cli_main.main(["sql", query, "--lake", str(tmp_path), "--format", "csv", "--allow-files"]) == 0
+    assert capsys.readouterr().out.splitlines() == ['"family","n"', '"berry",16']
+
+
 def test_compact_merges_small_files_and_keeps_every_row(tmp_path: Path, capsys) -> None:
     # GIVEN a model whose 3 batches sit in 3 data files of the same month partition
     lake = lake_with_batches(tmp_path)

@@ -14,6 +14,7 @@ from fruits.local.provision import LocalResources, lambda_environment, provision
 from lambdas import aws
 from lambdas.config import get_settings
 from lambdas.handlers import ingest
+from lambdas.handlers.observability import key_hash
 from lambdas.pipeline import get_pipeline
 
 
@@ -58,8 +59,8 @@ def test_uploads_with_image_suffixes_in_any_case_are_notified_and_recorded_at_on
     assert (polled.received, polled.deleted, polled.failed) == (5, 5, 0)
     status = get_pipeline().status()
     assert status["pending"] == 4 and status["images"]["PENDING"] == 4
-    skipped = [(r.uri, r.reason) for r in caplog.records if r.getMessage() == "skipped object"]  # type: ignore[attr-defined]
-    assert skipped == [(f"s3://{res.bucket}/images/Training/Kiwi/notes.txt", "not_an_image_suffix")]
+    skipped = [(r.uri_sha256, r.reason) for r in caplog.records if r.getMessage() == "skipped object"]  # type: ignore[attr-defined]
+    assert skipped == [(key_hash(f"s3://{res.bucket}/images/Training/Kiwi/notes.txt"), "not_an_image_suffix")]
     emf = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith('{"_aws"')]
     totals = {name: sum(sum(e.get(name, [])) for e in emf) for name in ("ImagesRecorded", "ObjectsSkipped")}
     assert totals == {"ImagesRecorded": 4, "ObjectsSkipped": 1}

@@ -210,3 +210,24 @@ def test_warm_ingest_invocations_share_one_pipeline_and_read_the_oldest_pending_
     before = get_pipeline()
     aws.reset_clients()
     assert get_pipeline() is not before
+
+
+def test_logs_carry_a_stable_hash_of_the_key_never_the_key(
+    moto_aws, events_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # GIVEN keys holding a person's name: a photo and a text file (skipped)
+    from lambdas.handlers.observability import key_hash
+
+    keys = ["images/Training/Kiwi/jane_doe_garden.jpg", "images/Training/Kiwi/jane_doe_notes.txt"]
+    objects = upload(keys)
+    # WHEN the ingest Lambda records them, then receives the photo's notification again
+    assert ingest.handler(sqs_event(events_dir, objects), CTX) == {"batchItemFailures": []}
+    assert ingest.handler(sqs_event(events_dir, objects[:1]), CTX) == {"batchItemFailures": []}
+    # THEN no log record names the key (message or any field), and each record about an object carries the key's
+    # hash, the same on every delivery
+    records = [r for r in caplog.records if r.name == "fruits-ingestion"]
+    assert records and not [r for r in records if "jane_doe" in json.dumps(vars(r), default=str)]
+    hashes = {r.getMessage(): r.uri_sha256 for r in records if hasattr(r, "uri_sha256")}
+    photo, text = (key_hash(f"s3://{BUCKET}/{key}") for key in keys)
+    assert hashes == {"image recorded": photo, "skipped object": text, "duplicate delivery ignored": photo}
+    assert key_hash(f"s3://{BUCKET}/{keys[0]}") == photo and len(photo) == 16 and photo != text

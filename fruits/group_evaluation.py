@@ -74,7 +74,9 @@ def lake_groups(lake: Path, model_id: str, uris: list[str], catalog: str | None 
         return nd.components(uris, pairs), "near_duplicates table", min_similarity
     threshold = nd.DEFAULT_MIN_SIMILARITY if min_similarity is None else min_similarity
     rows = tables.scan(ref, tables.FEATURES, model_id=model_id, columns=("image_uri", "features"))
-    found = nd.all_pairs(rows.column("image_uri").to_pylist(), nd.vectors_of(rows.column("features")), threshold)
+    vectors = nd.vectors_of(rows.column("features"))
+    found = nd.all_pairs(rows.column("image_uri").to_pylist(), vectors, threshold,
+                         mean=vectors.astype(np.float64).mean(axis=0) if len(vectors) else None)
     pairs = nd.pair_rows(found, model_id=model_id, batch_id="evaluate")
     return nd.components(uris, pairs), "computed now from the features (no near_duplicates table)", threshold
 

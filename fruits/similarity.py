@@ -155,8 +155,9 @@ def _candidates(photo: str) -> list[str]:
 
 
 def similar(lake: tables.Lake, photo: str, model_id: str | None = None, k: int = 10) -> SimilarResult:
-    """The ``k`` photos of one model most similar to ``photo`` by cosine of full feature vectors, best first
-    (ties by URI); the photo itself is never a hit. Exact: equal to a brute-force numpy search (test).
+    """The ``k`` photos of one model most similar to ``photo`` by cosine of full feature vectors centred on the
+    mean of the model's rows (:mod:`spark_jobs.near_duplicates`), best first (ties by URI); the photo itself is never
+    a hit. Exact: equal to a brute-force numpy search (test).
 
     Args:
         photo: an ``image_uri`` of the lake, a local path or an ``s3://`` URI. model_id: default the lake's only
@@ -186,7 +187,8 @@ def similar(lake: tables.Lake, photo: str, model_id: str | None = None, k: int =
         query = featurize_photo(query_uri, spec, engine)
     uri_list = uris.to_pylist()
     labels = rows.column("label").to_pylist()
-    found = near_duplicates.top_k(query, uri_list, vectors, k, exclude=query_uri)
+    mean = vectors.astype(np.float64).mean(axis=0)  # the model's mean = its PCA state's mean at rest
+    found = near_duplicates.top_k(query, uri_list, vectors, k, exclude=query_uri, mean=mean)
     hits = [Hit(rank, n.image_uri, labels[n.index], n.similarity) for rank, n in enumerate(found, start=1)]
     return SimilarResult(query_uri, model_id, stored is not None, len(uri_list), hits)
 

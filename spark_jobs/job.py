@@ -176,7 +176,7 @@ def run_batch(spark: SparkSession, config: JobConfig, spec: ModelSpec | None = N
     with timer.stage("near_duplicates"):  # the batch's pairs, one commit (spark_jobs.near_duplicates module doc)
         n_pairs = near_duplicates.record_batch_pairs(
             lake, **ids, uris=uris, vectors=near_duplicates.vectors_of(batch.features.column("features")),
-            min_similarity=config.near_duplicate_similarity)
+            mean=planned.mean, min_similarity=config.near_duplicate_similarity)
     with timer.stage("erase"):  # images removed from the bucket since: their rows leave every model, PCA downdated
         erased = read_erasures(config.manifest)
         done = None

@@ -1,11 +1,17 @@
 """Near-duplicate photos: exact cosine search over one model's feature vectors, and the ``near_duplicates`` table.
 
-Similarity is the cosine of the **full feature vectors** (2,048 float32 as stored in ``features.features``), not of
-the PCA coordinates: every batch run projects its rows on the PCA version of that run, so the ``pca`` column of a
-model mixes coordinate systems (one per version) and a cosine across versions means nothing; re-projecting the
-history on the latest version needs the full vectors anyway. Full vectors also keep a recorded pair's similarity
-stable when the PCA is refitted, erased from or re-run. The cost (8 KiB per history row read, 2,048 multiply-adds
-per pair) is measured in ``bench/near_duplicates.py``.
+Similarity is the cosine of the **full feature vectors centred on the model's mean** (2,048 float32 as stored in
+``features.features``, minus the mean feature vector of the model's rows: the mean of the PCA version the batch run
+commits, which equals the mean of the model's current rows), not of the PCA coordinates:
+
+* every batch run projects its rows on the PCA version of that run, so the ``pca`` column of a model mixes
+  coordinate systems (one per version) and a cosine across versions means nothing; re-projecting the history on
+  the latest version needs the full vectors anyway;
+* centred, not raw: ResNet50 features are averages of ReLU outputs, all >= 0, so raw cosines crowd near 1 (on the
+  Fruits-360 sample every pair of photos, same fruit or not, is above 0.95; bench/results/near_duplicates.json);
+  centring removes the direction all photos share and spreads them (Pearson correlation of the two vectors).
+
+The cost (8 KiB per history row read, 2,048 multiply-adds per pair) is measured in ``bench/near_duplicates.py``.
 
 A batch run records, for each of its new photos, every other photo of the same model with cosine similarity
 ``>= min_similarity`` (:data:`DEFAULT_MIN_SIMILARITY`, job argument ``--near-duplicate-similarity``):
@@ -50,7 +56,7 @@ NEAR_DUPLICATES = tables.NEAR_DUPLICATES
 # Cosine similarity of full feature vectors at or above which two photos are near-duplicates. Chosen from the
 # similarity distribution MEASURED on the Fruits-360 sample (bench/near_duplicates.py --measure-sample, figures in
 # bench/results/near_duplicates.json "sample"): see the README "Near-duplicates" for the figures behind it.
-DEFAULT_MIN_SIMILARITY = 0.95
+DEFAULT_MIN_SIMILARITY = 0.996
 # History rows compared per matrix product: 8,192 x 2,048 float32 = 64 MiB, plus the (batch x chunk) products.
 CHUNK_ROWS = 8192
 
@@ -64,15 +70,21 @@ class Neighbour:
     similarity: float
 
 
-def unit_rows(vectors: np.ndarray) -> np.ndarray:
-    """Rows of ``vectors`` (n, d) scaled to unit L2 norm, as float32; all-zero rows stay zero (cosine 0 with all).
+def unit_rows(vectors: np.ndarray, mean: np.ndarray | None = None) -> np.ndarray:
+    """Rows of ``vectors`` (n, d) minus ``mean`` (d,) when given, scaled to unit L2 norm, as float32; all-zero rows
+    stay zero (cosine 0 with all). The dot product of two such rows is their (centred) cosine similarity.
 
     Raises:
-        ValueError: ``vectors`` is not 2-D.
+        ValueError: ``vectors`` is not 2-D, or ``mean`` is not (d,).
     """
     x = np.asarray(vectors, dtype=np.float32)
     if x.ndim != 2:
         raise ValueError(f"expected a 2-D array of feature vectors, got shape {x.shape}")
+    if mean is not None:
+        centre = np.asarray(mean, dtype=np.float32)
+        if centre.shape != (x.shape[1],):
+            raise ValueError(f"mean of shape {centre.shape} for vectors of dimension {x.shape[1]}")
+        x = x - centre
     norms = np.linalg.norm(x, axis=1, keepdims=True)
     return np.divide(x, norms, out=np.zeros_like(x), where=norms > 0)
 
@@ -142,25 +154,27 @@ def pairs_above(
     vectors: np.ndarray,
     history: Iterable[tuple[Sequence[str], np.ndarray]],
     min_similarity: float,
+    mean: np.ndarray | None = None,
 ) -> list[tuple[str, str, float]]:
     """Every pair (batch photo, other photo, cosine) with cosine ``>= min_similarity``: each batch photo against
     every history row, and the batch's photos among themselves (pair ``i < j`` once, never a photo with itself).
 
     Args:
         uris: the batch's n photos. vectors: their feature vectors, (n, d). history: ``(uris, vectors (m, d))``
-            chunks (e.g. :func:`history_chunks`). min_similarity: cosine threshold in [-1, 1].
+            chunks (e.g. :func:`history_chunks`). min_similarity: cosine threshold in [-1, 1]. mean: (d,) the
+            centre (module doc); None: raw cosine.
 
     Returns:
         ``(image_uri, duplicate_uri, similarity)`` triples, sorted by image_uri then similarity descending.
     """
-    batch = unit_rows(vectors) if len(uris) else np.zeros((0, 0), dtype=np.float32)
     out: list[tuple[str, str, float]] = []
     if not len(uris):
         return out
+    batch = unit_rows(vectors, mean)
     for other_uris, other in history:
         if not len(other_uris):
             continue
-        sims = batch @ unit_rows(other).T  # (n, m) cosine
+        sims = batch @ unit_rows(other, mean).T  # (n, m) cosine
         rows, cols = np.nonzero(sims >= min_similarity)
         out.extend((uris[i], other_uris[j], float(sims[i, j])) for i, j in zip(rows, cols, strict=True))
     within = batch @ batch.T
@@ -171,14 +185,16 @@ def pairs_above(
 
 
 def top_k(
-    query: np.ndarray, uris: Sequence[str], vectors: np.ndarray, k: int, exclude: str | None = None
+    query: np.ndarray, uris: Sequence[str], vectors: np.ndarray, k: int, exclude: str | None = None,
+    mean: np.ndarray | None = None,
 ) -> list[Neighbour]:
-    """The ``k`` rows most similar to ``query`` (d,) by cosine, best first (ties by URI); ``exclude`` (the query's
-    own URI) is left out. Exact: one matrix-vector product over all ``vectors`` (n, d)."""
+    """The ``k`` rows most similar to ``query`` (d,) by cosine (centred on ``mean`` when given), best first (ties
+    by URI); ``exclude`` (the query's own URI) is left out. Exact: one matrix-vector product over ``vectors`` (n, d).
+    """
     if len(uris) == 0 or k <= 0:
         return []
-    q = unit_rows(np.asarray(query, dtype=np.float32).reshape(1, -1))[0]
-    sims = unit_rows(vectors) @ q
+    q = unit_rows(np.asarray(query, dtype=np.float32).reshape(1, -1), mean)[0]
+    sims = unit_rows(vectors, mean) @ q
     if exclude is not None:
         sims = np.where(np.asarray(uris, dtype=object) == exclude, -np.inf, sims)
     order = np.lexsort((np.asarray(uris, dtype=object).astype(str), -sims))
@@ -248,6 +264,7 @@ def record_batch_pairs(
     model_id: str,
     uris: Sequence[str],
     vectors: np.ndarray,
+    mean: np.ndarray,
     min_similarity: float = DEFAULT_MIN_SIMILARITY,
     chunk_rows: int = CHUNK_ROWS,
 ) -> int:
@@ -255,9 +272,13 @@ def record_batch_pairs(
 
     Reads the model's other ``features`` rows (``image_uri`` + ``features`` only, chunked); call it after the
     batch's ``features`` rows and the supersede step are committed, so the history holds every other live photo.
+
+    Args:
+        uris, vectors: the batch's photos and their feature vectors (n, d). mean: (d,) the model's mean feature
+            vector (the PCA version the batch committed). min_similarity: centred cosine threshold.
     """
     where = history_filter(model_id, exclude_batch=batch_id, exclude_uris=uris)
-    pairs = pairs_above(uris, vectors, history_chunks(lake, where, chunk_rows), min_similarity)
+    pairs = pairs_above(uris, vectors, history_chunks(lake, where, chunk_rows), min_similarity, mean)
     replace_pairs(lake, pair_rows(pairs, model_id=model_id, batch_id=batch_id), batch_id=batch_id,
                   model_id=model_id, uris=uris)
     return len(pairs)
@@ -314,11 +335,13 @@ def components(uris: Sequence[str], pairs: pa.Table) -> np.ndarray:
 
 
 def all_pairs(
-    uris: Sequence[str], vectors: np.ndarray, min_similarity: float, chunk_rows: int = CHUNK_ROWS
+    uris: Sequence[str], vectors: np.ndarray, min_similarity: float, chunk_rows: int = CHUNK_ROWS,
+    mean: np.ndarray | None = None,
 ) -> list[tuple[str, str, float]]:
-    """Every unordered pair ``(uris[i], uris[j], cosine)``, ``i < j``, with cosine ``>= min_similarity`` among
-    ``vectors`` (n, d); chunked: memory O(chunk_rows x n). For lakes whose ``near_duplicates`` table is missing."""
-    unit = unit_rows(vectors) if len(uris) else np.zeros((0, 0), dtype=np.float32)
+    """Every unordered pair ``(uris[i], uris[j], cosine)``, ``i < j``, with cosine (centred on ``mean`` when given)
+    ``>= min_similarity`` among ``vectors`` (n, d); chunked: memory O(chunk_rows x n). For lakes whose
+    ``near_duplicates`` table is missing."""
+    unit = unit_rows(vectors, mean) if len(uris) else np.zeros((0, 0), dtype=np.float32)
     out: list[tuple[str, str, float]] = []
     for start in range(0, len(uris), chunk_rows):
         sims = unit[start : start + chunk_rows] @ unit.T
@@ -339,10 +362,24 @@ def rebuild(lake: tables.Lake, model_id: str, min_similarity: float = DEFAULT_MI
     present = set(live.to_pylist())
     order = [b for b in dict.fromkeys(order) if b in present] + sorted(present - set(order))
     table = lake.table(tables.FEATURES, create=False) if order else None
+    mean = model_mean(lake, model_id)
     for batch_id in order:
         assert table is not None
         rows = table.scan(row_filter=tables.batch_filter(batch_id, model_id),
                           selected_fields=("image_uri", "features")).to_arrow()
         record_batch_pairs(lake, batch_id=batch_id, model_id=model_id, uris=rows.column("image_uri").to_pylist(),
-                           vectors=vectors_of(rows.column("features")), min_similarity=min_similarity)
+                           vectors=vectors_of(rows.column("features")), mean=mean, min_similarity=min_similarity)
     return tables.scan(lake, NEAR_DUPLICATES, model_id=model_id, columns=("image_uri",)).num_rows
+
+
+def model_mean(lake: tables.Lake, model_id: str, chunk_rows: int = CHUNK_ROWS) -> np.ndarray:
+    """Mean feature vector (d,) float64 of the model's current ``features`` rows, streamed in chunks (equals the
+    mean of the model's latest PCA state at rest). Raises ValueError when the model has no rows."""
+    total, n = None, 0
+    for _, vectors in history_chunks(lake, history_filter(model_id), chunk_rows):
+        block = vectors.astype(np.float64).sum(axis=0)
+        total = block if total is None else total + block
+        n += len(vectors)
+    if total is None:
+        raise ValueError(f"model {model_id} has no feature rows")
+    return total / n

@@ -1,7 +1,8 @@
 """``fruits similar PHOTO|URI`` and ``fruits duplicates``: similar photos and near-duplicate groups of one model.
 
-``similar``: exact cosine search over the model's full feature vectors (not the PCA coordinates: rows of different
-batch runs carry coordinates of different PCA versions, so only the full vectors compare across the lake). A photo
+``similar``: exact cosine search over the model's full feature vectors centred on their mean (not the PCA
+coordinates: rows of different batch runs carry coordinates of different PCA versions, so only the full vectors
+compare across the lake). A photo
 in the lake uses its stored row; another photo is featurized on the fly with the model's weights and engine.
 Erased photos never appear.
 
@@ -77,15 +78,26 @@ def run_similar(args: argparse.Namespace) -> int:
     rows = [{"rank": h.rank, "image_uri": h.image_uri, "label": h.label or "", "similarity": h.similarity}
             for h in result.hits]
     source = "its stored row" if result.in_lake else "featurized now (not in the lake)"
-    _print_rows(rows, args.format, f"{result.query} ({source}) — cosine of full feature vectors, model "
+    _print_rows(rows, args.format, f"{result.query} ({source}) — centred cosine of full feature vectors, model "
                                    f"{result.model_id}, {result.searched_rows} rows searched")
     return 0
 
 
 def run_duplicates(args: argparse.Namespace) -> int:
     """Print the near-duplicate groups of one model with their sizes (table, CSV or JSON)."""
-    from fruits.similarity import SimilarityError, duplicate_groups
+    from fruits.similarity import SimilarityError, choose_model, duplicate_groups
+    from spark_jobs import near_duplicates
 
+    if args.rebuild:
+        lake = _lake(args)
+        try:
+            model_id = choose_model(lake, args.model_id)
+        except SimilarityError as err:
+            raise CliError(str(err)) from None
+        threshold = near_duplicates.DEFAULT_MIN_SIMILARITY if args.min_similarity is None else args.min_similarity
+        pairs = near_duplicates.rebuild(lake, model_id, threshold)
+        print(f"model {model_id}: {pairs} near-duplicate pair(s) recorded at similarity >= {threshold}",
+              file=sys.stderr)
     try:
         model_id, groups, n_photos = duplicate_groups(_lake(args), args.model_id, args.min_similarity)
     except SimilarityError as err:
@@ -136,4 +148,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     dup.add_argument("--format", choices=("table", "csv", "json"), default="table",
                      help="output format (csv: one line per photo of a group)")
     dup.add_argument("--max-groups", type=positive_int, default=30, help="groups shown in table format")
+    dup.add_argument("--rebuild", action="store_true",
+                     help="first record the pairs of every batch of the model (a lake written before the table, or "
+                          "another threshold: --min-similarity)")
     dup.set_defaults(func=run_duplicates)

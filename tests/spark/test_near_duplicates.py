@@ -25,8 +25,10 @@ COPY_SIMILARITY = 0.99999
 
 
 def brute_force_top_k(query: np.ndarray, x: np.ndarray, uris: list[str], k: int, exclude: str) -> list[tuple]:
-    """Reference: float64 cosine of every row, sorted by (-similarity, uri), the query's own URI left out."""
-    x64, q64 = x.astype(np.float64), query.astype(np.float64)
+    """Reference: float64 cosine of every row centred on the rows' mean, sorted by (-similarity, uri), the query's
+    own URI left out."""
+    mean = x.astype(np.float64).mean(axis=0)
+    x64, q64 = x.astype(np.float64) - mean, query.astype(np.float64) - mean
     sims = x64 @ q64 / (np.linalg.norm(x64, axis=1) * np.linalg.norm(q64))
     ranked = sorted((-s, u) for s, u in zip(sims, uris, strict=True) if u != exclude)
     return [(u, -s) for s, u in ranked[:k]]
@@ -37,21 +39,26 @@ def test_search_functions_equal_brute_force() -> None:
     rng = np.random.default_rng(3)
     x = rng.normal(size=(300, 64)).astype(np.float32)
     x[10] = x[200] + 0.01 * rng.normal(size=64)
-    x[20] = x[21] * 3.0  # same direction, other norm: cosine 1
+    x[20] = x[21]  # an exact copy: cosine 1
+    x += 30.0  # a shared offset (as ReLU features have): centring removes it
+    mean = x.astype(np.float64).mean(axis=0)
     uris = [f"s3://b/images/{i:04d}.jpg" for i in range(300)]
     # WHEN the batch is rows 0..49 and the history rows 50..299 come in chunks of 64
     history = ((uris[s : s + 64], x[s : s + 64]) for s in range(50, 300, 64))
-    pairs = nd.pairs_above(uris[:50], x[:50], history, 0.99)
-    # THEN the pairs equal a brute-force float64 cosine over batch x (history + later batch rows)
-    unit = x.astype(np.float64) / np.linalg.norm(x.astype(np.float64), axis=1, keepdims=True)
+    pairs = nd.pairs_above(uris[:50], x[:50], history, 0.99, mean)
+    # THEN the pairs equal a brute-force float64 centred cosine over batch x (history + later batch rows)
+    centred = x.astype(np.float64) - mean
+    unit = centred / np.linalg.norm(centred, axis=1, keepdims=True)
     sims = unit @ unit.T
     expected = {(uris[i], uris[j]) for i in range(50) for j in range(300) if j > i and sims[i, j] >= 0.99}
     assert {(a, b) for a, b, _ in pairs} == expected == {(uris[10], uris[200]), (uris[20], uris[21])}
     assert all(abs(s - sims[uris.index(a), uris.index(b)]) < 1e-5 for a, b, s in pairs)
     # AND all_pairs over every row finds the same unordered pairs
-    assert {(a, b) for a, b, _ in nd.all_pairs(uris, x, 0.99, chunk_rows=37)} == expected
+    assert {(a, b) for a, b, _ in nd.all_pairs(uris, x, 0.99, chunk_rows=37, mean=mean)} == expected
+    # AND without centring the shared offset makes every pair look alike
+    assert len(nd.all_pairs(uris, x, 0.99)) > 40_000
     # AND top_k equals the brute-force ranking
-    got = [(n.image_uri, n.similarity) for n in nd.top_k(x[5], uris, x, 7, exclude=uris[5])]
+    got = [(n.image_uri, n.similarity) for n in nd.top_k(x[5], uris, x, 7, exclude=uris[5], mean=mean)]
     want = brute_force_top_k(x[5], x, uris, 7, exclude=uris[5])
     assert [u for u, _ in got] == [u for u, _ in want]
     np.testing.assert_allclose([s for _, s in got], [s for _, s in want], atol=1e-5)

@@ -48,6 +48,7 @@ class GroupAwareResult:
     grouped_photos: int
     min_similarity: float | None
     source: str
+    test_share: float
     naive: SplitScore
     group_aware: SplitScore
 
@@ -117,14 +118,13 @@ def group_aware_probe(x: np.ndarray, labels: list[str], groups: np.ndarray, make
     if counts.min() < 2:
         raise CliError("a class has fewer than 2 photos: no stratified split possible")
     train, test = train_test_split(index, test_size=test_share, stratify=y, random_state=seed)
-    naive = _score(f"naive (stratified {1 - test_share:.0%}/{test_share:.0%}, groups ignored)", make_probe, x, y,
-                   groups, train, test)
+    naive = _score("naive", make_probe, x, y, groups, train, test)
     splitter = StratifiedGroupKFold(n_splits=GROUP_FOLDS, shuffle=True, random_state=seed)
     g_train, g_test = next(splitter.split(x, y.astype(str), groups))
-    aware = _score(f"group-aware (StratifiedGroupKFold, 1 of {GROUP_FOLDS} folds held out)", make_probe, x, y, groups,
-                   g_train, g_test)
+    aware = _score("group-aware", make_probe, x, y, groups, g_train, g_test)
     sizes = np.bincount(np.unique(groups, return_inverse=True)[1])
-    return GroupAwareResult(n, n_groups, int(sizes[sizes > 1].sum()), min_similarity, source, naive, aware)
+    return GroupAwareResult(n, n_groups, int(sizes[sizes > 1].sum()), min_similarity, source, test_share, naive,
+                            aware)
 
 
 def print_group_report(result: GroupAwareResult) -> None:
@@ -137,11 +137,14 @@ def print_group_report(result: GroupAwareResult) -> None:
     table = Table(title=f"Naive vs group-aware split — {result.rows} rows, {result.groups} near-duplicate groups "
                         f"({result.grouped_photos} photos in groups of 2+; pairs {threshold}, {result.source})")
     for name in ("split", "accuracy", "train photos", "train groups", "test photos", "test groups",
-                 "test photos leaked", "test classes unseen"):
+                 "test leaked", "test classes unseen"):
         table.add_column(name, justify="left" if name == "split" else "right")
     for s in (result.naive, result.group_aware):
         table.add_row(s.name, f"{s.accuracy:.4f}", str(s.train_photos), str(s.train_groups), str(s.test_photos),
                       str(s.test_groups), str(s.leaked_test_photos), str(s.unseen_test_classes))
     console.print(table)
+    console.print(f"naive: stratified {1 - result.test_share:.0%}/{result.test_share:.0%} split ignoring groups; "
+                  f"group-aware: StratifiedGroupKFold, 1 of {GROUP_FOLDS} folds held out, no group on both sides; "
+                  "test leaked = test photos whose near-duplicate group has a training photo")
     console.print(f"naive accuracy: {result.naive.accuracy:.4f}   group-aware accuracy: "
                   f"{result.group_aware.accuracy:.4f}")

@@ -167,8 +167,11 @@ def similar(lake: tables.Lake, photo: str, model_id: str | None = None, k: int =
         SimilarityError: see :func:`choose_model`, :func:`model_spec`, :func:`featurize_photo`; a photo neither in
             the lake nor readable.
     """
-    model_id = choose_model(lake, model_id)
+    if model_id is None:
+        model_id = choose_model(lake, model_id)
     rows = tables.scan(lake, tables.FEATURES, model_id=model_id, columns=("image_uri", "label", "features"))
+    if rows.num_rows == 0:  # a named model without rows: the error lists the lake's models (one more scan)
+        choose_model(lake, model_id)
     uris = rows.column("image_uri")
     vectors = near_duplicates.vectors_of(rows.column("features"))
     stored = None

@@ -1,7 +1,8 @@
 """Benchmark — near-duplicates: the similarity distribution behind the default threshold, and the search's cost.
 
-``python -m bench.near_duplicates [--sample-lake DIR] [--workdir DIR] [--sizes 1000,10000,100000] [--no-job]``
-(not in ``make bench``: it builds a 100k-row lake, ~1 GB, and runs the job twice).
+``python -m bench.near_duplicates [--sample-lake DIR] [--workdir DIR] [--sizes 1000,10000,100000] [--no-job]
+[--no-search] [--similar-photo PATH]`` (not in ``make bench``: it builds a 100k-row lake, ~1 GB, and runs the job
+twice). Sections not run keep their previous figures in ``bench/results/near_duplicates.json``.
 
 1. **Sample distribution** (``--sample-lake``: a lake holding the 3,600 Fruits-360 Training photos of one model,
    e.g. ``fruits featurize --images ../shared/data/fruits-360-sample/Training --weights random:0``): the cosine of
@@ -15,6 +16,8 @@
    as the job does (:func:`spark_jobs.near_duplicates.history_chunks` + ``pairs_above``: read ``image_uri`` +
    ``features`` chunk by chunk, one matrix product per chunk), read and compute timed apart, best of 2; beside it
    the same search over the 150 PCA coordinates (what it would cost if it could use them).
+4. **``fruits similar``** (``--similar-photo``, a photo of ``--sample-lake``): wall time of the command in a new
+   process (imports and catalog load included), best of 3, with and without ``--model-id``.
 3. **In a job run**: the real Spark job (``--weights random:0``, the machine's default engine) featurizes 500
    Fruits-360 photos into the lake holding 100k rows of history of the same model, after a warm-up run; the
    ``near_duplicates`` stage's seconds over the rest of the run = what the search adds to a batch run.
@@ -24,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 import os
 import time
 from pathlib import Path
@@ -32,7 +36,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from bench.common import SAMPLE_DIR, pick_images, write_manifest, write_result
+from bench.common import RESULTS_DIR, SAMPLE_DIR, pick_images, write_manifest, write_result
 from bench.report import summary_row
 
 MODEL_ID = "resnet50-random0-224"
@@ -200,12 +204,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workdir", default="/tmp/bench-near-duplicates", help="scratch lake of section 2 and 3")
     parser.add_argument("--sizes", default="1000,10000,100000", help="history sizes (rows), increasing")
     parser.add_argument("--no-job", action="store_true", help="skip section 3 (the Spark job)")
+    parser.add_argument("--no-search", action="store_true", help="skip sections 2 and 3")
+    parser.add_argument("--similar-photo", default=None, help="a photo of --sample-lake: time `fruits similar`")
     args = parser.parse_args(argv)
     workdir = Path(args.workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    doc: dict[str, Any] = {"benchmark": "near_duplicates", "description": __doc__.split("\n\n")[0],
-                           "default_min_similarity": DEFAULT_MIN_SIMILARITY, "load_before": os.getloadavg()}
-    rows = []
+    previous = RESULTS_DIR / "near_duplicates.json"
+    old = json.loads(previous.read_text()) if previous.is_file() else {}
+    doc: dict[str, Any] = {**old, "benchmark": "near_duplicates", "description": __doc__.split("\n\n")[0],
+                           "default_min_similarity": DEFAULT_MIN_SIMILARITY}
+    sections: dict[str, list] = dict(old.get("sections", {}))
+    rows: list = []
     if args.sample_lake:
         sample = doc["sample"] = sample_distribution(args.sample_lake)
         for name in ("raw", "centred"):
@@ -224,6 +233,60 @@ def main(argv: list[str] | None = None) -> int:
                                          f"{at['same video']} same-video pairs, {at['same class, other video']} "
                                          f"same-class other-video pairs, {part['photos_with_a_near_duplicate_at_rule']}"
                                          " photos with a same-video near-duplicate"))
+        sections["sample"], rows = rows, []
+    if args.similar_photo and args.sample_lake:
+        doc["similar"] = similar_wall(args.sample_lake, args.similar_photo, doc.get("sample", {}).get("model_id"))
+        for key, value in doc["similar"].items():
+            if key.endswith("seconds"):
+                cpu = doc["similar"][key.replace("_seconds", "_cpu")]
+                rows.append(summary_row(f"`fruits similar` wall, new process, {key.removesuffix('_seconds')}",
+                                        value, "s", "<= 2", value <= 2,
+                                        note=f"{doc['similar']['rows']} rows; best of 3; CPU (user+sys) {cpu} s; "
+                                             f"load {doc['similar']['load'][0]:.1f}"))
+        sections["similar"], rows = rows, []
+    if not args.no_search:
+        _search_sections(args, workdir, doc, sections)
+    doc["sections"] = sections
+    doc["summary"] = [row for name in ("sample", "similar", "search", "job") for row in sections.get(name, [])]
+    write_result("near_duplicates", doc)
+    for row in doc["summary"]:
+        print(f"{row['metric']}: {row['value']} {row['unit']} {row['note']}")
+    return 0
+
+
+def similar_wall(lake_dir: str, photo: str, model_id: str | None) -> dict[str, Any]:
+    """Section 4: best-of-3 wall seconds of ``fruits similar`` in a new process, with and without --model-id."""
+    import subprocess
+    import sys
+
+    from spark_jobs import tables
+
+    lake = tables.Lake.at(lake_dir)
+    model_id = model_id or tables.model_ids(lake)[0]
+    n = tables.scan(lake, tables.FEATURES, model_id=model_id, columns=("image_uri",)).num_rows
+    base = [sys.executable, "-m", "fruits.cli.main", "similar", photo, "--lake", lake_dir, "-k", "10"]
+    out: dict[str, Any] = {"rows": n, "photo": photo}
+    import resource
+
+    for name, argv in (("with_model_id_seconds", [*base, "--model-id", model_id]), ("auto_model_seconds", base)):
+        best, cpu = float("inf"), float("inf")
+        for _ in range(3):
+            before = resource.getrusage(resource.RUSAGE_CHILDREN)
+            start = time.perf_counter()
+            subprocess.run(argv, check=True, capture_output=True)
+            best = min(best, time.perf_counter() - start)
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            cpu = min(cpu, after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
+        out[name] = round(best, 3)
+        out[name.replace("_seconds", "_cpu")] = round(cpu, 3)
+    out["load"] = os.getloadavg()
+    return out
+
+
+def _search_sections(args: argparse.Namespace, workdir: Path, doc: dict[str, Any], sections: dict[str, list]) -> None:
+    from spark_jobs.near_duplicates import DEFAULT_MIN_SIMILARITY
+
+    rows: list = []
     sizes = [int(s) for s in args.sizes.split(",")]
     lake_dir = str(workdir / "history-lake")
     have, costs = 0, {}
@@ -240,6 +303,7 @@ def main(argv: list[str] | None = None) -> int:
                                 f"coordinates instead: {c['pca_total']} s (read {c['pca_read']} + compute "
                                 f"{c['pca_compute']}); load {c['load'][0]:.1f}"))
     doc["search"] = {str(k): v for k, v in costs.items()}
+    sections["search"], rows = rows, []
     if not args.no_job:
         job = doc["job"] = job_run(lake_dir, workdir, DEFAULT_MIN_SIMILARITY)
         job["history_rows"] = have
@@ -256,11 +320,7 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(summary_row("history rows at which exact search reaches 10 % of the batch run", crossover,
                                 "rows", note=f"linear fit of the search times: {fixed:.3f} s + {per_row * 1e6:.2f} "
                                 f"us/row vs a budget of {budget:.2f} s (10 % of the rest of this job run)"))
-    doc["summary"] = rows
-    write_result("near_duplicates", doc)
-    for row in rows:
-        print(f"{row['metric']}: {row['value']} {row['unit']} {row['note']}")
-    return 0
+        sections["job"] = rows
 
 
 if __name__ == "__main__":  # pragma: no cover

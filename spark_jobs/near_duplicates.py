@@ -357,14 +357,20 @@ def rebuild(lake: tables.Lake, model_id: str, min_similarity: float = DEFAULT_MI
     of a lake written before the ``near_duplicates`` table existed, or after changing the threshold. Returns the
     pairs in the table for the model afterwards. Reads the model's ``features`` once per batch (O(batches x rows))."""
     batches = tables.scan(lake, tables.BATCHES, model_id=model_id, columns=("batch_id", "committed_at")).to_pylist()
-    order = [b["batch_id"] for b in sorted(batches, key=lambda b: (b["committed_at"] is None, b["committed_at"]))]
+
+    def commit_order(row: dict) -> tuple[bool, float, str]:
+        at = row["committed_at"]
+        return at is None, at.timestamp() if at is not None else 0.0, row["batch_id"]
+
+    order = [b["batch_id"] for b in sorted(batches, key=commit_order)]
     live = tables.scan(lake, tables.FEATURES, model_id=model_id, columns=("batch_id",)).column("batch_id")
     present = set(live.to_pylist())
     order = [b for b in dict.fromkeys(order) if b in present] + sorted(present - set(order))
-    table = lake.table(tables.FEATURES, create=False) if order else None
+    if not order:
+        return tables.scan(lake, NEAR_DUPLICATES, model_id=model_id, columns=("image_uri",)).num_rows
+    table = lake.table(tables.FEATURES, create=False)
     mean = model_mean(lake, model_id)
     for batch_id in order:
-        assert table is not None
         rows = table.scan(row_filter=tables.batch_filter(batch_id, model_id),
                           selected_fields=("image_uri", "features")).to_arrow()
         record_batch_pairs(lake, batch_id=batch_id, model_id=model_id, uris=rows.column("image_uri").to_pylist(),

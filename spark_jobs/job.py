@@ -58,7 +58,7 @@ class JobConfig:
     precision: str = "float32"
     catalog: str | None = None  # sql:PATH | glue[:DATABASE]; None: the SQLite file next to a local lake
     engine: str | None = None  # tensorflow | openvino | onnxruntime; None: engines.default_engine() of this machine
-    near_duplicate_similarity: float = near_duplicates.DEFAULT_MIN_SIMILARITY  # cosine; pairs >= it are recorded
+    near_duplicate_similarity: float = near_duplicates.DEFAULT_MIN_SIMILARITY  # centred cosine; pairs >= it recorded
 
 
 class _Timer:

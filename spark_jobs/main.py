@@ -3,7 +3,7 @@
     spark-submit spark_jobs/main.py --manifest URI --lake URI --batch-id ID \
         [--weights imagenet|random[:SEED]|PATH|s3://...] [--pca-k 150] [--image-size 224] [--infer-batch-size 32]
         [--precision float32|bfloat16] [--catalog sql:PATH|glue[:DATABASE]]
-        [--engine tensorflow|openvino|onnxruntime] [--near-duplicate-similarity 0.95]
+        [--engine tensorflow|openvino|onnxruntime] [--near-duplicate-similarity 0.996]
 
 Exit code 0 on success, 2 on bad arguments, 1 on any failure (traceback on stderr). The SparkSession is
 obtained with ``getOrCreate()`` and never stopped (the local runner and tests reuse it).
@@ -79,14 +79,16 @@ def parse_args(argv: list[str] | None) -> JobConfig:
     parser.add_argument("--engine", choices=ENGINES, default=None,
                         help=f"inference engine (default for this architecture: {default_engine()})")
     parser.add_argument("--near-duplicate-similarity", type=_similarity, default=DEFAULT_MIN_SIMILARITY,
-                        help="cosine similarity from which two photos are recorded as near-duplicates")
+                        help="centred cosine similarity from which two photos are recorded as near-duplicates "
+                             "(spark_jobs/near_duplicates.py)")
     ns = parser.parse_args(argv)
     try:
         check_engine(ns.engine or default_engine(precision=ns.precision), ns.precision)
     except EngineError as err:
         parser.error(str(err))
     return JobConfig(ns.manifest, ns.lake, ns.batch_id, ns.weights, ns.pca_k, ns.image_size, ns.infer_batch_size,
-                     ns.precision, ns.catalog, ns.engine, ns.near_duplicate_similarity)
+                     ns.precision, ns.catalog, ns.engine,
+                     near_duplicate_similarity=ns.near_duplicate_similarity)
 
 
 def main(argv: list[str] | None = None) -> int:

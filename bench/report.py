@@ -12,8 +12,8 @@ from typing import Any
 
 from bench.common import README_PATH, RESULTS_DIR
 
-ORDER = ("throughput", "engines", "profile", "demo_wall", "incremental", "ingestion", "faster_mode", "quality", "cost",
-         "capacity", "run")
+ORDER = ("throughput", "engines", "profile", "demo_wall", "incremental", "ingestion", "faster_mode", "quality",
+         "near_duplicates", "cost", "capacity", "run")
 TITLES = {
     "throughput": "1. Featurization throughput (ResNet50, 224x224)",
     "engines": "1a. Inference engines side by side (raw rate, job end to end, % of the physical limit, cost)",
@@ -23,6 +23,8 @@ TITLES = {
     "ingestion": "3. Ingestion cost (Lambda ingest path under moto)",
     "faster_mode": "4. Faster mode (opt-in)",
     "quality": "5. Feature quality (linear probe, `fruits evaluate`)",
+    "near_duplicates": "5a. Near-duplicates: threshold from the sample, search cost vs history "
+                       "(`python -m bench.near_duplicates`; not in make bench)",
     "cost": "6. Cost model (EMR Serverless, eu-west-3)",
     "capacity": "7. Capacity model (`bench/capacity.py`: the deployed pipeline under a Poisson stream, simulated; "
                 "validated against local demos; plot `docs/capacity_p95.png`)",

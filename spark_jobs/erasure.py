@@ -16,7 +16,8 @@ that model first calls :func:`complete_pending`, which re-applies the delete of 
 file is still there (roll forward), then removes the file. So at rest the PCA state of a model always equals
 the statistics of its current ``features`` rows. ``rejects`` rows of the images are deleted too (no PCA).
 Deleted rows stay in older snapshots until they expire: ``fruits expire`` (retention, default 30 days) removes
-the snapshots and the data files only they reference.
+the snapshots and the data files only they reference. ``near_duplicates`` pairs naming an erased photo are
+deleted last (:func:`spark_jobs.near_duplicates.delete_pairs`).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ import numpy as np
 import pyarrow as pa
 from pyiceberg.expressions import And, BooleanExpression, EqualTo, In, NotEqualTo, Or, StartsWith
 
-from spark_jobs import pca, storage, tables
+from spark_jobs import near_duplicates, pca, storage, tables
 from spark_jobs.stats import SufficientStats, downdate, merge
 
 KIND_ERASE = "erase"
@@ -58,6 +59,7 @@ class ErasureReport:
     erasure_id: str
     models: list[ModelErasure] = field(default_factory=list)
     rejects_deleted: int = 0
+    pairs_deleted: int = 0  # near_duplicates rows naming an erased photo
 
     @property
     def rows(self) -> int:
@@ -221,4 +223,7 @@ def erase_images(
         rejects_deleted = rejects.scan(row_filter=where, selected_fields=("image_uri",)).to_arrow().num_rows
         if rejects_deleted:
             rejects.delete(delete_filter=where, snapshot_properties={"fruits.erasure_id": erasure_id})
-    return ErasureReport(erasure_id, models, rejects_deleted)
+    # near_duplicates: every pair naming an erased photo, after its feature rows are gone (no batch can re-pair it)
+    pairs_deleted = near_duplicates.delete_pairs(lake, uris, prefix,
+                                                 snapshot_properties={"fruits.erasure_id": erasure_id})
+    return ErasureReport(erasure_id, models, rejects_deleted, pairs_deleted)

@@ -13,7 +13,8 @@ the batch's rows and a PCA state equal to a batch PCA over the ``features`` rows
    re-running a batch id replaces its contribution exactly);
 3. ``features``: the rows of (batch, model) replaced in one Iceberg transaction, each row carrying the PCA
    version it was projected on, also named in the snapshot summary (``fruits.pca_version``);
-4. ``batches``: the batch run's row, then the JSON report ``batches/<batch_id>.json``.
+4. ``near_duplicates``: the batch's pairs replaced, after the supersede step (:mod:`spark_jobs.near_duplicates`);
+5. ``batches``: the batch run's row, then the JSON report ``batches/<batch_id>.json``.
 """
 from __future__ import annotations
 
@@ -30,7 +31,7 @@ import numpy as np
 import pyarrow as pa
 from pyspark.sql import SparkSession
 
-from spark_jobs import erasure, storage, tables
+from spark_jobs import erasure, near_duplicates, storage, tables
 from spark_jobs import lake as lake_io
 from spark_jobs.engines import check_engine, default_engine
 from spark_jobs.featurize_pass import BatchFeatures, featurize_batch
@@ -57,6 +58,7 @@ class JobConfig:
     precision: str = "float32"
     catalog: str | None = None  # sql:PATH | glue[:DATABASE]; None: the SQLite file next to a local lake
     engine: str | None = None  # tensorflow | openvino | onnxruntime; None: engines.default_engine() of this machine
+    near_duplicate_similarity: float = near_duplicates.DEFAULT_MIN_SIMILARITY  # centred cosine; pairs >= it recorded
 
 
 class _Timer:
@@ -171,6 +173,10 @@ def run_batch(spark: SparkSession, config: JobConfig, spec: ModelSpec | None = N
     with timer.stage("supersede"):  # an overwritten photo keeps one row, its newest content (erasure.supersede)
         uris = batch.features.column("image_uri").to_pylist()
         superseded = erasure.supersede(lake, config.lake, spec.model_id, uris, keep_batch=config.batch_id)
+    with timer.stage("near_duplicates"):  # the batch's pairs, one commit (spark_jobs.near_duplicates module doc)
+        n_pairs = near_duplicates.record_batch_pairs(
+            lake, **ids, uris=uris, vectors=near_duplicates.vectors_of(batch.features.column("features")),
+            mean=planned.mean, min_similarity=config.near_duplicate_similarity)
     with timer.stage("erase"):  # images removed from the bucket since: their rows leave every model, PCA downdated
         erased = read_erasures(config.manifest)
         done = None
@@ -201,6 +207,7 @@ def run_batch(spark: SparkSession, config: JobConfig, spec: ModelSpec | None = N
         "time_to_feature_seconds": time_to_feature((arrived[u].event_time for u in uris if u in arrived), committed_at),
         "superseded": {"rows": superseded.rows if superseded else 0,
                        "pca_version": superseded.pca_version if superseded else None},
+        "near_duplicates": {"pairs": n_pairs, "min_similarity": config.near_duplicate_similarity},
         "erased": {"requested": len(erased), "rows": done.rows if done else 0,
                    "pca_versions": {m.model_id: m.pca_version for m in done.models} if done else {}},
     }

@@ -3,7 +3,7 @@
     spark-submit spark_jobs/main.py --manifest URI --lake URI --batch-id ID \
         [--weights imagenet|random[:SEED]|PATH|s3://...] [--pca-k 150] [--image-size 224] [--infer-batch-size 32]
         [--precision float32|bfloat16] [--catalog sql:PATH|glue[:DATABASE]]
-        [--engine tensorflow|openvino|onnxruntime]
+        [--engine tensorflow|openvino|onnxruntime] [--near-duplicate-similarity 0.996]
 
 Exit code 0 on success, 2 on bad arguments, 1 on any failure (traceback on stderr). The SparkSession is
 obtained with ``getOrCreate()`` and never stopped (the local runner and tests reuse it).
@@ -22,12 +22,14 @@ try:  # on EMR the entry point runs as a script with the package (and lambdas.co
     from lambdas.contracts import DEFAULT_JOB_PRECISION, JOB_PRECISIONS, check_batch_id
     from spark_jobs.engines import ENGINES, EngineError, check_engine, default_engine
     from spark_jobs.job import JobConfig, run_batch
+    from spark_jobs.near_duplicates import DEFAULT_MIN_SIMILARITY
     from spark_jobs.tables import CatalogSpecError, parse_catalog
 except ImportError:  # pragma: no cover
     sys.path.insert(0, __file__.rsplit("/", 2)[0])
     from lambdas.contracts import DEFAULT_JOB_PRECISION, JOB_PRECISIONS, check_batch_id
     from spark_jobs.engines import ENGINES, EngineError, check_engine, default_engine
     from spark_jobs.job import JobConfig, run_batch
+    from spark_jobs.near_duplicates import DEFAULT_MIN_SIMILARITY
     from spark_jobs.tables import CatalogSpecError, parse_catalog
 
 def _batch_id(text: str) -> str:
@@ -41,6 +43,16 @@ def _positive(text: str) -> int:
     if not text.isdigit() or int(text) <= 0:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
     return int(text)
+
+
+def _similarity(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not -1.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a cosine similarity in [-1, 1], got {text!r}")
+    return value
 
 
 def _catalog(text: str) -> str:
@@ -66,13 +78,17 @@ def parse_args(argv: list[str] | None) -> JobConfig:
                         help="Iceberg catalog: sql:PATH (SQLite) | glue[:DATABASE]; default sql:<lake>/catalog.db")
     parser.add_argument("--engine", choices=ENGINES, default=None,
                         help=f"inference engine (default for this architecture: {default_engine()})")
+    parser.add_argument("--near-duplicate-similarity", type=_similarity, default=DEFAULT_MIN_SIMILARITY,
+                        help="centred cosine similarity from which two photos are recorded as near-duplicates "
+                             "(spark_jobs/near_duplicates.py)")
     ns = parser.parse_args(argv)
     try:
         check_engine(ns.engine or default_engine(precision=ns.precision), ns.precision)
     except EngineError as err:
         parser.error(str(err))
     return JobConfig(ns.manifest, ns.lake, ns.batch_id, ns.weights, ns.pca_k, ns.image_size, ns.infer_batch_size,
-                     ns.precision, ns.catalog, ns.engine)
+                     ns.precision, ns.catalog, ns.engine,
+                     near_duplicate_similarity=ns.near_duplicate_similarity)
 
 
 def main(argv: list[str] | None = None) -> int:

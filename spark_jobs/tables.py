@@ -9,6 +9,7 @@ table      one row per                                                     parti
 features   featurized image of a batch run for a model (2,048 float32)     identity(model_id), month(ingested_at)
 rejects    image of a batch run that could not be used, with its reason    identity(model_id)
 batches    batch run (counts, seconds per stage, PCA version, variance)    identity(model_id)
+near_dup.  pair of near-duplicate photos of one model (near_duplicates)       identity(model_id)
 =========  ==============================================================  ==============================
 
 Catalog setting (job argument ``--catalog``, Lambda setting ``JOB_CATALOG``), one string:
@@ -60,7 +61,8 @@ from spark_jobs import storage
 NAMESPACE = "fruits_lake"
 CATALOG_NAME = "fruits"
 FEATURES, REJECTS, BATCHES = "features", "rejects", "batches"
-TABLES = (FEATURES, REJECTS, BATCHES)
+NEAR_DUPLICATES = "near_duplicates"  # pairs of near-duplicate photos (spark_jobs.near_duplicates)
+TABLES = (FEATURES, REJECTS, BATCHES, NEAR_DUPLICATES)
 # Iceberg's default target data file size (write.target-file-size-bytes = 512 MB, Iceberg table properties doc);
 # a batch run is far below it, so each run writes one data file per partition it touches.
 FORMAT_VERSION = "2"
@@ -106,7 +108,15 @@ BATCHES_SCHEMA = Schema(
     NestedField(11, "images_per_second", DoubleType(), required=False, doc="featurize stage rate"),
     NestedField(12, "report", StringType(), required=False, doc="the whole batch report, JSON"),
 )
-SCHEMAS: dict[str, Schema] = {FEATURES: FEATURES_SCHEMA, REJECTS: REJECTS_SCHEMA, BATCHES: BATCHES_SCHEMA}
+NEAR_DUPLICATES_SCHEMA = Schema(
+    NestedField(1, "image_uri", StringType(), required=True, doc="photo of batch_id"),
+    NestedField(2, "duplicate_uri", StringType(), required=True, doc="another photo of model_id"),
+    NestedField(3, "similarity", FloatType(), required=True, doc="cosine similarity of the two feature vectors"),
+    NestedField(4, "model_id", StringType(), required=True),
+    NestedField(5, "batch_id", StringType(), required=True, doc="batch run that recorded the pair"),
+)
+SCHEMAS: dict[str, Schema] = {FEATURES: FEATURES_SCHEMA, REJECTS: REJECTS_SCHEMA, BATCHES: BATCHES_SCHEMA,
+                              NEAR_DUPLICATES: NEAR_DUPLICATES_SCHEMA}
 
 
 def _by_model(schema: Schema) -> PartitionField:
@@ -120,6 +130,7 @@ SPECS: dict[str, PartitionSpec] = {
     ),
     REJECTS: PartitionSpec(_by_model(REJECTS_SCHEMA)),
     BATCHES: PartitionSpec(_by_model(BATCHES_SCHEMA)),
+    NEAR_DUPLICATES: PartitionSpec(_by_model(NEAR_DUPLICATES_SCHEMA)),
 }
 
 

@@ -5,6 +5,10 @@ using linear classifier probes", arXiv:1610.01644): a multinomial logistic regre
 ``LogisticRegression``, lbfgs, on standardised inputs) is trained on the rows whose ``image_uri`` contains
 ``/Training/`` and scored on the rows whose ``image_uri`` contains ``/Test/`` (the Fruits-360 split); the label of
 a row is the folder directly containing its image. Features of different ``model_id`` are never mixed.
+
+The Training rows are then scored twice more, on a naive stratified 75/25 split and on a group-aware split that
+keeps each near-duplicate group (connected components of the ``near_duplicates`` pairs) on one side
+(:mod:`fruits.group_evaluation`): both accuracies are printed, with the groups and photos on each side.
 """
 
 from __future__ import annotations
@@ -156,10 +160,6 @@ def linear_probe(table: ProbeTable) -> ProbeResult:
         CliError: no Training rows, fewer than 2 classes among Training rows, or (fallback) a class with fewer
             than 2 rows.
     """
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
     uris = np.asarray(table.image_uris, dtype=object)
     labels = np.asarray(table.labels, dtype=object)
     train = np.array([TRAIN_MARKER in u for u in uris], dtype=bool)
@@ -174,7 +174,7 @@ def linear_probe(table: ProbeTable) -> ProbeResult:
         train, test = _stratified_split(labels, train)
         split = (f"no Test rows: stratified {1 - FALLBACK_TEST_SHARE:.0%}/{FALLBACK_TEST_SHARE:.0%} split of the "
                  f"Training rows; for the real split {HOW_TO_SPLIT}")
-    probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=PROBE_MAX_ITER, random_state=PROBE_SEED))
+    probe = make_probe()
     probe.fit(table.x[train], labels[train])
     predicted = probe.predict(table.x[test])
     truth = labels[test]
@@ -246,9 +246,40 @@ def print_report(result: ProbeResult) -> None:
     console.print(f"accuracy: {result.accuracy:.4f}")
 
 
+def make_probe():
+    """A new unfitted probe: standardised inputs -> multinomial logistic regression (module doc)."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    return make_pipeline(StandardScaler(), LogisticRegression(max_iter=PROBE_MAX_ITER, random_state=PROBE_SEED))
+
+
+def evaluate_groups(lake: Path, table: ProbeTable, catalog: str | None = None, min_similarity: float | None = None):
+    """Naive vs group-aware split of the Training rows (:mod:`fruits.group_evaluation`), same probe."""
+    from fruits.group_evaluation import group_aware_probe, lake_groups
+
+    pool = np.flatnonzero([TRAIN_MARKER in u for u in table.image_uris])
+    uris = [table.image_uris[i] for i in pool]
+    groups, source, threshold = lake_groups(lake, table.model_id, uris, catalog, min_similarity)
+    return group_aware_probe(table.x[pool], [table.labels[i] for i in pool], groups, make_probe,
+                             test_share=FALLBACK_TEST_SHARE, seed=PROBE_SEED, min_similarity=threshold,
+                             source=f"{source}; Training rows")
+
+
 def run(args: argparse.Namespace) -> int:
-    """``fruits evaluate`` handler: probe the lake, print the report; returns 0 (errors raise CliError)."""
-    print_report(evaluate_lake(args.lake, args.model_id, args.catalog))
+    """``fruits evaluate`` handler: probe the lake, print the report, then the naive and group-aware scores;
+    returns 0 (errors raise CliError)."""
+    from fruits.group_evaluation import print_group_report
+
+    table = read_probe_table(args.lake, args.model_id, args.catalog)
+    print_report(linear_probe(table))
+    try:
+        groups = evaluate_groups(args.lake, table, args.catalog, args.min_similarity)
+    except CliError as err:  # too few groups or rows for a group-aware split: the probe above still stands
+        print(f"group-aware split: not possible ({err})")
+        return 0
+    print_group_report(groups)
     return 0
 
 
@@ -262,4 +293,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--lake", required=True, type=existing_dir, help="local lake root (its Iceberg tables)")
     parser.add_argument("--catalog", default=None, help="catalog setting (default: sql:<lake>/catalog.db)")
     parser.add_argument("--model-id", default=None, help="model_id to evaluate (required if the lake holds several)")
+    parser.add_argument("--min-similarity", type=float, default=None,
+                        help="near-duplicate pairs kept for the groups of the group-aware split (default: as recorded)")
     parser.set_defaults(func=run)

@@ -1,7 +1,8 @@
 """``fruits sql | compact | expire | erase | migrate-lake``: look at and maintain the lake's Iceberg tables.
 
-``sql`` runs DuckDB SQL over the tables ``features``, ``rejects`` and ``batches`` (their current snapshot,
-scanned with PyIceberg into Arrow): no Spark, the same SQL that works in Athena on ``fruits_lake.<table>``.
+``sql`` runs DuckDB SQL over the tables ``features``, ``rejects``, ``batches`` and ``near_duplicates`` (their
+current snapshot, scanned with PyIceberg into Arrow): no Spark, the same SQL that works in Athena on
+``fruits_lake.<table>``.
 The query cannot touch local files (DuckDB ``enable_external_access = false`` once the tables are registered:
 no ``read_csv('/etc/passwd')``, ``COPY … TO``, ``ATTACH`` or extension install) unless ``--allow-files`` is given.
 """
@@ -140,7 +141,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``sql``, ``compact``, ``expire``, ``erase`` and ``migrate-lake`` sub-commands."""
     from fruits.lake_maintenance import DEFAULT_RETENTION_DAYS
 
-    sql = subparsers.add_parser("sql", help="run SQL (DuckDB) over the lake tables features, rejects, batches",
+    sql = subparsers.add_parser("sql", help="run SQL (DuckDB) over the lake tables (features, rejects, batches, …)",
                                 description=__doc__.split("\n\n", 1)[1])
     sql.add_argument("query", help='e.g. "SELECT label, count(*) FROM features GROUP BY label"')
     sql.add_argument("--lake", type=existing_dir, default="lake", help=LAKE_HELP)

@@ -24,6 +24,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "fruits.cli.evaluate",  # fruits evaluate
     "fruits.cli.report",  # fruits report
     "fruits.cli.lake",  # fruits sql | compact | expire | migrate-lake
+    "fruits.cli.similar",  # fruits similar | duplicates
 )
 
 

@@ -184,3 +184,28 @@ def test_without_test_rows_the_probe_falls_back_to_a_stratified_split_and_says_s
     assert "images/Test/<label>/" in out
     assert "train rows: 27 test rows: 9 classes: 3" in out
     assert "accuracy: 1.0000" in out
+
+
+def test_group_aware_split_keeps_each_near_duplicate_group_on_one_side(tmp_path: Path, only_evaluate,
+                                                                        capsys) -> None:
+    # GIVEN Training rows only, 3 classes x 16 photos, each class in 4 groups of 4 near-identical feature vectors
+    rng = np.random.default_rng(1)
+    rows = [r for r in separable_rows(per_class=(16, 0)) if "/Training/" in r["image_uri"]]
+    directions = rng.normal(size=(12, 32))
+    for i, row in enumerate(rows):
+        row["features"] = directions[i // 4] + 1e-4 * rng.normal(size=32)
+    write_batch(tmp_path, "b1", rows)
+    table = evaluate.read_probe_table(tmp_path)
+    # WHEN the naive and group-aware splits are scored (no near_duplicates table: groups computed from the features)
+    result = evaluate.evaluate_groups(tmp_path, table)
+    # THEN there are 12 groups of 4; the group-aware test side shares no group with its training side, the naive does
+    assert (result.rows, result.groups, result.grouped_photos) == (48, 12, 48)
+    assert "computed now from the features" in result.source
+    aware, naive = result.group_aware, result.naive
+    assert aware.leaked_test_photos == 0 and aware.train_groups + aware.test_groups == 12
+    assert aware.train_photos + aware.test_photos == 48 == naive.train_photos + naive.test_photos
+    assert naive.leaked_test_photos > 0
+    # AND the CLI prints both accuracies
+    assert cli_main.main(["evaluate", "--lake", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "naive accuracy:" in out and "group-aware accuracy:" in out

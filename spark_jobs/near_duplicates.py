@@ -1,0 +1,391 @@
+"""Near-duplicate photos: exact cosine search over one model's feature vectors, and the ``near_duplicates`` table.
+
+Similarity is the cosine of the **full feature vectors centred on the model's mean** (2,048 float32 as stored in
+``features.features``, minus the mean feature vector of the model's rows: the mean of the PCA version the batch run
+commits, which equals the mean of the model's current rows), not of the PCA coordinates:
+
+* every batch run projects its rows on the PCA version of that run, so the ``pca`` column of a model mixes
+  coordinate systems (one per version) and a cosine across versions means nothing; re-projecting the history on
+  the latest version needs the full vectors anyway;
+* centred, not raw: ResNet50 features are averages of ReLU outputs, all >= 0, so raw cosines crowd near 1 (on the
+  Fruits-360 sample every pair of photos, same fruit or not, is above 0.95; bench/results/near_duplicates.json);
+  centring removes the direction all photos share and spreads them (Pearson correlation of the two vectors).
+
+The cost (8 KiB per history row read, 2,048 multiply-adds per pair) is measured in ``bench/near_duplicates.py``.
+
+A batch run records, for each of its new photos, every other photo of the same model with cosine similarity
+``>= min_similarity`` (:data:`DEFAULT_MIN_SIMILARITY`, job argument ``--near-duplicate-similarity``):
+
+* against the model's other rows (``features`` rows of ``model_id`` from other batches), read in Arrow record
+  batches of the two columns needed (``image_uri``, ``features``) and compared chunk by chunk (one
+  ``(batch, chunk)`` matrix product each: driver memory O(batch x chunk), never the whole history at once);
+* between the batch's own photos (each unordered pair once).
+
+Each unordered pair is stored once, by the batch that last featurized one of its two photos (``image_uri`` = that
+batch's photo). One Iceberg commit replaces the batch's pairs and deletes every pair of another batch naming one of
+the batch's photos (an overwritten photo's pairs are replaced; a re-run replaces its pairs; a pair recorded by a
+later batch moves to the re-run one, never twice). Erasure deletes every pair naming an erased photo
+(:func:`delete_pairs`, called by :func:`spark_jobs.erasure.erase_images`); readers also keep only pairs whose both
+photos still have a ``features`` row (:func:`live_pairs`).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from pyiceberg.expressions import (
+    AlwaysFalse,
+    And,
+    BooleanExpression,
+    EqualTo,
+    In,
+    Not,
+    NotEqualTo,
+    Or,
+    StartsWith,
+)
+
+from spark_jobs import tables
+
+NEAR_DUPLICATES = tables.NEAR_DUPLICATES
+# Cosine similarity of full feature vectors at or above which two photos are near-duplicates. Chosen from the
+# similarity distribution MEASURED on the Fruits-360 sample (bench/near_duplicates.py --measure-sample, figures in
+# bench/results/near_duplicates.json "sample"): see the README "Near-duplicates" for the figures behind it.
+DEFAULT_MIN_SIMILARITY = 0.996
+# History rows compared per matrix product: 8,192 x 2,048 float32 = 64 MiB, plus the (batch x chunk) products.
+CHUNK_ROWS = 8192
+
+
+@dataclass(frozen=True)
+class Neighbour:
+    """One search hit: ``index`` into the searched rows, ``image_uri`` and cosine ``similarity`` in [-1, 1]."""
+
+    index: int
+    image_uri: str
+    similarity: float
+
+
+def unit_rows(vectors: np.ndarray, mean: np.ndarray | None = None) -> np.ndarray:
+    """Rows of ``vectors`` (n, d) minus ``mean`` (d,) when given, scaled to unit L2 norm, as float32; all-zero rows
+    stay zero (cosine 0 with all). The dot product of two such rows is their (centred) cosine similarity.
+
+    Raises:
+        ValueError: ``vectors`` is not 2-D, or ``mean`` is not (d,).
+    """
+    x = np.asarray(vectors, dtype=np.float32)
+    if x.ndim != 2:
+        raise ValueError(f"expected a 2-D array of feature vectors, got shape {x.shape}")
+    if mean is not None:
+        centre = np.asarray(mean, dtype=np.float32)
+        if centre.shape != (x.shape[1],):
+            raise ValueError(f"mean of shape {centre.shape} for vectors of dimension {x.shape[1]}")
+        x = x - centre
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    return np.divide(x, norms, out=np.zeros_like(x), where=norms > 0)
+
+
+def vectors_of(column: pa.ChunkedArray | pa.Array, dim: int | None = None) -> np.ndarray:
+    """An Arrow ``list<float>`` column of equal-length vectors -> float32 (n, d) without a Python loop.
+
+    Raises:
+        ValueError: null or ragged vectors, or length not ``dim``.
+    """
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks() if column.num_chunks != 1 else column.chunk(0)
+    n = len(column)
+    if n == 0:
+        return np.zeros((0, dim or 0), dtype=np.float32)
+    if column.null_count:
+        raise ValueError(f"{column.null_count} null feature vector(s)")
+    lengths = pc.list_value_length(column)
+    d = pc.min_max(lengths)
+    low, high = d["min"].as_py(), d["max"].as_py()
+    if low != high or (dim is not None and low != dim):
+        raise ValueError(f"feature vectors of lengths {low}..{high}, expected {dim or low}")
+    flat = pc.list_flatten(column).to_numpy(zero_copy_only=False)
+    return flat.astype(np.float32, copy=False).reshape(n, low)
+
+
+def history_filter(
+    model_id: str, exclude_batch: str | None = None, exclude_uris: Sequence[str] = ()
+) -> BooleanExpression:
+    """``features`` rows of ``model_id``, minus the rows of ``exclude_batch`` and of ``exclude_uris``."""
+    where: BooleanExpression = EqualTo("model_id", model_id)
+    if exclude_batch is not None:
+        where = And(where, NotEqualTo("batch_id", exclude_batch))
+    if exclude_uris:
+        where = And(where, Not(In("image_uri", set(exclude_uris))))
+    return where
+
+
+def history_chunks(
+    lake: tables.Lake, where: BooleanExpression, chunk_rows: int = CHUNK_ROWS
+) -> Iterator[tuple[list[str], np.ndarray]]:
+    """The ``features`` rows matching ``where`` as ``(image_uris, vectors float32 (m, d))`` chunks of at most
+    ``chunk_rows`` rows, streamed (PyIceberg ``to_arrow_batch_reader``; only ``image_uri`` and ``features`` read)."""
+    if not lake.exists(tables.FEATURES):
+        return
+    table = lake.table(tables.FEATURES, create=False)
+    reader = table.scan(row_filter=where, selected_fields=("image_uri", "features")).to_arrow_batch_reader()
+    pending: list[pa.RecordBatch] = []
+    held = 0
+    for record_batch in reader:
+        if record_batch.num_rows == 0:
+            continue
+        pending.append(record_batch)
+        held += record_batch.num_rows
+        while held >= chunk_rows:
+            merged = pa.Table.from_batches(pending).combine_chunks()
+            head, rest = merged.slice(0, chunk_rows), merged.slice(chunk_rows)
+            yield head.column("image_uri").to_pylist(), vectors_of(head.column("features"))
+            pending, held = rest.to_batches(), rest.num_rows
+    if held:
+        merged = pa.Table.from_batches(pending).combine_chunks()
+        yield merged.column("image_uri").to_pylist(), vectors_of(merged.column("features"))
+
+
+def pairs_above(
+    uris: Sequence[str],
+    vectors: np.ndarray,
+    history: Iterable[tuple[Sequence[str], np.ndarray]],
+    min_similarity: float,
+    mean: np.ndarray | None = None,
+) -> list[tuple[str, str, float]]:
+    """Every pair (batch photo, other photo, cosine) with cosine ``>= min_similarity``: each batch photo against
+    every history row, and the batch's photos among themselves (pair ``i < j`` once, never a photo with itself).
+
+    Args:
+        uris: the batch's n photos. vectors: their feature vectors, (n, d). history: ``(uris, vectors (m, d))``
+            chunks (e.g. :func:`history_chunks`). min_similarity: cosine threshold in [-1, 1]. mean: (d,) the
+            centre (module doc); None: raw cosine.
+
+    Returns:
+        ``(image_uri, duplicate_uri, similarity)`` triples, sorted by image_uri then similarity descending.
+    """
+    out: list[tuple[str, str, float]] = []
+    if not len(uris):
+        return out
+    batch = unit_rows(vectors, mean)
+    for other_uris, other in history:
+        if not len(other_uris):
+            continue
+        sims = batch @ unit_rows(other, mean).T  # (n, m) cosine
+        rows, cols = np.nonzero(sims >= min_similarity)
+        out.extend((uris[i], other_uris[j], float(sims[i, j])) for i, j in zip(rows, cols, strict=True))
+    within = batch @ batch.T
+    rows, cols = np.nonzero(np.triu(within >= min_similarity, k=1))
+    out.extend((uris[i], uris[j], float(within[i, j])) for i, j in zip(rows, cols, strict=True))
+    out.sort(key=lambda t: (t[0], -t[2], t[1]))
+    return out
+
+
+def top_k(
+    query: np.ndarray, uris: Sequence[str], vectors: np.ndarray, k: int, exclude: str | None = None,
+    mean: np.ndarray | None = None,
+) -> list[Neighbour]:
+    """The ``k`` rows most similar to ``query`` (d,) by cosine (centred on ``mean`` when given), best first (ties
+    by URI); ``exclude`` (the query's own URI) is left out. Exact: one matrix-vector product over ``vectors`` (n, d).
+    """
+    if len(uris) == 0 or k <= 0:
+        return []
+    q = unit_rows(np.asarray(query, dtype=np.float32).reshape(1, -1), mean)[0]
+    sims = unit_rows(vectors, mean) @ q
+    if exclude is not None:
+        sims = np.where(np.asarray(uris, dtype=object) == exclude, -np.inf, sims)
+    order = np.lexsort((np.asarray(uris, dtype=object).astype(str), -sims))
+    hits = [int(i) for i in order if np.isfinite(sims[i])][:k]
+    return [Neighbour(i, str(uris[i]), float(sims[i])) for i in hits]
+
+
+def pair_rows(pairs: Sequence[tuple[str, str, float]], *, model_id: str, batch_id: str) -> pa.Table:
+    """``near_duplicates`` rows (schema :data:`spark_jobs.tables.NEAR_DUPLICATES_SCHEMA`) of a batch's pairs."""
+    schema = tables.NEAR_DUPLICATES_SCHEMA.as_arrow()
+    return pa.Table.from_pydict(
+        {
+            "image_uri": [p[0] for p in pairs],
+            "duplicate_uri": [p[1] for p in pairs],
+            "similarity": [p[2] for p in pairs],
+            "model_id": [model_id] * len(pairs),
+            "batch_id": [batch_id] * len(pairs),
+        },
+        schema=schema,
+    )
+
+
+def naming(uris: Sequence[str] = (), prefix: str | None = None) -> BooleanExpression:
+    """Pairs naming one of ``uris`` (or a URI under ``prefix``) on either side."""
+    parts: list[BooleanExpression] = []
+    for column in ("image_uri", "duplicate_uri"):
+        if uris:
+            parts.append(In(column, set(uris)) if len(set(uris)) > 1 else EqualTo(column, next(iter(uris))))
+        if prefix:
+            parts.append(StartsWith(column, prefix))
+    if not parts:
+        return AlwaysFalse()
+    where = parts[0]
+    for part in parts[1:]:
+        where = Or(where, part)
+    return where
+
+
+def replace_pairs(lake: tables.Lake, pairs: pa.Table, *, batch_id: str, model_id: str, uris: Sequence[str]) -> None:
+    """ONE Iceberg commit on ``near_duplicates``: the pairs of ``(batch_id, model_id)`` replaced by ``pairs``, and
+    every pair of ``model_id`` from another batch naming one of the batch's photos ``uris`` deleted (module doc).
+
+    Raises:
+        ValueError: a row of another batch or model. pyiceberg CommitFailedException: a concurrent commit won.
+    """
+    table = lake.table(NEAR_DUPLICATES)
+    data = tables.to_table_schema(pairs, NEAR_DUPLICATES, table.schema())
+    for column, expected in (("batch_id", batch_id), ("model_id", model_id)):
+        if data.num_rows and set(data.column(column).to_pylist()) != {expected}:
+            raise ValueError(f"{NEAR_DUPLICATES}: rows of another {column} than {expected!r}")
+    where = tables.batch_filter(batch_id, model_id)
+    if uris:
+        where = Or(where, And(EqualTo("model_id", model_id), naming(uris)))
+    properties = {"fruits.batch_id": batch_id, "fruits.model_id": model_id}
+    with warnings.catch_warnings(), table.transaction() as tx:
+        warnings.filterwarnings("ignore", "Delete operation did not match any records")
+        if data.num_rows:
+            tx.overwrite(data, overwrite_filter=where, snapshot_properties=properties)
+        else:
+            tx.delete(where, snapshot_properties=properties)
+
+
+def record_batch_pairs(
+    lake: tables.Lake,
+    *,
+    batch_id: str,
+    model_id: str,
+    uris: Sequence[str],
+    vectors: np.ndarray,
+    mean: np.ndarray,
+    min_similarity: float = DEFAULT_MIN_SIMILARITY,
+    chunk_rows: int = CHUNK_ROWS,
+) -> int:
+    """Find and commit the near-duplicate pairs of a batch run's photos (module doc); returns the pairs recorded.
+
+    Reads the model's other ``features`` rows (``image_uri`` + ``features`` only, chunked); call it after the
+    batch's ``features`` rows and the supersede step are committed, so the history holds every other live photo.
+
+    Args:
+        uris, vectors: the batch's photos and their feature vectors (n, d). mean: (d,) the model's mean feature
+            vector (the PCA version the batch committed). min_similarity: centred cosine threshold.
+    """
+    where = history_filter(model_id, exclude_batch=batch_id, exclude_uris=uris)
+    pairs = pairs_above(uris, vectors, history_chunks(lake, where, chunk_rows), min_similarity, mean)
+    replace_pairs(lake, pair_rows(pairs, model_id=model_id, batch_id=batch_id), batch_id=batch_id,
+                  model_id=model_id, uris=uris)
+    return len(pairs)
+
+
+def delete_pairs(lake: tables.Lake, uris: Sequence[str] = (), prefix: str | None = None,
+                 snapshot_properties: dict[str, str] | None = None) -> int:
+    """Delete every pair (all models) naming one of ``uris`` or a URI under ``prefix``; returns the pairs deleted.
+    No table, or nothing selected: 0, no commit."""
+    if not lake.exists(NEAR_DUPLICATES) or not (uris or prefix):
+        return 0
+    table = lake.table(NEAR_DUPLICATES)
+    where = naming(uris, prefix)
+    count = table.scan(row_filter=where, selected_fields=("image_uri",)).to_arrow().num_rows
+    if count:
+        table.delete(delete_filter=where, snapshot_properties=snapshot_properties or {})
+    return count
+
+
+def live_pairs(lake: tables.Lake, model_id: str, min_similarity: float | None = None) -> pa.Table:
+    """The model's pairs with ``similarity >= min_similarity`` whose two photos both still have a ``features`` row
+    (guards against an erasure killed between its steps). Columns of :data:`NEAR_DUPLICATES_SCHEMA`."""
+    pairs = tables.scan(lake, NEAR_DUPLICATES, model_id=model_id)
+    if min_similarity is not None:
+        pairs = pairs.filter(pc.greater_equal(pairs.column("similarity"), min_similarity))
+    if not pairs.num_rows:
+        return pairs
+    live = tables.scan(lake, tables.FEATURES, model_id=model_id, columns=("image_uri",)).column("image_uri")
+    keep = pc.and_(pc.is_in(pairs.column("image_uri"), value_set=live.combine_chunks()),
+                   pc.is_in(pairs.column("duplicate_uri"), value_set=live.combine_chunks()))
+    return pairs.filter(keep)
+
+
+def components(uris: Sequence[str], pairs: pa.Table) -> np.ndarray:
+    """Near-duplicate group of each of ``uris``: connected components of the pair graph
+    (``scipy.sparse.csgraph.connected_components``, undirected); a photo with no pair is its own group.
+
+    Returns:
+        int array (len(uris),) of group labels 0..g-1. Pairs naming a URI not in ``uris`` are ignored.
+    """
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    index = {uri: i for i, uri in enumerate(uris)}
+    a = [index.get(u) for u in pairs.column("image_uri").to_pylist()] if pairs.num_rows else []
+    b = [index.get(u) for u in pairs.column("duplicate_uri").to_pylist()] if pairs.num_rows else []
+    edges = [(i, j) for i, j in zip(a, b, strict=True) if i is not None and j is not None]
+    n = len(uris)
+    rows = np.array([e[0] for e in edges], dtype=np.int64)
+    cols = np.array([e[1] for e in edges], dtype=np.int64)
+    graph = coo_matrix((np.ones(len(edges), dtype=np.int8), (rows, cols)), shape=(n, n))
+    _, labels = connected_components(graph, directed=False)
+    return labels
+
+
+def all_pairs(
+    uris: Sequence[str], vectors: np.ndarray, min_similarity: float, chunk_rows: int = CHUNK_ROWS,
+    mean: np.ndarray | None = None,
+) -> list[tuple[str, str, float]]:
+    """Every unordered pair ``(uris[i], uris[j], cosine)``, ``i < j``, with cosine (centred on ``mean`` when given)
+    ``>= min_similarity`` among ``vectors`` (n, d); chunked: memory O(chunk_rows x n). For lakes whose
+    ``near_duplicates`` table is missing."""
+    unit = unit_rows(vectors, mean) if len(uris) else np.zeros((0, 0), dtype=np.float32)
+    out: list[tuple[str, str, float]] = []
+    for start in range(0, len(uris), chunk_rows):
+        sims = unit[start : start + chunk_rows] @ unit.T
+        rows, cols = np.nonzero(sims >= min_similarity)
+        keep = cols > rows + start
+        out.extend((uris[start + i], uris[j], float(sims[i, j]))
+                   for i, j in zip(rows[keep], cols[keep], strict=True))
+    return out
+
+
+def rebuild(lake: tables.Lake, model_id: str, min_similarity: float = DEFAULT_MIN_SIMILARITY) -> int:
+    """Record the pairs of every batch of ``model_id`` (oldest first), as each batch run would have: the migration
+    of a lake written before the ``near_duplicates`` table existed, or after changing the threshold. Returns the
+    pairs in the table for the model afterwards. Reads the model's ``features`` once per batch (O(batches x rows))."""
+    batches = tables.scan(lake, tables.BATCHES, model_id=model_id, columns=("batch_id", "committed_at")).to_pylist()
+
+    def commit_order(row: dict) -> tuple[bool, float, str]:
+        at = row["committed_at"]
+        return at is None, at.timestamp() if at is not None else 0.0, row["batch_id"]
+
+    order = [b["batch_id"] for b in sorted(batches, key=commit_order)]
+    live = tables.scan(lake, tables.FEATURES, model_id=model_id, columns=("batch_id",)).column("batch_id")
+    present = set(live.to_pylist())
+    order = [b for b in dict.fromkeys(order) if b in present] + sorted(present - set(order))
+    if not order:
+        return tables.scan(lake, NEAR_DUPLICATES, model_id=model_id, columns=("image_uri",)).num_rows
+    table = lake.table(tables.FEATURES, create=False)
+    mean = model_mean(lake, model_id)
+    for batch_id in order:
+        rows = table.scan(row_filter=tables.batch_filter(batch_id, model_id),
+                          selected_fields=("image_uri", "features")).to_arrow()
+        record_batch_pairs(lake, batch_id=batch_id, model_id=model_id, uris=rows.column("image_uri").to_pylist(),
+                           vectors=vectors_of(rows.column("features")), mean=mean, min_similarity=min_similarity)
+    return tables.scan(lake, NEAR_DUPLICATES, model_id=model_id, columns=("image_uri",)).num_rows
+
+
+def model_mean(lake: tables.Lake, model_id: str, chunk_rows: int = CHUNK_ROWS) -> np.ndarray:
+    """Mean feature vector (d,) float64 of the model's current ``features`` rows, streamed in chunks (equals the
+    mean of the model's latest PCA state at rest). Raises ValueError when the model has no rows."""
+    total, n = None, 0
+    for _, vectors in history_chunks(lake, history_filter(model_id), chunk_rows):
+        block = vectors.astype(np.float64).sum(axis=0)
+        total = block if total is None else total + block
+        n += len(vectors)
+    if total is None:
+        raise ValueError(f"model {model_id} has no feature rows")
+    return total / n

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -31,7 +31,8 @@ import numpy as np
 import pyarrow as pa
 from pyiceberg.expressions import And, BooleanExpression, EqualTo, In, NotEqualTo, Or, StartsWith
 
-from spark_jobs import pca, storage, tables
+from lambdas.contracts import VersionStamp, is_newer
+from spark_jobs import liveness, pca, storage, tables
 from spark_jobs.stats import SufficientStats, downdate, merge
 
 KIND_ERASE = "erase"
@@ -82,7 +83,15 @@ def row_filter(uris: Sequence[str] = (), prefix: str | None = None) -> BooleanEx
 
 
 def _spec_filter(spec: dict) -> BooleanExpression:
-    """The row filter a stored request describes (``uris``, ``prefix``, optional ``keep_batch``)."""
+    """The row filter a stored request describes: ``rows`` (``{batch_id: [image_uri, …]}``: exactly those rows),
+    else ``uris`` / ``prefix`` with an optional ``keep_batch`` (rows of other batches only)."""
+    if spec.get("rows"):
+        parts = [And(EqualTo("batch_id", batch_id), liveness.uri_filter(uris))
+                 for batch_id, uris in spec["rows"].items()]
+        where = parts[0]
+        for part in parts[1:]:
+            where = Or(where, part)
+        return where
     where = row_filter(spec["uris"], spec["prefix"])
     return And(where, NotEqualTo("batch_id", spec["keep_batch"])) if spec.get("keep_batch") else where
 
@@ -192,13 +201,25 @@ def erase_images(
     prefix: str | None = None,
     catalog: str | None = None,
     erasure_id: str | None = None,
+    stamps: Mapping[str, VersionStamp] | None = None,
+    reasons: Mapping[str, str | None] | None = None,
 ) -> ErasureReport:
     """Erase images (exact ``image_uri`` values and/or every URI under ``prefix``) from every model of the lake.
 
+    First the erasures are recorded in the ``erasures`` ledger (:func:`spark_jobs.liveness.record_erasures`), so
+    no job run committing later (a re-run of an old batch, a late run) writes a row for an erased version again;
+    then, per model, the ``features`` rows whose version is not newer than the erasure
+    (``not is_newer(row, erasure)``, docs/contracts.md "Version order") are deleted (module doc steps 1-3): a
+    version uploaded after the erasure keeps its row. ``rejects`` rows of the images are deleted too.
+
     Args:
         lake_uri: lake root (local directory or ``s3://``). catalog: ``sql:PATH | glue[:DATABASE]`` (default:
-            the SQLite file next to a local lake). erasure_id: recorded in the PCA ledger and snapshot summaries
-            (default: ``e<UTC time>-<8 hex>``).
+            the SQLite file next to a local lake). erasure_id: recorded in the PCA ledger, the erasure ledger and
+            snapshot summaries (default: ``e<UTC time>-<8 hex>``).
+        stamps: ``image_uri`` -> stamp of its erasure (a batch's erasure list: the delete event's); URIs without
+            one, and ``prefix``, get ``VersionStamp(None, <now>, None)`` (a request: every version before now).
+        reasons: ``image_uri`` -> ``deleted`` (the object was deleted from the bucket) or ``request`` (an erasure
+            request; the default).
 
     Returns:
         What was deleted per model (a model with no matching row is not listed) and the rejects rows deleted.
@@ -207,12 +228,17 @@ def erase_images(
         ErasureError: nothing selected. ValueError / storage.ObjectExistsError: see :func:`erase_model`.
     """
     where = row_filter(uris, prefix)
-    spec = {"uris": sorted(set(uris)), "prefix": prefix or None}
+    requested = VersionStamp(None, datetime.now(UTC).isoformat(), None)
+    erasures = {uri: (stamps or {}).get(uri) or requested for uri in uris}
+    spec_base = {"uris": sorted(set(uris)), "prefix": prefix or None}
     erasure_id = erasure_id or f"e{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
     lake = tables.Lake.at(lake_uri, catalog)
+    liveness.record_erasures(lake, erasures, erasure_id=erasure_id, reasons=reasons or {}, prefix=prefix,
+                             prefix_stamp=requested)
     models = []
-    for model_id in tables.model_ids(lake):
-        done = erase_model(lake, lake_uri, model_id, where, spec, erasure_id)
+    for model_id, dead in _dead_rows(lake, where, erasures, prefix, requested).items():
+        spec = {**spec_base, "rows": dead}
+        done = erase_model(lake, lake_uri, model_id, _spec_filter(spec), spec, erasure_id)
         if done is not None:
             models.append(done)
     rejects_deleted = 0
@@ -222,3 +248,24 @@ def erase_images(
         if rejects_deleted:
             rejects.delete(delete_filter=where, snapshot_properties={"fruits.erasure_id": erasure_id})
     return ErasureReport(erasure_id, models, rejects_deleted)
+
+
+def _dead_rows(
+    lake: tables.Lake, where: BooleanExpression, erasures: Mapping[str, VersionStamp], prefix: str | None,
+    prefix_stamp: VersionStamp,
+) -> dict[str, dict[str, list[str]]]:
+    """``model_id`` -> ``batch_id`` -> image URIs of the ``features`` rows matching ``where`` whose version is not
+    newer than their erasure (one scan of the stamp columns, no feature vectors)."""
+    if not lake.exists(tables.FEATURES):
+        return {}
+    fields = ("image_uri", "model_id", "batch_id", "sequencer", "event_time", "last_modified", "version_id")
+    rows = lake.table(tables.FEATURES).scan(row_filter=where, selected_fields=fields).to_arrow().to_pylist()
+    dead: dict[str, dict[str, list[str]]] = {}
+    for row in rows:
+        uri = row["image_uri"]
+        applicable = [erasures[uri]] if uri in erasures else []
+        if prefix and uri.startswith(prefix):
+            applicable.append(prefix_stamp)
+        if any(not is_newer(liveness.row_stamp(row), erasure) for erasure in applicable):
+            dead.setdefault(row["model_id"], {}).setdefault(row["batch_id"], []).append(uri)
+    return {m: {b: sorted(set(u)) for b, u in sorted(by.items())} for m, by in sorted(dead.items())}

@@ -1,0 +1,203 @@
+"""Property test of the job's commit (issue 18): any order of uploads, overwrites, deletes, erasure requests, batch
+runs, re-runs of old batches and late runs leaves one row per live key with its newest content and an exact PCA.
+
+The commit part of the job (:func:`spark_jobs.job.commit_batch`) is driven with synthetic feature vectors (no Spark,
+no model), so hundreds of random histories run in about a minute. The oracle: a key's row is the newest version
+among those of the batch runs so far, unless an erasure applied so far is not older than it
+(docs/contracts.md "Version order"); the PCA state equals a batch PCA of the rows at rest.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from lambdas.contracts import VersionStamp, is_newer
+from spark_jobs import erasure, pca, tables
+from spark_jobs.featurize_pass import FEATURES_ARROW_SCHEMA, REJECTS_ARROW_SCHEMA, BatchFeatures
+from spark_jobs.job import JobConfig, commit_batch
+from spark_jobs.manifest import parse_manifest
+from spark_jobs.models import ModelSpec
+from spark_jobs.stats import SufficientStats
+
+DIM = 6  # feature vector length of the synthetic model (the commit path does not depend on 2,048)
+K = 3
+KEYS = ["s3://data/images/Kiwi/a#1.jpg", "s3://data/images/Kiwi/b?.jpg", "s3://data/images/Lemon/c d.jpg"]
+SPEC = ModelSpec("projection", image_size=8, seed=7)
+EPOCH = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+
+
+@dataclass(frozen=True)
+class Version:
+    """One S3 object version: its key, number (its vector's seed), event second and sequencer."""
+
+    key: str
+    number: int
+    second: int
+
+    @property
+    def time(self) -> dt.datetime:
+        return EPOCH + dt.timedelta(seconds=self.second)
+
+    def stamp(self) -> VersionStamp:
+        return VersionStamp(f"{self.second:016X}", self.time.isoformat(), f"v{self.number}")
+
+    def vector(self) -> np.ndarray:
+        return np.random.default_rng(self.number).normal(size=DIM).astype(np.float32)
+
+
+@dataclass
+class World:
+    """The bucket's history and what the lake must hold (the oracle)."""
+
+    root: Path
+    clock: int = 0
+    versions: dict[str, list[Version]] = field(default_factory=dict)
+    queued: list[dict] = field(default_factory=list)  # erase lines of deletes not sealed yet
+    sealed: list[tuple[str, list[Version], list[dict]]] = field(default_factory=list)
+    run_versions: dict[str, list[Version]] = field(default_factory=dict)  # versions of batch runs so far
+    applied: dict[str, list[VersionStamp]] = field(default_factory=dict)  # erasures applied so far
+
+    def tick(self) -> int:
+        self.clock += 1
+        return self.clock
+
+    @property
+    def lake(self) -> str:
+        return str(self.root / "lake")
+
+    def upload(self, key: str) -> None:
+        self.versions.setdefault(key, []).append(Version(key, self.tick() * 10 + KEYS.index(key), self.clock))
+
+    def delete(self, key: str) -> None:
+        second = self.tick()
+        self.queued.append({"image_uri": key, "sequencer": f"{second:016X}",
+                            "time": (EPOCH + dt.timedelta(seconds=second)).isoformat(), "version_id": None,
+                            "reason": "deleted"})
+
+    def seal(self, picks: list[tuple[int, float, bool]]) -> None:
+        """A batch of one version per picked key (any version, even an old one) and the queued erasures."""
+        chosen, listed = [], set()
+        for index, where, by_listing in picks:
+            versions = self.versions.get(KEYS[index % len(KEYS)])
+            if versions and all(v.key != versions[0].key for v in chosen):
+                chosen.append(versions[min(int(where * len(versions)), len(versions) - 1)])
+                if by_listing:
+                    listed.add(chosen[-1])
+        if not chosen and not self.queued:
+            return
+        batch_id = f"b{len(self.sealed):06d}"
+        manifest = self.root / f"{batch_id}.jsonl"
+        lines = []
+        for v in chosen:
+            stamp = v.stamp()
+            event = v not in listed
+            lines.append({"image_uri": v.key, "version_id": stamp.version_id, "label": "x", "size": 1,
+                          "event_time": stamp.time if event else None, "sequencer": stamp.sequencer if event else None,
+                          "last_modified": None if event else v.time.replace(microsecond=0).isoformat()})
+        manifest.write_text("".join(json.dumps(line) + "\n" for line in lines))
+        if self.queued:
+            (self.root / f"{batch_id}.erase.jsonl").write_text("".join(json.dumps(e) + "\n" for e in self.queued))
+        self.sealed.append((batch_id, chosen, list(self.queued)))
+        self.queued = []
+
+    def run(self, which: int) -> None:
+        """Run (or re-run) sealed batch ``which``: the job's commit over synthetic feature vectors."""
+        if not self.sealed:
+            return
+        batch_id, chosen, erase_lines = self.sealed[which % len(self.sealed)]
+        manifest = self.root / f"{batch_id}.jsonl"
+        records = parse_manifest(manifest.read_bytes())
+        x = np.stack([v.vector() for v in chosen]) if chosen else np.zeros((0, DIM), dtype=np.float32)
+        features = pa.Table.from_pydict({
+            "image_uri": [v.key for v in chosen], "label": ["x"] * len(chosen),
+            "content_sha256": [f"sha-{v.number}" for v in chosen], "width": [8] * len(chosen),
+            "height": [8] * len(chosen), "features": [list(row) for row in x],
+        }, schema=FEATURES_ARROW_SCHEMA)
+        stats = SufficientStats.from_array(x.astype(np.float64)) if chosen else SufficientStats.empty(DIM)
+        batch = BatchFeatures(features, REJECTS_ARROW_SCHEMA.empty_table(), stats, len(chosen))
+        commit_batch(JobConfig(str(manifest), self.lake, batch_id, "projection:7", K, 8, 4), SPEC, "numpy", batch,
+                     records)
+        for v in chosen:
+            self.run_versions.setdefault(v.key, []).append(v)
+        for line in erase_lines:
+            self.applied.setdefault(line["image_uri"], []).append(
+                VersionStamp(line["sequencer"], line["time"], line["version_id"]))
+
+    def erase_request(self, key: str) -> None:
+        """``fruits erase URI`` at this moment of the history (its stamp: no sequencer, the request time)."""
+        stamp = VersionStamp(None, (EPOCH + dt.timedelta(seconds=self.tick())).isoformat(), None)
+        erasure.erase_images(self.lake, [key], stamps={key: stamp})
+        self.applied.setdefault(key, []).append(stamp)
+
+    def expected(self) -> dict[str, Version]:
+        """Key -> the version the lake must hold (keys absent: no row)."""
+        out = {}
+        for key, versions in self.run_versions.items():
+            newest = max(versions, key=lambda v: v.second)
+            if all(is_newer(newest.stamp(), e) for e in self.applied.get(key, ())):
+                out[key] = newest
+        return out
+
+
+OPS = st.one_of(
+    st.tuples(st.just("upload"), st.integers(0, len(KEYS) - 1)),
+    st.tuples(st.just("delete"), st.integers(0, len(KEYS) - 1)),
+    st.tuples(st.just("seal"), st.lists(st.tuples(st.integers(0, len(KEYS) - 1), st.floats(0, 0.999),
+                                                  st.booleans()), min_size=1, max_size=3)),
+    st.tuples(st.just("run"), st.integers(0, 5)),
+    st.tuples(st.just("erase"), st.integers(0, len(KEYS) - 1)),
+)
+
+
+@settings(max_examples=200, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
+@given(ops=st.lists(OPS, min_size=3, max_size=12))
+def test_any_history_leaves_one_row_per_live_key_with_its_newest_content_and_an_exact_pca(ops) -> None:
+    # GIVEN a random history of uploads/overwrites, deletes, seals, batch runs and re-runs, erasure requests
+    # WHEN the job commits each run of it
+    with tempfile.TemporaryDirectory(prefix="i18j-prop-") as root:
+        world = World(Path(root))
+        ran = False
+        try:
+            for op, arg in ops:
+                if op == "upload":
+                    world.upload(KEYS[arg])
+                elif op == "delete":
+                    world.delete(KEYS[arg])
+                elif op == "seal":
+                    world.seal(arg)
+                elif op == "run":
+                    ran = ran or bool(world.sealed)
+                    world.run(arg)
+                else:
+                    world.erase_request(KEYS[arg])
+            if not ran:
+                return
+            # THEN the lake holds exactly one row per live key, with its newest version's content
+            lake = tables.Lake.at(world.lake)
+            rows = tables.scan(lake, tables.FEATURES, model_id=SPEC.model_id).to_pylist()
+            expected = world.expected()
+            assert sorted(r["image_uri"] for r in rows) == sorted(expected), (ops, rows)
+            for row in rows:
+                version = expected[row["image_uri"]]
+                assert row["content_sha256"] == f"sha-{version.number}", ops
+                assert row["version_id"] == f"v{version.number}"
+                np.testing.assert_array_equal(np.asarray(row["features"], dtype=np.float32), version.vector())
+            # AND the PCA state equals a batch PCA of those rows (within 1e-9 relative)
+            state = pca.load_version(world.lake, SPEC.model_id).state
+            x = np.asarray([r["features"] for r in rows], dtype=np.float32).reshape(-1, DIM).astype(np.float64)
+            batch_pca = SufficientStats.from_array(x) if rows else SufficientStats.empty(DIM)
+            assert state.n == batch_pca.n, ops
+            scale = max(1.0, float(np.abs(batch_pca.m2).max()) if rows else 1.0)
+            np.testing.assert_allclose(state.mean, batch_pca.mean, rtol=1e-9, atol=1e-9)
+            np.testing.assert_allclose(state.m2, batch_pca.m2, rtol=1e-9, atol=1e-9 * scale)
+        finally:
+            tables.reset_catalogs()

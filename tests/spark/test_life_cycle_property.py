@@ -201,3 +201,156 @@ def test_any_history_leaves_one_row_per_live_key_with_its_newest_content_and_an_
             np.testing.assert_allclose(state.m2, batch_pca.m2, rtol=1e-9, atol=1e-9 * scale)
         finally:
             tables.reset_catalogs()
+
+
+# --- the defects of issue 18 one by one (the job side), on the same synthetic commit --------------------------------
+
+
+def rows_of(world: World) -> dict[str, str]:
+    """image_uri -> version_id of the model's current features rows (asserts one row per key)."""
+    rows = tables.scan(tables.Lake.at(world.lake), tables.FEATURES, model_id=SPEC.model_id).to_pylist()
+    uris = [r["image_uri"] for r in rows]
+    assert len(uris) == len(set(uris)), uris
+    return {r["image_uri"]: r["version_id"] for r in rows}
+
+
+def report_of(world: World, batch_index: int) -> dict:
+    from spark_jobs.lake import read_report
+
+    return read_report(world.lake, world.sealed[batch_index][0])
+
+
+def test_a_rerun_of_an_old_batch_does_not_resurrect_an_erased_photo(tmp_path: Path) -> None:
+    # GIVEN key A featurized in batch 0, then deleted: the erasure travels with batch 1 and is applied
+    world = World(tmp_path)
+    world.upload(KEYS[0])
+    world.seal([(0, 0.0, False)])
+    world.run(0)
+    world.delete(KEYS[0])
+    world.seal([])
+    world.run(1)
+    assert rows_of(world) == {}
+    # WHEN batch 0 is re-run (`fruits start-job --batch-id <old>`: its version is still readable in S3)
+    world.run(0)
+    # THEN the erased photo has no row, and the report says it was dropped as erased
+    assert rows_of(world) == {}
+    assert report_of(world, 0)["stale"] == {"images": 1, "by_reason": {"erased": 1}}
+    assert report_of(world, 0)["counts"]["featurized"] == 0
+    assert pca.load_version(world.lake, SPEC.model_id).state.n == 0
+    # AND the same after a `fruits erase` request of a key featurized later
+    world.upload(KEYS[1])
+    world.seal([(1, 0.0, False)])
+    world.run(2)
+    world.erase_request(KEYS[1])
+    world.run(2)
+    assert rows_of(world) == {}
+
+
+def test_a_rerun_of_an_old_batch_does_not_revert_an_overwrite(tmp_path: Path) -> None:
+    # GIVEN key A at version 1 featurized in batch 0, then overwritten (version 2) and featurized in batch 1
+    world = World(tmp_path)
+    world.upload(KEYS[0])
+    world.seal([(0, 0.0, False)])
+    world.run(0)
+    world.upload(KEYS[0])
+    world.seal([(0, 0.99, False)])
+    world.run(1)
+    newest = world.versions[KEYS[0]][-1]
+    assert rows_of(world) == {KEYS[0]: f"v{newest.number}"}
+    # WHEN batch 0 is re-run, and a batch holding version 1 again runs late
+    world.run(0)
+    world.seal([(0, 0.0, False)])
+    world.run(2)
+    # THEN the key still has one row, the newer content, and the PCA counts that row only
+    assert rows_of(world) == {KEYS[0]: f"v{newest.number}"}
+    assert report_of(world, 2)["stale"] == {"images": 1, "by_reason": {"superseded": 1}}
+    assert pca.load_version(world.lake, SPEC.model_id).state.n == 1
+
+
+def test_a_reupload_after_an_erasure_is_featurized_and_a_rerun_of_the_erasure_keeps_it(tmp_path: Path) -> None:
+    # GIVEN key A featurized, deleted (erasure applied by batch 1), then uploaded again (same key, newer version)
+    world = World(tmp_path)
+    world.upload(KEYS[0])
+    world.seal([(0, 0.0, False)])
+    world.run(0)
+    world.delete(KEYS[0])
+    world.seal([])
+    world.run(1)
+    world.upload(KEYS[0])
+    world.seal([(0, 0.99, False)])
+    # WHEN the re-upload's batch runs, then the erasure batch is re-run
+    world.run(2)
+    world.run(1)
+    # THEN the re-upload has its row (its version is newer than the delete)
+    assert rows_of(world) == {KEYS[0]: f"v{world.versions[KEYS[0]][-1].number}"}
+    assert pca.load_version(world.lake, SPEC.model_id).state.n == 1
+
+
+def test_a_listed_version_then_a_late_event_of_an_older_version_keeps_the_listed_one(tmp_path: Path) -> None:
+    # GIVEN versions 1 and 2 of key A; version 2 found by listing (no sequencer) is featurized first
+    world = World(tmp_path)
+    world.upload(KEYS[0])
+    world.upload(KEYS[0])
+    world.seal([(0, 0.99, True)])
+    world.run(0)
+    # WHEN a batch holding the late event of version 1 (with a sequencer) runs
+    world.seal([(0, 0.0, False)])
+    world.run(1)
+    # THEN version 2 keeps the row
+    assert rows_of(world) == {KEYS[0]: f"v{world.versions[KEYS[0]][-1].number}"}
+
+
+def test_the_erasure_ledger_survives_expire_and_still_blocks_a_rerun(tmp_path: Path) -> None:
+    from fruits.lake_maintenance import expire_snapshots
+
+    # GIVEN key A featurized in batch 0 and erased by a `fruits erase` request
+    world = World(tmp_path)
+    world.upload(KEYS[0])
+    world.seal([(0, 0.0, False)])
+    world.run(0)
+    world.erase_request(KEYS[0])
+    lake = tables.Lake.at(world.lake)
+    before = tables.scan(lake, tables.ERASURES).to_pylist()
+    assert [(r["image_uri"], r["scope"], r["reason"]) for r in before] == [(KEYS[0], "uri", "request")]
+    # WHEN every snapshot but the current one is expired (retention 0 days)
+    results = {r.table: r for r in expire_snapshots(lake, retention_days=0)}
+    # THEN the ledger keeps its rows, and a re-run of batch 0 still drops the erased version
+    assert tables.ERASURES in results
+    assert tables.scan(lake, tables.ERASURES).to_pylist() == before
+    world.run(0)
+    assert rows_of(world) == {}
+
+
+def test_a_prefix_erasure_blocks_a_late_run_of_any_key_under_it(tmp_path: Path) -> None:
+    # GIVEN keys under images/Kiwi/ sealed in a batch that has not run yet
+    world = World(tmp_path)
+    world.upload(KEYS[0])
+    world.upload(KEYS[2])
+    world.seal([(0, 0.0, False), (2, 0.0, False)])
+    # WHEN `fruits erase --prefix s3://data/images/Kiwi/` runs, then the batch runs late
+    erasure.erase_images(world.lake, prefix="s3://data/images/Kiwi/")
+    world.run(0)
+    # THEN only the key outside the prefix has a row
+    assert set(rows_of(world)) == {KEYS[2]}
+
+
+def test_a_lake_written_before_the_stamps_keeps_working(tmp_path: Path) -> None:
+    # GIVEN a features table created by older code (no version_id / last_modified columns), no erasures table
+    from pyiceberg.schema import Schema
+
+    world = World(tmp_path)
+    lake = tables.Lake.at(world.lake)
+    old_fields = [f for f in tables.FEATURES_SCHEMA.fields if f.name not in ("version_id", "last_modified")]
+    catalog = tables.load_catalog(lake.catalog)
+    catalog.create_namespace(lake.namespace)
+    catalog.create_table((lake.namespace, tables.FEATURES), schema=Schema(*old_fields),
+                         partition_spec=tables.SPECS[tables.FEATURES], location=f"{world.lake}/features")
+    world.upload(KEYS[0])
+    world.seal([(0, 0.0, False)])
+    # WHEN a batch runs on it and the key is then erased
+    world.run(0)
+    assert rows_of(world) == {KEYS[0]: f"v{world.versions[KEYS[0]][0].number}"}
+    world.erase_request(KEYS[0])
+    # THEN the table gained the columns, and the erasure removed the row
+    assert not tables.missing_columns(lake.table(tables.FEATURES, create=False), tables.FEATURES)
+    assert rows_of(world) == {}

@@ -1,6 +1,10 @@
 """Erasure of images from the lake (GDPR): rows deleted from every table, the PCA downdated exactly.
 
-For each model with rows of the erased images, one erasure is three steps, each atomic:
+Every erasure is first appended to the lake's ``erasures`` ledger (:func:`spark_jobs.liveness.record_erasures`:
+URI or prefix, with the erasure's version stamp), so no job run committing later writes a row for an erased
+version again (:mod:`spark_jobs.liveness`). Only the rows whose version is not newer than the erasure
+(``not is_newer(row, erasure)``, docs/contracts.md "Version order") are erased: a photo uploaded again after its
+delete keeps its row. For each model with such rows, one erasure is three steps, each atomic:
 
 1. **PCA version** (commit marker: its JSON): the statistics of the erased rows' feature vectors (float32 as
    stored, widened to float64, as the batch statistics were) are stored per source batch, the request

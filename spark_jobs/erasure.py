@@ -3,8 +3,9 @@
 Every erasure is first appended to the lake's ``erasures`` ledger (:func:`spark_jobs.liveness.record_erasures`:
 URI or prefix, with the erasure's version stamp), so no job run committing later writes a row for an erased
 version again (:mod:`spark_jobs.liveness`). Only the rows whose version is not newer than the erasure
-(``not is_newer(row, erasure)``, docs/contracts.md "Version order") are erased: a photo uploaded again after its
-delete keeps its row. For each model with such rows, one erasure is three steps, each atomic:
+(``not is_newer(row, erasure)``, docs/contracts.md "Version order") are erased, in ``features`` and ``rejects``: a
+photo uploaded again after its delete keeps its row. For each model with such rows, one erasure is three steps,
+each atomic:
 
 1. **PCA version** (commit marker: its JSON): the statistics of the erased rows' feature vectors (float32 as
    stored, widened to float64, as the batch statistics were) are stored per source batch, the request
@@ -188,9 +189,11 @@ def supersede(
 ) -> ModelErasure | None:
     """Remove older rows of ``uris`` (rows of ``model_id`` in batches other than ``keep_batch``), PCA downdated.
 
-    Called by the job right after batch ``keep_batch`` committed its rows: an overwritten photo then has one row,
-    its newest content (the manifest side never featurizes a late event of an older version; the latest commit
-    wins). Same steps and crash safety as an erasure (module doc); erasure id ``<keep_batch>-s<6 hex>``.
+    Called by the job right after batch ``keep_batch`` committed its rows (featurized or rejected): an overwritten
+    photo then has one row, its newest content, or none when its newest version was rejected. The job commits only
+    live versions (:mod:`spark_jobs.liveness`: none older than a row of the key), so every other row of ``uris`` is
+    of an older or the same version. Same steps and crash safety as an erasure (module doc); erasure id
+    ``<keep_batch>-s<6 hex>``.
     """
     if not uris:
         return None
@@ -214,7 +217,7 @@ def erase_images(
     no job run committing later (a re-run of an old batch, a late run) writes a row for an erased version again;
     then, per model, the ``features`` rows whose version is not newer than the erasure
     (``not is_newer(row, erasure)``, docs/contracts.md "Version order") are deleted (module doc steps 1-3): a
-    version uploaded after the erasure keeps its row. ``rejects`` rows of the images are deleted too.
+    version uploaded after the erasure keeps its row. ``rejects`` rows of the images are deleted the same way.
 
     Args:
         lake_uri: lake root (local directory or ``s3://``). catalog: ``sql:PATH | glue[:DATABASE]`` (default:
@@ -246,24 +249,29 @@ def erase_images(
         if done is not None:
             models.append(done)
     rejects_deleted = 0
-    if lake.exists(tables.REJECTS):
+    dead_rejects = _dead_rows(lake, where, erasures, prefix, requested, tables.REJECTS)
+    if dead_rejects:
+        parts = [And(EqualTo("model_id", model_id), _spec_filter({"rows": by_batch}))
+                 for model_id, by_batch in dead_rejects.items()]
+        delete = parts[0]
+        for part in parts[1:]:
+            delete = Or(delete, part)
         rejects = lake.table(tables.REJECTS)
-        rejects_deleted = rejects.scan(row_filter=where, selected_fields=("image_uri",)).to_arrow().num_rows
-        if rejects_deleted:
-            rejects.delete(delete_filter=where, snapshot_properties={"fruits.erasure_id": erasure_id})
+        rejects_deleted = rejects.scan(row_filter=delete, selected_fields=("image_uri",)).to_arrow().num_rows
+        rejects.delete(delete_filter=delete, snapshot_properties={"fruits.erasure_id": erasure_id})
     return ErasureReport(erasure_id, models, rejects_deleted)
 
 
 def _dead_rows(
     lake: tables.Lake, where: BooleanExpression, erasures: Mapping[str, VersionStamp], prefix: str | None,
-    prefix_stamp: VersionStamp,
+    prefix_stamp: VersionStamp, name: str = tables.FEATURES,
 ) -> dict[str, dict[str, list[str]]]:
-    """``model_id`` -> ``batch_id`` -> image URIs of the ``features`` rows matching ``where`` whose version is not
-    newer than their erasure (one scan of the stamp columns, no feature vectors)."""
-    if not lake.exists(tables.FEATURES):
+    """``model_id`` -> ``batch_id`` -> image URIs of the rows of table ``name`` matching ``where`` whose version is
+    not newer than their erasure (one scan of the stamp columns, no feature vectors)."""
+    if not lake.exists(name):
         return {}
     fields = ("image_uri", "model_id", "batch_id", "sequencer", "event_time", "last_modified", "version_id")
-    rows = lake.table(tables.FEATURES).scan(row_filter=where, selected_fields=fields).to_arrow().to_pylist()
+    rows = lake.table(name).scan(row_filter=where, selected_fields=fields).to_arrow().to_pylist()
     dead: dict[str, dict[str, list[str]]] = {}
     for row in rows:
         uri = row["image_uri"]

@@ -89,33 +89,44 @@ def feature_rows(batch: BatchFeatures, planned: PcaVersion, *, batch_id: str, co
     of each image from ``arrivals``: S3 ``event_time`` / ``sequencer`` / ``version_id`` and the listing's
     ``last_modified`` (null when unknown)."""
     table = batch.features
-    known = [(arrivals or {}).get(uri) for uri in table.column("image_uri").to_pylist()]
     n = table.num_rows
     if n:
         x = np.stack(table.column("features").to_numpy(zero_copy_only=False))
         pca = project_vectors(x, planned.mean, planned.fit.components)
     else:
         pca = np.zeros((0, planned.fit.k), dtype=np.float32)
-    return (
+    table = (
         table.append_column("pca", pa.array(list(pca), type=pa.list_(pa.float32())))
         .append_column("pca_version", pa.array([planned.version] * n, type=pa.int32()))
         .append_column("model_id", pa.array([planned.model_id] * n, type=pa.string()))
         .append_column("ingested_at", pa.array([committed_at] * n, type=pa.timestamp("us", tz="UTC")))
         .append_column("batch_id", pa.array([batch_id] * n, type=pa.string()))
-        .append_column("event_time", pa.array([a and a.event_time for a in known], type=pa.timestamp("us", tz="UTC")))
+    )
+    return with_stamps(table, arrivals)
+
+
+def with_stamps(rows: pa.Table, arrivals: Mapping[str, Arrival] | None) -> pa.Table:
+    """``rows`` (with ``image_uri``) + the version stamp columns of each image from ``arrivals``: S3 ``event_time``,
+    ``sequencer``, ``version_id`` and the listing's ``last_modified`` (null when unknown)."""
+    known = [(arrivals or {}).get(uri) for uri in rows.column("image_uri").to_pylist()]
+    utc = pa.timestamp("us", tz="UTC")
+    return (
+        rows.append_column("event_time", pa.array([a and a.event_time for a in known], type=utc))
         .append_column("sequencer", pa.array([a and a.sequencer for a in known], type=pa.string()))
         .append_column("version_id", pa.array([(a and a.version_id) or None for a in known], type=pa.string()))
-        .append_column("last_modified",
-                       pa.array([a and a.last_modified for a in known], type=pa.timestamp("us", tz="UTC")))
+        .append_column("last_modified", pa.array([a and a.last_modified for a in known], type=utc))
     )
 
 
-def reject_rows(batch: BatchFeatures, *, batch_id: str, model_id: str) -> pa.Table:
-    """The ``rejects`` rows of a batch run (``image_uri``, ``reason``, ``batch_id``, ``model_id``)."""
+def reject_rows(batch: BatchFeatures, *, batch_id: str, model_id: str,
+                arrivals: Mapping[str, Arrival] | None = None) -> pa.Table:
+    """The ``rejects`` rows of a batch run (``image_uri``, ``reason``, ``batch_id``, ``model_id`` and the version
+    stamp columns, :func:`with_stamps`)."""
     n = batch.rejects.num_rows
-    return batch.rejects.append_column("batch_id", pa.array([batch_id] * n, type=pa.string())).append_column(
+    rows = batch.rejects.append_column("batch_id", pa.array([batch_id] * n, type=pa.string())).append_column(
         "model_id", pa.array([model_id] * n, type=pa.string())
     )
+    return with_stamps(rows, arrivals)
 
 
 def batch_row(report: dict[str, Any], committed_at: dt.datetime) -> pa.Table:
@@ -243,7 +254,7 @@ def commit_batch(
                                prefetched=prefetched)
     committed_at = dt.datetime.now(dt.UTC)
     with timer.stage("write_rejects"):
-        tables.replace_batch_rows(lake, tables.REJECTS, reject_rows(batch, **ids), **ids)
+        tables.replace_batch_rows(lake, tables.REJECTS, reject_rows(batch, **ids, arrivals=arrived), **ids)
     with timer.stage("pca_commit"):
         commit_version(config.lake, planned, batch.stats)
     with timer.stage("write_features"):
@@ -251,8 +262,9 @@ def commit_batch(
         tables.replace_batch_rows(lake, tables.FEATURES, rows, **ids,
                                   summary={"fruits.pca_version": str(planned.version)})
     with timer.stage("supersede"):  # an overwritten photo keeps one row, its newest content (erasure.supersede)
-        uris = batch.features.column("image_uri").to_pylist()
-        superseded = erasure.supersede(lake, config.lake, spec.model_id, uris, keep_batch=config.batch_id)
+        uris = batch.features.column("image_uri").to_pylist()  # a newest version rejected leaves no older row
+        committed = [*uris, *batch.rejects.column("image_uri").to_pylist()]
+        superseded = erasure.supersede(lake, config.lake, spec.model_id, committed, keep_batch=config.batch_id)
     with timer.stage("erase"):  # images removed from the bucket since: their rows leave every model, PCA downdated
         requested, done = _erase_listed(config, started)
     ratio = planned.fit.explained_variance_ratio

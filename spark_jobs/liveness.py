@@ -8,8 +8,8 @@ what is needed to tell, per image URI:
 
 * the ``erasures`` ledger (:data:`spark_jobs.tables.ERASURES`): the stamp of each erasure of the URI, and prefix
   erasures; a version not newer than an erasure's stamp is **erased**;
-* the stamps kept on the ``features`` rows (``sequencer``, ``event_time``, ``last_modified``, ``version_id``) of
-  every model: a version older than one of them is **superseded**.
+* the stamps kept on the ``features`` and ``rejects`` rows (``sequencer``, ``event_time``, ``last_modified``,
+  ``version_id``) of every model: a version older than one of them is **superseded**.
 
 Only the rows of the batch's URIs are read (an ``In(image_uri, …)`` filter, pruned by the files' column
 statistics) plus the prefix erasures (rare, an operator's action): never a scan of all history. A version with no
@@ -79,17 +79,21 @@ def erasure_stamps(lake: tables.Lake, uris: Iterable[str]) -> dict[str, list[Ver
     return dict(out)
 
 
-def feature_stamps(lake: tables.Lake, uris: Iterable[str]) -> dict[str, list[VersionStamp]]:
-    """``image_uri`` -> stamps of the ``features`` rows of it, every model (none when the table does not exist)."""
+def committed_stamps(lake: tables.Lake, uris: Iterable[str]) -> dict[str, list[VersionStamp]]:
+    """``image_uri`` -> stamps of the ``features`` and ``rejects`` rows of it, every model (a newest version that
+    could not be decoded is still the newest: its ``rejects`` row supersedes older versions too)."""
     wanted = set(uris)
-    if not wanted or not lake.exists(tables.FEATURES):
-        return {}
-    table = lake.table(tables.FEATURES)  # writer access: an older table gains the stamp columns first
-    fields = ("image_uri", "sequencer", "event_time", "last_modified", "version_id")
-    rows: pa.Table = table.scan(row_filter=uri_filter(wanted), selected_fields=fields).to_arrow()
     out: dict[str, list[VersionStamp]] = defaultdict(list)
-    for row in rows.to_pylist():
-        out[row["image_uri"]].append(row_stamp(row))
+    if not wanted:
+        return {}
+    fields = ("image_uri", "sequencer", "event_time", "last_modified", "version_id")
+    for name in (tables.FEATURES, tables.REJECTS):
+        if not lake.exists(name):
+            continue
+        table = lake.table(name)  # writer access: an older table gains the stamp columns first
+        rows: pa.Table = table.scan(row_filter=uri_filter(wanted), selected_fields=fields).to_arrow()
+        for row in rows.to_pylist():
+            out[row["image_uri"]].append(row_stamp(row))
     return dict(out)
 
 
@@ -98,11 +102,11 @@ def stale_versions(lake: tables.Lake, stamps: Mapping[str, VersionStamp]) -> dic
 
     Returns:
         ``image_uri`` -> ``"erased"`` (the ledger holds an erasure of it whose stamp is not older than the
-        version: ``not is_newer(version, erasure)``) or ``"superseded"`` (a ``features`` row of the key, any model,
-        holds a strictly newer version: ``is_newer(row, version)``). Live versions are absent.
+        version: ``not is_newer(version, erasure)``) or ``"superseded"`` (a ``features`` or ``rejects`` row of the
+        key, any model, holds a strictly newer version: ``is_newer(row, version)``). Live versions are absent.
     """
     erased = erasure_stamps(lake, stamps)
-    rows = feature_stamps(lake, stamps)
+    rows = committed_stamps(lake, stamps)
     stale: dict[str, str] = {}
     for uri, stamp in stamps.items():
         if any(not is_newer(stamp, erasure) for erasure in erased.get(uri, ())):

@@ -94,6 +94,11 @@ REJECTS_SCHEMA = Schema(
     NestedField(2, "reason", StringType(), required=False, doc="not_an_image, truncated, too_large, empty, …"),
     NestedField(3, "batch_id", StringType(), required=True),
     NestedField(4, "model_id", StringType(), required=True),
+    # added by schema evolution (issue 18): the version stamp of the rejected image, as in features
+    NestedField(5, "event_time", TimestamptzType(), required=False, doc="S3 event time of the upload (UTC)"),
+    NestedField(6, "sequencer", StringType(), required=False, doc="S3 event sequencer of the upload (hex)"),
+    NestedField(7, "version_id", StringType(), required=False, doc="S3 version id (null: unversioned)"),
+    NestedField(8, "last_modified", TimestamptzType(), required=False, doc="LastModified when found by listing"),
 )
 BATCHES_SCHEMA = Schema(
     NestedField(1, "batch_id", StringType(), required=True),

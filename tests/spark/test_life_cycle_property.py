@@ -3,7 +3,8 @@ runs, re-runs of old batches and late runs leaves one row per live key with its 
 
 The commit part of the job (:func:`spark_jobs.job.commit_batch`) is driven with synthetic feature vectors (no Spark,
 no model), so hundreds of random histories run in about a minute. The oracle: a key's row is the newest version
-among those of the batch runs so far, unless an erasure applied so far is not older than it
+among those of the batch runs so far, unless it could not be decoded (one version in five: a rejects row) or an
+erasure applied so far is not older than it
 (docs/contracts.md "Version order"); the PCA state equals a batch PCA of the rows at rest.
 """
 
@@ -52,6 +53,11 @@ class Version:
 
     def vector(self) -> np.ndarray:
         return np.random.default_rng(self.number).normal(size=DIM).astype(np.float32)
+
+    @property
+    def corrupt(self) -> bool:
+        """One version in five cannot be decoded (a rejects row): it is still the key's newest version."""
+        return self.second % 5 == 4
 
 
 @dataclass
@@ -116,14 +122,18 @@ class World:
         batch_id, chosen, erase_lines = self.sealed[which % len(self.sealed)]
         manifest = self.root / f"{batch_id}.jsonl"
         records = parse_manifest(manifest.read_bytes())
-        x = np.stack([v.vector() for v in chosen]) if chosen else np.zeros((0, DIM), dtype=np.float32)
+        good = [v for v in chosen if not v.corrupt]
+        x = np.stack([v.vector() for v in good]) if good else np.zeros((0, DIM), dtype=np.float32)
         features = pa.Table.from_pydict({
-            "image_uri": [v.key for v in chosen], "label": ["x"] * len(chosen),
-            "content_sha256": [f"sha-{v.number}" for v in chosen], "width": [8] * len(chosen),
-            "height": [8] * len(chosen), "features": [list(row) for row in x],
+            "image_uri": [v.key for v in good], "label": ["x"] * len(good),
+            "content_sha256": [f"sha-{v.number}" for v in good], "width": [8] * len(good),
+            "height": [8] * len(good), "features": [list(row) for row in x],
         }, schema=FEATURES_ARROW_SCHEMA)
-        stats = SufficientStats.from_array(x.astype(np.float64)) if chosen else SufficientStats.empty(DIM)
-        batch = BatchFeatures(features, REJECTS_ARROW_SCHEMA.empty_table(), stats, len(chosen))
+        bad = [v.key for v in chosen if v.corrupt]
+        rejects = pa.Table.from_pydict({"image_uri": bad, "reason": ["corrupt"] * len(bad)},
+                                       schema=REJECTS_ARROW_SCHEMA)
+        stats = SufficientStats.from_array(x.astype(np.float64)) if good else SufficientStats.empty(DIM)
+        batch = BatchFeatures(features, rejects, stats, len(chosen))
         commit_batch(JobConfig(str(manifest), self.lake, batch_id, "projection:7", K, 8, 4), SPEC, "numpy", batch,
                      records)
         for v in chosen:
@@ -143,7 +153,7 @@ class World:
         out = {}
         for key, versions in self.run_versions.items():
             newest = max(versions, key=lambda v: v.second)
-            if all(is_newer(newest.stamp(), e) for e in self.applied.get(key, ())):
+            if not newest.corrupt and all(is_newer(newest.stamp(), e) for e in self.applied.get(key, ())):
                 out[key] = newest
         return out
 
@@ -354,3 +364,25 @@ def test_a_lake_written_before_the_stamps_keeps_working(tmp_path: Path) -> None:
     # THEN the table gained the columns, and the erasure removed the row
     assert not tables.missing_columns(lake.table(tables.FEATURES, create=False), tables.FEATURES)
     assert rows_of(world) == {}
+
+
+def test_an_overwrite_by_bytes_that_cannot_be_decoded_leaves_no_stale_row(tmp_path: Path) -> None:
+    # GIVEN key A featurized at version 1, then overwritten by a file that cannot be decoded (version 2)
+    world = World(tmp_path)
+    world.upload(KEYS[0])
+    world.seal([(0, 0.0, False)])
+    world.run(0)
+    while (world.clock + 1) % 5 != 4:
+        world.tick()
+    world.upload(KEYS[0])
+    assert world.versions[KEYS[0]][-1].corrupt
+    world.seal([(0, 0.99, False)])
+    # WHEN its batch runs, then the old batch is re-run
+    world.run(1)
+    world.run(0)
+    # THEN the key has no features row (its newest version is a rejects row), and the PCA counts nothing
+    assert rows_of(world) == {}
+    rejects = tables.scan(tables.Lake.at(world.lake), tables.REJECTS).to_pylist()
+    assert [(r["image_uri"], r["version_id"]) for r in rejects] == [(KEYS[0], f"v{world.versions[KEYS[0]][-1].number}")]
+    assert report_of(world, 0)["stale"] == {"images": 1, "by_reason": {"superseded": 1}}
+    assert pca.load_version(world.lake, SPEC.model_id).state.n == 0

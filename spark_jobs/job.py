@@ -10,7 +10,8 @@ re-run ends with exactly one copy of the batch's rows and a PCA state equal to a
 of the model):
 
 0. liveness: the batch's versions erased or superseded since it was sealed are dropped (:mod:`spark_jobs.liveness`,
-   checked against the lake's ``erasures`` ledger and the stamps of the ``features`` rows of the batch's URIs);
+   checked against the lake's ``erasures`` ledger and the stamps of the ``features`` / ``rejects`` rows of the
+   batch's URIs);
 1. ``rejects``: the rows of (batch, model) replaced in one Iceberg transaction;
 2. the PCA version: statistics, state and finally its JSON marker, never overwritten (:mod:`spark_jobs.pca`;
    re-running a batch id replaces its contribution exactly);
@@ -18,8 +19,8 @@ of the model):
    version it was projected on, also named in the snapshot summary (``fruits.pca_version``);
 4. ``batches``: the batch run's row, then the JSON report ``batches/<batch_id>.json``.
 
-Between 3 and 4, older rows of the batch's featurized URIs leave the model (``erasure.supersede``), then the
-batch's erasure list is applied (recorded in the ``erasures`` ledger first, ``erasure.erase_images``).
+Between 3 and 4, older rows of the batch's featurized and rejected URIs leave the model (``erasure.supersede``),
+then the batch's erasure list is applied (recorded in the ``erasures`` ledger first, ``erasure.erase_images``).
 """
 from __future__ import annotations
 

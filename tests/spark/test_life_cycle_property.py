@@ -386,3 +386,37 @@ def test_an_overwrite_by_bytes_that_cannot_be_decoded_leaves_no_stale_row(tmp_pa
     assert [(r["image_uri"], r["version_id"]) for r in rejects] == [(KEYS[0], f"v{world.versions[KEYS[0]][-1].number}")]
     assert report_of(world, 0)["stale"] == {"images": 1, "by_reason": {"superseded": 1}}
     assert pca.load_version(world.lake, SPEC.model_id).state.n == 0
+
+
+def test_manifest_and_erasure_lines_give_each_version_its_stamp(tmp_path: Path) -> None:
+    import pytest
+
+    from spark_jobs.manifest import ManifestError, arrivals, read_erasures
+
+    # GIVEN a manifest with an event-recorded image, a listed one and an old line without either
+    records = parse_manifest(
+        b'{"image_uri": "s3://b/images/a#1.jpg", "version_id": "v1", "event_time": "2026-11-25T02:00:00.123Z",'
+        b' "sequencer": "0A"}\n'
+        b'{"image_uri": "s3://b/images/b.jpg", "version_id": "v2", "last_modified": "2026-11-25T03:00:00+00:00"}\n'
+        b'{"image_uri": "s3://b/images/c.jpg"}\n')
+    # WHEN their stamps are read THEN event time (else LastModified), sequencer and version id form them
+    stamps = {uri: a.stamp for uri, a in arrivals(records).items()}
+    assert stamps["s3://b/images/a#1.jpg"] == VersionStamp("0A", "2026-11-25T02:00:00.123000+00:00", "v1")
+    assert stamps["s3://b/images/b.jpg"] == VersionStamp(None, "2026-11-25T03:00:00+00:00", "v2")
+    assert stamps["s3://b/images/c.jpg"] == VersionStamp()
+    with pytest.raises(ManifestError, match="last_modified"):
+        parse_manifest(b'{"image_uri": "s3://b/x.jpg", "last_modified": "yesterday"}\n')
+    # GIVEN an erasure list with a stamped delete, a request and a line written before lines carried stamps
+    manifest = tmp_path / "b1.jsonl"
+    (tmp_path / "b1.erase.jsonl").write_text(
+        '{"image_uri": "s3://b/images/a#1.jpg", "sequencer": "0B", "time": "2026-11-25T04:00:00Z", '
+        '"version_id": "v1", "reason": "deleted"}\n'
+        '{"image_uri": "s3://b/images/b.jpg", "sequencer": null, "time": "2026-11-25T05:00:00Z", "reason": "request"}\n'
+        '{"image_uri": "s3://b/images/c.jpg", "sequencer": null, "reason": "deleted"}\n')
+    # WHEN read THEN each line has its stamp; the old line gets the job's start time
+    erased = read_erasures(str(manifest), default_time="2026-12-01T00:00:00+00:00")
+    assert [(e.image_uri, e.stamp, e.reason) for e in erased] == [
+        ("s3://b/images/a#1.jpg", VersionStamp("0B", "2026-11-25T04:00:00+00:00", "v1"), "deleted"),
+        ("s3://b/images/b.jpg", VersionStamp(None, "2026-11-25T05:00:00+00:00", None), "request"),
+        ("s3://b/images/c.jpg", VersionStamp(None, "2026-12-01T00:00:00+00:00", None), "deleted"),
+    ]

@@ -39,7 +39,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pyspark.sql import SparkSession
 
-from lambdas.contracts import is_newer
+from lambdas.contracts import VersionStamp, is_newer
 from spark_jobs import erasure, liveness, storage, tables
 from spark_jobs import lake as lake_io
 from spark_jobs.engines import check_engine, default_engine
@@ -215,6 +215,21 @@ def _erase_listed(config: JobConfig, started: dt.datetime) -> tuple[int, erasure
     return len(erased), done
 
 
+def _erase_late(config: JobConfig, lake: tables.Lake, committed: Mapping[str, VersionStamp]) -> int:
+    """Close the race with an erasure recorded while this job committed (``fruits erase`` after the liveness check,
+    its row delete done before this job's ``features`` commit): the ledger is read again for the committed URIs and
+    the versions an erasure now covers are erased (with that erasure's stamp). Returns how many."""
+    covered: dict[str, VersionStamp] = {}
+    for uri, erasures in liveness.erasure_stamps(lake, committed).items():
+        for stamp in erasures:
+            if not is_newer(committed[uri], stamp) and (uri not in covered or is_newer(stamp, covered[uri])):
+                covered[uri] = stamp
+    if covered:
+        erasure.erase_images(config.lake, sorted(covered), catalog=config.catalog, stamps=covered,
+                             erasure_id=f"{config.batch_id}-l{uuid4().hex[:6]}")
+    return len(covered)
+
+
 def commit_batch(
     config: JobConfig, spec: ModelSpec, engine: str, batch: BatchFeatures, records: list[dict], *,
     timer: _Timer | None = None, prefetched: PcaVersion | None = None,
@@ -267,6 +282,7 @@ def commit_batch(
         committed = [*uris, *batch.rejects.column("image_uri").to_pylist()]
         superseded = erasure.supersede(lake, config.lake, spec.model_id, committed, keep_batch=config.batch_id)
     with timer.stage("erase"):  # images removed from the bucket since: their rows leave every model, PCA downdated
+        late = _erase_late(config, lake, {u: arrived.get(u, unknown).stamp for u in committed})
         requested, done = _erase_listed(config, started)
     ratio = planned.fit.explained_variance_ratio
     featurize_seconds = timer.seconds.get("featurize", 0.0)
@@ -295,7 +311,8 @@ def commit_batch(
         "superseded": {"rows": superseded.rows if superseded else 0,
                        "pca_version": superseded.pca_version if superseded else None},
         "erased": {"requested": requested, "rows": done.rows if done else 0,
-                   "pca_versions": {m.model_id: m.pca_version for m in done.models} if done else {}},
+                   "pca_versions": {m.model_id: m.pca_version for m in done.models} if done else {},
+                   "late": late},
     }
     tables.replace_batch_rows(lake, tables.BATCHES, batch_row(report, committed_at), **ids)
     lake_io.write_report(config.lake, report)

@@ -420,3 +420,22 @@ def test_manifest_and_erasure_lines_give_each_version_its_stamp(tmp_path: Path) 
         ("s3://b/images/b.jpg", VersionStamp(None, "2026-11-25T05:00:00+00:00", None), "request"),
         ("s3://b/images/c.jpg", VersionStamp(None, "2026-12-01T00:00:00+00:00", None), "deleted"),
     ]
+
+
+def test_an_erasure_recorded_while_the_job_commits_still_removes_the_row(tmp_path: Path, monkeypatch) -> None:
+    from spark_jobs import liveness
+
+    # GIVEN a sealed batch of key A, and a `fruits erase` of A racing the job: the job's liveness check ran before
+    # the erasure was recorded, the erasure's row delete before the job's features commit (so it found no row)
+    world = World(tmp_path)
+    world.upload(KEYS[0])
+    world.seal([(0, 0.0, False)])
+    stamp = VersionStamp(None, (EPOCH + dt.timedelta(seconds=world.tick())).isoformat(), None)
+    erasure.erase_images(world.lake, [KEYS[0]], stamps={KEYS[0]: stamp})
+    monkeypatch.setattr(liveness, "stale_versions", lambda lake, stamps: {})
+    # WHEN the job commits
+    world.run(0)
+    # THEN the post-commit ledger check erases the row it just wrote, and the PCA counts nothing
+    assert rows_of(world) == {}
+    assert report_of(world, 0)["erased"]["late"] == 1
+    assert pca.load_version(world.lake, SPEC.model_id).state.n == 0

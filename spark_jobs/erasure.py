@@ -1,6 +1,11 @@
 """Erasure of images from the lake (GDPR): rows deleted from every table, the PCA downdated exactly.
 
-For each model with rows of the erased images, one erasure is three steps, each atomic:
+Every erasure is first appended to the lake's ``erasures`` ledger (:func:`spark_jobs.liveness.record_erasures`:
+URI or prefix, with the erasure's version stamp), so no job run committing later writes a row for an erased
+version again (:mod:`spark_jobs.liveness`). Only the rows whose version is not newer than the erasure
+(``not is_newer(row, erasure)``, docs/contracts.md "Version order") are erased, in ``features`` and ``rejects``: a
+photo uploaded again after its delete keeps its row. For each model with such rows, one erasure is three steps,
+each atomic:
 
 1. **PCA version** (commit marker: its JSON): the statistics of the erased rows' feature vectors (float32 as
    stored, widened to float64, as the batch statistics were) are stored per source batch, the request
@@ -24,7 +29,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -32,7 +37,8 @@ import numpy as np
 import pyarrow as pa
 from pyiceberg.expressions import And, BooleanExpression, EqualTo, In, NotEqualTo, Or, StartsWith
 
-from spark_jobs import near_duplicates, pca, storage, tables
+from lambdas.contracts import VersionStamp, is_newer
+from spark_jobs import liveness, near_duplicates, pca, storage, tables
 from spark_jobs.stats import SufficientStats, downdate, merge
 
 KIND_ERASE = "erase"
@@ -84,7 +90,15 @@ def row_filter(uris: Sequence[str] = (), prefix: str | None = None) -> BooleanEx
 
 
 def _spec_filter(spec: dict) -> BooleanExpression:
-    """The row filter a stored request describes (``uris``, ``prefix``, optional ``keep_batch``)."""
+    """The row filter a stored request describes: ``rows`` (``{batch_id: [image_uri, …]}``: exactly those rows),
+    else ``uris`` / ``prefix`` with an optional ``keep_batch`` (rows of other batches only)."""
+    if spec.get("rows"):
+        parts = [And(EqualTo("batch_id", batch_id), liveness.uri_filter(uris))
+                 for batch_id, uris in spec["rows"].items()]
+        where = parts[0]
+        for part in parts[1:]:
+            where = Or(where, part)
+        return where
     where = row_filter(spec["uris"], spec["prefix"])
     return And(where, NotEqualTo("batch_id", spec["keep_batch"])) if spec.get("keep_batch") else where
 
@@ -177,9 +191,11 @@ def supersede(
 ) -> ModelErasure | None:
     """Remove older rows of ``uris`` (rows of ``model_id`` in batches other than ``keep_batch``), PCA downdated.
 
-    Called by the job right after batch ``keep_batch`` committed its rows: an overwritten photo then has one row,
-    its newest content (the manifest side never featurizes a late event of an older version; the latest commit
-    wins). Same steps and crash safety as an erasure (module doc); erasure id ``<keep_batch>-s<6 hex>``.
+    Called by the job right after batch ``keep_batch`` committed its rows (featurized or rejected): an overwritten
+    photo then has one row, its newest content, or none when its newest version was rejected. The job commits only
+    live versions (:mod:`spark_jobs.liveness`: none older than a row of the key), so every other row of ``uris`` is
+    of an older or the same version. Same steps and crash safety as an erasure (module doc); erasure id
+    ``<keep_batch>-s<6 hex>``.
     """
     if not uris:
         return None
@@ -194,13 +210,25 @@ def erase_images(
     prefix: str | None = None,
     catalog: str | None = None,
     erasure_id: str | None = None,
+    stamps: Mapping[str, VersionStamp] | None = None,
+    reasons: Mapping[str, str | None] | None = None,
 ) -> ErasureReport:
     """Erase images (exact ``image_uri`` values and/or every URI under ``prefix``) from every model of the lake.
 
+    First the erasures are recorded in the ``erasures`` ledger (:func:`spark_jobs.liveness.record_erasures`), so
+    no job run committing later (a re-run of an old batch, a late run) writes a row for an erased version again;
+    then, per model, the ``features`` rows whose version is not newer than the erasure
+    (``not is_newer(row, erasure)``, docs/contracts.md "Version order") are deleted (module doc steps 1-3): a
+    version uploaded after the erasure keeps its row. ``rejects`` rows of the images are deleted the same way.
+
     Args:
         lake_uri: lake root (local directory or ``s3://``). catalog: ``sql:PATH | glue[:DATABASE]`` (default:
-            the SQLite file next to a local lake). erasure_id: recorded in the PCA ledger and snapshot summaries
-            (default: ``e<UTC time>-<8 hex>``).
+            the SQLite file next to a local lake). erasure_id: recorded in the PCA ledger, the erasure ledger and
+            snapshot summaries (default: ``e<UTC time>-<8 hex>``).
+        stamps: ``image_uri`` -> stamp of its erasure (a batch's erasure list: the delete event's); URIs without
+            one, and ``prefix``, get ``VersionStamp(None, <now>, None)`` (a request: every version before now).
+        reasons: ``image_uri`` -> ``deleted`` (the object was deleted from the bucket) or ``request`` (an erasure
+            request; the default).
 
     Returns:
         What was deleted per model (a model with no matching row is not listed) and the rejects rows deleted.
@@ -209,21 +237,55 @@ def erase_images(
         ErasureError: nothing selected. ValueError / storage.ObjectExistsError: see :func:`erase_model`.
     """
     where = row_filter(uris, prefix)
-    spec = {"uris": sorted(set(uris)), "prefix": prefix or None}
+    requested = VersionStamp(None, datetime.now(UTC).isoformat(), None)
+    erasures = {uri: (stamps or {}).get(uri) or requested for uri in uris}
+    spec_base = {"uris": sorted(set(uris)), "prefix": prefix or None}
     erasure_id = erasure_id or f"e{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
     lake = tables.Lake.at(lake_uri, catalog)
+    liveness.record_erasures(lake, erasures, erasure_id=erasure_id, reasons=reasons or {}, prefix=prefix,
+                             prefix_stamp=requested)
     models = []
-    for model_id in tables.model_ids(lake):
-        done = erase_model(lake, lake_uri, model_id, where, spec, erasure_id)
+    dead_features = _dead_rows(lake, where, erasures, prefix, requested)
+    for model_id, dead in dead_features.items():
+        spec = {**spec_base, "rows": dead}
+        done = erase_model(lake, lake_uri, model_id, _spec_filter(spec), spec, erasure_id)
         if done is not None:
             models.append(done)
     rejects_deleted = 0
-    if lake.exists(tables.REJECTS):
+    dead_rejects = _dead_rows(lake, where, erasures, prefix, requested, tables.REJECTS)
+    if dead_rejects:
+        parts = [And(EqualTo("model_id", model_id), _spec_filter({"rows": by_batch}))
+                 for model_id, by_batch in dead_rejects.items()]
+        delete = parts[0]
+        for part in parts[1:]:
+            delete = Or(delete, part)
         rejects = lake.table(tables.REJECTS)
-        rejects_deleted = rejects.scan(row_filter=where, selected_fields=("image_uri",)).to_arrow().num_rows
-        if rejects_deleted:
-            rejects.delete(delete_filter=where, snapshot_properties={"fruits.erasure_id": erasure_id})
-    # near_duplicates: every pair naming an erased photo, after its feature rows are gone (no batch can re-pair it)
-    pairs_deleted = near_duplicates.delete_pairs(lake, uris, prefix,
+        rejects_deleted = rejects.scan(row_filter=delete, selected_fields=("image_uri",)).to_arrow().num_rows
+        rejects.delete(delete_filter=delete, snapshot_properties={"fruits.erasure_id": erasure_id})
+    # near_duplicates: every pair naming an erased row's photo, after its feature rows are gone (no batch can re-pair
+    # it); a version uploaded after the erasure keeps its row and its pairs
+    erased_uris = sorted({uri for by_batch in dead_features.values() for batch in by_batch.values() for uri in batch})
+    pairs_deleted = near_duplicates.delete_pairs(lake, erased_uris,
                                                  snapshot_properties={"fruits.erasure_id": erasure_id})
     return ErasureReport(erasure_id, models, rejects_deleted, pairs_deleted)
+
+
+def _dead_rows(
+    lake: tables.Lake, where: BooleanExpression, erasures: Mapping[str, VersionStamp], prefix: str | None,
+    prefix_stamp: VersionStamp, name: str = tables.FEATURES,
+) -> dict[str, dict[str, list[str]]]:
+    """``model_id`` -> ``batch_id`` -> image URIs of the rows of table ``name`` matching ``where`` whose version is
+    not newer than their erasure (one scan of the stamp columns, no feature vectors)."""
+    if not lake.exists(name):
+        return {}
+    fields = ("image_uri", "model_id", "batch_id", "sequencer", "event_time", "last_modified", "version_id")
+    rows = lake.table(name).scan(row_filter=where, selected_fields=fields).to_arrow().to_pylist()
+    dead: dict[str, dict[str, list[str]]] = {}
+    for row in rows:
+        uri = row["image_uri"]
+        applicable = [erasures[uri]] if uri in erasures else []
+        if prefix and uri.startswith(prefix):
+            applicable.append(prefix_stamp)
+        if any(not is_newer(liveness.row_stamp(row), erasure) for erasure in applicable):
+            dead.setdefault(row["model_id"], {}).setdefault(row["batch_id"], []).append(uri)
+    return {m: {b: sorted(set(u)) for b, u in sorted(by.items())} for m, by in sorted(dead.items())}

@@ -39,6 +39,8 @@ FEATURES_LAKE_SCHEMA = T.StructType(
         T.StructField("batch_id", T.StringType(), False),
         T.StructField("event_time", T.TimestampType(), True),
         T.StructField("sequencer", T.StringType(), True),
+        T.StructField("version_id", T.StringType(), True),
+        T.StructField("last_modified", T.TimestampType(), True),
     ]
 )
 REJECTS_LAKE_SCHEMA = T.StructType(

@@ -15,6 +15,7 @@ import pyarrow.parquet as pq
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import types as T
 
+from lambdas.contracts import VersionStamp
 from spark_jobs import storage
 
 MANIFEST_SCHEMA = T.StructType(
@@ -34,7 +35,8 @@ class ManifestError(ValueError):
 
 def parse_manifest(data: bytes) -> list[dict]:
     """Manifest bytes -> records (``image_uri``, ``label``, ``size``, ``etag``, ``version_id``, ``event_time``,
-    ``sequencer``), first wins on dupes. ``event_time`` becomes a timezone-aware ``datetime`` (UTC) or None.
+    ``sequencer``, ``last_modified``), first wins on dupes. ``event_time`` and ``last_modified`` become
+    timezone-aware ``datetime`` (UTC) or None (older manifests have no ``last_modified``).
 
     Parquet is recognised by its ``PAR1`` magic, anything else is JSON lines (blank lines ignored).
 
@@ -67,33 +69,52 @@ def parse_manifest(data: bytes) -> list[dict]:
                 "version_id": row.get("version_id"),
                 "event_time": _event_time(row.get("event_time"), number),
                 "sequencer": row.get("sequencer") or None,
+                "last_modified": _event_time(row.get("last_modified"), number, "last_modified"),
             },
         )
     return list(records.values())
 
 
-def _event_time(value: object, number: int) -> dt.datetime | None:
-    """An ISO-8601 event time (``"2026-11-25T02:00:00.123Z"``) -> aware UTC datetime; None when absent."""
+def _event_time(value: object, number: int, name: str = "event_time") -> dt.datetime | None:
+    """An ISO-8601 time (``"2026-11-25T02:00:00.123Z"``) -> aware UTC datetime; None when absent."""
     if value is None or value == "":
         return None
     try:
         parsed = dt.datetime.fromisoformat(str(value))
     except ValueError:
-        raise ManifestError(f"manifest record {number}: event_time {value!r} is not ISO-8601") from None
+        raise ManifestError(f"manifest record {number}: {name} {value!r} is not ISO-8601") from None
     return (parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)).astimezone(dt.UTC)
+
+
+def iso_utc(time: dt.datetime | None) -> str | None:
+    """An aware datetime -> ISO-8601 UTC text (``2026-11-25T02:00:00.123000+00:00``; whole seconds first, as
+    :func:`lambdas.contracts.is_newer` compares them); None for None."""
+    return None if time is None else time.astimezone(dt.UTC).isoformat()
 
 
 @dataclass(frozen=True)
 class Arrival:
-    """When and in which order S3 announced an image: the event's time (aware UTC) and sequencer (hex)."""
+    """Which S3 version of an image the manifest recorded and when S3 announced it: the event's time (aware UTC)
+    and sequencer (hex), the listing's ``last_modified`` (aware UTC, when found by listing) and the version id."""
 
     event_time: dt.datetime | None
     sequencer: str | None
+    last_modified: dt.datetime | None = None
+    version_id: str | None = None
+
+    @property
+    def stamp(self) -> VersionStamp:
+        """The version's place among the events of its key (docs/contracts.md "Version order"):
+        ``VersionStamp(sequencer, event_time or last_modified, version_id)``."""
+        return VersionStamp(self.sequencer, iso_utc(self.event_time or self.last_modified), self.version_id or None)
 
 
 def arrivals(records: list[dict]) -> dict[str, Arrival]:
     """``image_uri`` -> :class:`Arrival` of parsed manifest records (:func:`parse_manifest`)."""
-    return {r["image_uri"]: Arrival(r.get("event_time"), r.get("sequencer")) for r in records}
+    return {
+        r["image_uri"]: Arrival(r.get("event_time"), r.get("sequencer"), r.get("last_modified"), r.get("version_id"))
+        for r in records
+    }
 
 
 def read_manifest(spark: SparkSession, uri: str, num_partitions: int | None = None) -> DataFrame:
@@ -119,22 +140,42 @@ def erase_manifest_uri(manifest_uri: str) -> str:
     return f"{stem}.erase.jsonl"
 
 
-def read_erasures(manifest_uri: str) -> list[str]:
-    """Image URIs the batch must erase after its commit (docs/contracts.md, "Batch manifest"); [] when the
-    erasure list does not exist. One JSON object per line with at least ``image_uri``.
+@dataclass(frozen=True)
+class Erasure:
+    """One line of a batch's erasure list: the image URI, the stamp of the delete event (or request) and why."""
+
+    image_uri: str
+    stamp: VersionStamp
+    reason: str | None = None
+
+
+def read_erasures(manifest_uri: str, *, default_time: str) -> list[Erasure]:
+    """The erasures the batch applies after its commit (docs/contracts.md, "Batch manifest"); [] when the erasure
+    list does not exist. One JSON object per line: ``image_uri`` (required), optional ``sequencer``, ``time``
+    (ISO-8601 UTC of the delete event / request), ``version_id``, ``reason``.
+
+    Args:
+        default_time: ISO-8601 UTC time given to a line without ``sequencer`` and ``time`` (written before lines
+            carried them): the job's start, so the erasure covers every version recorded before it.
 
     Raises:
-        ValueError: a line is not a JSON object with a non-empty string ``image_uri``.
+        ValueError: a line is not a JSON object with a non-empty string ``image_uri``, or its ``time`` is not
+            ISO-8601.
     """
     uri = erase_manifest_uri(manifest_uri)
     if not storage.exists(uri):
         return []
-    uris = []
+    erasures = []
     for number, line in enumerate(storage.read_bytes(uri).decode("utf-8").splitlines(), start=1):
         if not line.strip():
             continue
         record = json.loads(line)
         if not isinstance(record, dict) or not isinstance(record.get("image_uri"), str) or not record["image_uri"]:
             raise ValueError(f"{uri}:{number}: expected an object with a non-empty image_uri")
-        uris.append(record["image_uri"])
-    return uris
+        sequencer = record.get("sequencer") or None
+        time = iso_utc(_event_time(record.get("time"), number, "time"))
+        if sequencer is None and time is None:
+            time = default_time
+        stamp = VersionStamp(sequencer, time, record.get("version_id") or None)
+        erasures.append(Erasure(record["image_uri"], stamp, record.get("reason")))
+    return erasures

@@ -12,7 +12,7 @@ import io
 import os
 from pathlib import Path
 from typing import BinaryIO
-from urllib.parse import unquote, urlparse
+from urllib.parse import unquote
 
 
 class ObjectExistsError(FileExistsError):
@@ -33,15 +33,34 @@ def is_s3(uri: str) -> bool:
 
 
 def split_s3(uri: str) -> tuple[str, str]:
-    """``s3://bucket/a/b`` -> ``("bucket", "a/b")``."""
-    parsed = urlparse(uri)
-    return parsed.netloc, parsed.path.lstrip("/")
+    """``s3://bucket/a/b`` -> ``("bucket", "a/b")`` (also ``s3a://``), split on the first ``/`` after the bucket.
+
+    No URL parsing: an S3 key is any UTF-8 text, so ``#``, ``?``, ``%``, spaces and unicode are kept as they are
+    (``urlparse`` would cut ``images/a#b.jpg`` at the fragment and fetch ``images/a``; issue 18 item 5).
+
+    Raises:
+        ValueError: ``uri`` is not an ``s3://`` / ``s3a://`` URI or names no bucket.
+    """
+    scheme, sep, rest = uri.partition("://")
+    if not sep or scheme not in ("s3", "s3a"):
+        raise ValueError(f"not an s3:// URI: {uri!r}")
+    bucket, _, key = rest.partition("/")
+    if not bucket:
+        raise ValueError(f"no bucket in {uri!r}")
+    return bucket, key
 
 
 def local_path(uri: str) -> Path:
-    """Local filesystem path of a ``file://`` URI or plain path (``file://`` is URL-decoded)."""
+    """Local filesystem path of a ``file://`` URI or plain path.
+
+    A ``file://`` URI's path is percent-decoded (RFC 8089) but never cut at ``#`` or ``?``: file names may hold
+    them (same reason as :func:`split_s3`). ``file://localhost/p`` is ``/p``; a plain path is taken as is.
+    """
     if uri.startswith("file://"):
-        return Path(unquote(urlparse(uri).path))
+        rest = uri[len("file://"):]
+        if rest.startswith("localhost/"):
+            rest = rest[len("localhost"):]
+        return Path(unquote(rest))
     return Path(uri)
 
 

@@ -9,7 +9,8 @@ table      one row per                                                     parti
 features   featurized image of a batch run for a model (2,048 float32)     identity(model_id), month(ingested_at)
 rejects    image of a batch run that could not be used, with its reason    identity(model_id)
 batches    batch run (counts, seconds per stage, PCA version, variance)    identity(model_id)
-near_dup.  pair of near-duplicate photos of one model (near_duplicates)       identity(model_id)
+near_dup.  pair of near-duplicate photos of one model (near_duplicates)    identity(model_id)
+erasures   erasure of an image (or of a URI prefix) with its version stamp none (the ledger: append-only)
 =========  ==============================================================  ==============================
 
 Catalog setting (job argument ``--catalog``, Lambda setting ``JOB_CATALOG``), one string:
@@ -60,9 +61,9 @@ from spark_jobs import storage
 
 NAMESPACE = "fruits_lake"
 CATALOG_NAME = "fruits"
-FEATURES, REJECTS, BATCHES = "features", "rejects", "batches"
+FEATURES, REJECTS, BATCHES, ERASURES = "features", "rejects", "batches", "erasures"
 NEAR_DUPLICATES = "near_duplicates"  # pairs of near-duplicate photos (spark_jobs.near_duplicates)
-TABLES = (FEATURES, REJECTS, BATCHES, NEAR_DUPLICATES)
+TABLES = (FEATURES, REJECTS, BATCHES, NEAR_DUPLICATES, ERASURES)
 # Iceberg's default target data file size (write.target-file-size-bytes = 512 MB, Iceberg table properties doc);
 # a batch run is far below it, so each run writes one data file per partition it touches.
 FORMAT_VERSION = "2"
@@ -87,12 +88,20 @@ FEATURES_SCHEMA = Schema(
     # added by schema evolution (Lake.table adds them to older tables; their rows read null):
     NestedField(14, "event_time", TimestamptzType(), required=False, doc="S3 event time of the upload (UTC)"),
     NestedField(15, "sequencer", StringType(), required=False, doc="S3 event sequencer of the upload (hex)"),
+    NestedField(16, "version_id", StringType(), required=False, doc="S3 version id featurized (null: unversioned)"),
+    NestedField(17, "last_modified", TimestamptzType(), required=False,
+                doc="LastModified of the version when it was found by listing (UTC); null when from an event"),
 )
 REJECTS_SCHEMA = Schema(
     NestedField(1, "image_uri", StringType(), required=True),
     NestedField(2, "reason", StringType(), required=False, doc="not_an_image, truncated, too_large, empty, …"),
     NestedField(3, "batch_id", StringType(), required=True),
     NestedField(4, "model_id", StringType(), required=True),
+    # added by schema evolution (issue 18): the version stamp of the rejected image, as in features
+    NestedField(5, "event_time", TimestamptzType(), required=False, doc="S3 event time of the upload (UTC)"),
+    NestedField(6, "sequencer", StringType(), required=False, doc="S3 event sequencer of the upload (hex)"),
+    NestedField(7, "version_id", StringType(), required=False, doc="S3 version id (null: unversioned)"),
+    NestedField(8, "last_modified", TimestamptzType(), required=False, doc="LastModified when found by listing"),
 )
 BATCHES_SCHEMA = Schema(
     NestedField(1, "batch_id", StringType(), required=True),
@@ -115,8 +124,22 @@ NEAR_DUPLICATES_SCHEMA = Schema(
     NestedField(4, "model_id", StringType(), required=True),
     NestedField(5, "batch_id", StringType(), required=True, doc="batch run that recorded the pair"),
 )
+# The erasure ledger (issue 18): one row per erased image URI (scope "uri") or URI prefix (scope "prefix") with the
+# version stamp of the erasure (lambdas.contracts.VersionStamp: the delete event's sequencer/time/version id, or
+# the request time of `fruits erase`). Rows are only ever appended (never deleted, so `fruits expire` keeps them):
+# every version of the key not newer than the stamp is dead, and no job run may write a row for it again.
+ERASURES_SCHEMA = Schema(
+    NestedField(1, "image_uri", StringType(), required=True, doc="erased image URI, or the URI prefix (scope)"),
+    NestedField(2, "scope", StringType(), required=True, doc="uri | prefix"),
+    NestedField(3, "sequencer", StringType(), required=False, doc="S3 sequencer of the delete event (hex)"),
+    NestedField(4, "time", StringType(), required=False, doc="ISO-8601 UTC time of the delete event / request"),
+    NestedField(5, "version_id", StringType(), required=False, doc="S3 version id the delete event named"),
+    NestedField(6, "reason", StringType(), required=False, doc="deleted | request"),
+    NestedField(7, "erasure_id", StringType(), required=True),
+    NestedField(8, "recorded_at", TimestamptzType(), required=False, doc="when the ledger row was committed (UTC)"),
+)
 SCHEMAS: dict[str, Schema] = {FEATURES: FEATURES_SCHEMA, REJECTS: REJECTS_SCHEMA, BATCHES: BATCHES_SCHEMA,
-                              NEAR_DUPLICATES: NEAR_DUPLICATES_SCHEMA}
+                              NEAR_DUPLICATES: NEAR_DUPLICATES_SCHEMA, ERASURES: ERASURES_SCHEMA}
 
 
 def _by_model(schema: Schema) -> PartitionField:
@@ -131,6 +154,7 @@ SPECS: dict[str, PartitionSpec] = {
     REJECTS: PartitionSpec(_by_model(REJECTS_SCHEMA)),
     BATCHES: PartitionSpec(_by_model(BATCHES_SCHEMA)),
     NEAR_DUPLICATES: PartitionSpec(_by_model(NEAR_DUPLICATES_SCHEMA)),
+    ERASURES: PartitionSpec(),  # small (one row per erased key); read by an image_uri filter (column statistics)
 }
 
 

@@ -20,7 +20,7 @@ from cdk.nag import acknowledge_object_prefixes
 from lambdas import resources as r
 
 FEATURES_TABLE = "features"
-LAKE_TABLES = ("features", "rejects", "batches", "near_duplicates")
+LAKE_TABLES = ("features", "rejects", "batches", "near_duplicates", "erasures")  # spark_jobs.tables.TABLES
 # Glue calls of PyIceberg's GlueCatalog (pyiceberg/catalog/glue.py): load, create and commit tables.
 GLUE_READ_ACTIONS = ("glue:GetDatabase", "glue:GetDatabases", "glue:GetTable", "glue:GetTables")
 GLUE_WRITE_ACTIONS = ("glue:CreateTable", "glue:UpdateTable")
@@ -50,7 +50,8 @@ class Query(Construct):
             catalog_id=stack.account,
             database_input=glue.CfnDatabase.DatabaseInputProperty(
                 name=database_name,
-                description="Fruits! feature lake: Iceberg tables features, rejects, batches (data under lake/)",
+                description="Fruits! feature lake: Iceberg tables features, rejects, batches, erasures "
+                "(data under lake/)",
                 location_uri=self.lake_location,
             ),
         )

@@ -21,12 +21,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 import boto3
 
 from fruits.local.lambda_runtime import Handler, LocalLambdaContext
 from lambdas.resources import EMR_EVENT_SOURCE, EMR_JOB_STATE_DETAIL_TYPE, REGION
+from spark_jobs.storage import split_s3
 
 # spark-submit settings that only make sense on EMR Serverless workers; the local run drops them.
 EMR_ONLY_CONF_PREFIXES = (
@@ -217,11 +217,11 @@ class LocalEmrRunner:
         log_uri = monitoring.get("s3MonitoringConfiguration", {}).get("logUri")
         if not log_uri or not log_uri.startswith("s3://"):
             return
-        parsed = urlparse(log_uri)
-        prefix = parsed.path.strip("/")
+        bucket, prefix = split_s3(log_uri)
+        prefix = prefix.strip("/")
         job_path = f"applications/{job_run['applicationId']}/jobs/{job_run['jobRunId']}/SPARK_DRIVER/stdout"
         key = f"{prefix}/{job_path}" if prefix else job_path
-        boto3.client("s3").upload_file(str(log_path), parsed.netloc, key)
+        boto3.client("s3").upload_file(str(log_path), bucket, key)
 
 
 def argument(arguments: list[str], option: str) -> str | None:
@@ -238,9 +238,9 @@ def fetch(uri: str, into: Path) -> Path:
     """Download an ``s3://`` URI into ``into`` (or return a local path as is). Raises boto3 errors."""
     if not uri.startswith("s3://"):
         return Path(uri.removeprefix("file://"))
-    parsed = urlparse(uri)
-    target = into / Path(parsed.path).name
-    boto3.client("s3").download_file(parsed.netloc, parsed.path.lstrip("/"), str(target))
+    bucket, key = split_s3(uri)
+    target = into / Path(key).name
+    boto3.client("s3").download_file(bucket, key, str(target))
     return target
 
 

@@ -97,6 +97,7 @@ def test_parquet_files_on_disk_have_the_contract_types(two_batches) -> None:
         "pca": pa.list_(pa.float32()), "pca_version": pa.int32(), "model_id": pa.string(),
         "ingested_at": pa.timestamp("us", tz="UTC"), "batch_id": pa.string(),
         "event_time": pa.timestamp("us", tz="UTC"), "sequencer": pa.string(),
+        "version_id": pa.string(), "last_modified": pa.timestamp("us", tz="UTC"),
     }
     assert schema.names == list(expected)  # Iceberg keeps partition source columns in the data files
     # PyIceberg writes Arrow's large_string / large_list: the same Parquet logical types (UTF8 BYTE_ARRAY, LIST)

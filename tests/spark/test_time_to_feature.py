@@ -76,9 +76,11 @@ def test_a_batch_run_stores_event_times_and_reports_time_to_feature(spark, sampl
 
 
 def test_a_features_table_written_before_the_event_columns_is_evolved_in_place(tmp_path) -> None:
-    # GIVEN a lake whose features table was created without event_time/sequencer, holding one row
+    # GIVEN a lake whose features table was created without event_time/sequencer (nor the later version_id /
+    # last_modified), holding one row
     lake = tables.Lake.at(str(tmp_path / "lake"))
-    old_fields = [f for f in tables.FEATURES_SCHEMA.fields if f.name not in ("event_time", "sequencer")]
+    later = ["event_time", "sequencer", "version_id", "last_modified"]
+    old_fields = [f for f in tables.FEATURES_SCHEMA.fields if f.name not in later]
     catalog = tables.load_catalog(lake.catalog)
     catalog.create_namespace_if_not_exists(lake.namespace)
     old = catalog.create_table((lake.namespace, tables.FEATURES), schema=Schema(*old_fields),
@@ -86,14 +88,13 @@ def test_a_features_table_written_before_the_event_columns_is_evolved_in_place(t
     row = {"image_uri": "s3://b/old.jpg", "model_id": "m", "batch_id": "b0", "ingested_at": T0,
            "features": [0.5] * 4, "pca": [0.1], "pca_version": 1}
     old.append(pa.Table.from_pylist([row], schema=Schema(*old_fields).as_arrow()))
-    assert tables.missing_columns(old, tables.FEATURES) == ["event_time", "sequencer"]
+    assert tables.missing_columns(old, tables.FEATURES) == later
     # WHEN a reader scans it THEN the new columns read null and the table is left as it is (readers never commit)
     read = tables.scan(lake, tables.FEATURES).to_pylist()
     assert len(read) == 1 and read[0]["event_time"] is None and read[0]["sequencer"] is None
     assert tables.scan(lake, tables.FEATURES, columns=("sequencer", "image_uri")).column_names == [
         "sequencer", "image_uri"]
-    assert tables.missing_columns(lake.table(tables.FEATURES, create=False), tables.FEATURES) == [
-        "event_time", "sequencer"]
+    assert tables.missing_columns(lake.table(tables.FEATURES, create=False), tables.FEATURES) == later
     # WHEN a writer loads it
     table = lake.table(tables.FEATURES)
     # THEN the columns were added (a schema change, no data rewritten): the old row reads null in them

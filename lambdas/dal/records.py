@@ -29,6 +29,7 @@ class Image:
     recorded_at: str | None = None
     sequencer: str | None = None
     event_time: str | None = None
+    last_modified: str | None = None  # the listing's LastModified (images found by listing)
     fate: str | None = None  # superseded | removed (None: the key's live content)
 
     @classmethod
@@ -48,6 +49,7 @@ class Image:
             recorded_at=item.get("recorded_at"),
             sequencer=item.get("sequencer"),
             event_time=item.get("event_time"),
+            last_modified=item.get("last_modified"),
             fate=item.get("fate"),
         )
 

@@ -11,37 +11,81 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from lambdas.handlers.observability import count, count_job_starts, logger, metrics, tracer
 from lambdas.logic.keys import ImageRef, decode_event_key
 from lambdas.pipeline import IngestOutcome, get_pipeline
+from lambdas.service.batching import OTHER_BUCKET
+
+
+class MalformedRecord(ValueError):
+    """An SQS message that is not an S3 event notification the pipeline can process."""
+
+
+def s3_changes(record: SQSRecord) -> list[tuple[str, ImageRef]]:
+    """The ``(eventName, ImageRef)`` of each S3 record of one SQS message; ``[]`` for ``s3:TestEvent``.
+
+    Raises :class:`MalformedRecord` when the body is not JSON, not an S3 notification, or misses a field the
+    pipeline needs (bucket, key, event name): a retry cannot help.
+    """
+    try:
+        body = record.json_body
+        if not isinstance(body, dict):
+            raise MalformedRecord("the body is not a JSON object")
+        if body.get("Event") == "s3:TestEvent":
+            logger.info("skipped s3:TestEvent", extra={"bucket": body.get("Bucket")})
+            return []
+        changes = []
+        for s3_record in S3Event(body).records:
+            obj, event = s3_record.s3.get_object, s3_record.event_name
+            bucket, key = s3_record.s3.bucket.name, obj.key
+            if not all(isinstance(value, str) and value for value in (bucket, key, event)):
+                raise MalformedRecord("bucket name, object key and event name must be non-empty strings")
+            ref = ImageRef(
+                bucket,
+                decode_event_key(key),
+                str(obj.get("eTag") or ""),
+                int(obj.get("size") or 0),
+                obj.get("versionId"),
+                sequencer=obj.get("sequencer"),
+                event_time=s3_record.get("eventTime"),
+            )
+            changes.append((event, ref))
+        return changes
+    except (ValueError, KeyError, TypeError, AttributeError) as err:  # json.JSONDecodeError is a ValueError
+        raise MalformedRecord(f"{type(err).__name__}: {err}") from err
 
 
 @tracer.capture_method
 def record_handler(record: SQSRecord) -> None:
-    """One SQS message = one S3 notification (``s3:TestEvent`` is skipped); raises to retry the message."""
-    body = record.json_body
-    if body.get("Event") == "s3:TestEvent":
-        logger.info("skipped s3:TestEvent", extra={"bucket": body.get("Bucket")})
-        return
+    """One SQS message = one S3 notification (``s3:TestEvent`` is skipped); raises to retry the message.
+
+    A malformed message is logged, counted (``MalformedEvents``) and reported as this message's failure, so SQS
+    keeps it and moves it to the DLQ after INGEST_MAX_RECEIVE_COUNT receives (nothing lost; the DLQ alarm
+    fires). A record naming a bucket other than DATA_BUCKET is refused: logged, counted (``ObjectsRefused``),
+    acknowledged (not retried).
+    """
+    try:
+        changes = s3_changes(record)
+    except MalformedRecord as err:  # kept, not dropped: SQS moves it to the DLQ (alarm) after 5 receives
+        logger.warning("malformed message", extra={"message_id": record.message_id, "error": str(err)})
+        count("MalformedEvents", 1)
+        raise
     pipeline = get_pipeline()
-    for s3_record in S3Event(body).records:
-        obj = s3_record.s3.get_object
-        ref = ImageRef(
-            s3_record.s3.bucket.name,
-            decode_event_key(obj.key),
-            obj.get("eTag") or "",
-            int(obj.get("size") or 0),
-            obj.get("versionId"),
-            sequencer=obj.get("sequencer"),
-            event_time=s3_record.get("eventTime"),
-        )
-        event = s3_record.event_name
+    for event, ref in changes:
         if event.startswith("ObjectRemoved:"):  # Delete / DeleteMarkerCreated
             outcome = pipeline.remove(ref)
-            logger.info("object removed", extra={"uri": ref.uri, "images": outcome.removed, "skipped": outcome.skipped})
+            if outcome.skipped != OTHER_BUCKET:
+                logger.info(
+                    "object removed", extra={"uri": ref.uri, "images": outcome.removed, "skipped": outcome.skipped}
+                )
         elif event.startswith("ObjectCreated:"):
             outcome = pipeline.ingest(ref)
-            _log_recorded(ref, outcome)
+            if outcome.skipped != OTHER_BUCKET:
+                _log_recorded(ref, outcome)
         else:
             logger.info("skipped object", extra={"uri": ref.uri, "reason": f"event_{event}"})
             count("ObjectsSkipped", 1)
+            continue
+        if outcome.skipped == OTHER_BUCKET:
+            logger.warning("record of another bucket refused", extra={"bucket": ref.bucket, "event": event})
+            count("ObjectsRefused", 1)
             continue
         count("ImagesRemoved", outcome.removed)
         count("ImagesSuperseded", outcome.superseded)

@@ -7,7 +7,7 @@ from dataclasses import asdict, replace
 
 from lambdas.dal.manifest_table import BatchStatus, Counts, RecordResult
 from lambdas.dal.records import Batch
-from lambdas.identity import image_item_key, normalize_etag
+from lambdas.identity import normalize_etag, normalize_version_id
 from lambdas.logic.batches import age_seconds, flush_claim_size, new_batch_id, seal_reason, threshold_claim_size
 from lambdas.logic.keys import ImageRef, label_for_key, skip_reason
 from lambdas.logic.manifest import erase_manifest_key, manifest_key, render_erasures, render_manifest
@@ -19,6 +19,7 @@ from lambdas.service.base import (
 )
 from lambdas.service.outcomes import IngestOutcome, TickOutcome
 
+OTHER_BUCKET = "other_bucket"  # skip reason of a record naming a bucket other than DATA_BUCKET (refused)
 OLDEST_PENDING_MEMO_SECONDS = 60.0  # an ingest re-reads the oldest pending image at most this often (seconds)
 
 
@@ -44,11 +45,13 @@ class Batching(ServiceBase):
         ``duplicate=True`` when the object version was already recorded. ``pending`` is the counter after it.
         """
         outcome = IngestOutcome(uri=ref.uri)
-        reason = skip_reason(ref.key, self.settings.images_prefix)
+        reason = self._skip_reason(ref)
         if reason is not None:
             outcome.skipped = reason
             return outcome
-        ref = replace(ref, etag=normalize_etag(ref.etag), size=int(ref.size), version_id=ref.version_id or None)
+        ref = replace(
+            ref, etag=normalize_etag(ref.etag), size=int(ref.size), version_id=normalize_version_id(ref.version_id)
+        )
         if not ref.etag:
             outcome.skipped = "missing_etag"
             return outcome
@@ -59,10 +62,9 @@ class Batching(ServiceBase):
         outcome.duplicate = not outcome.recorded
         if result is RecordResult.SUPERSEDED:
             outcome.superseded = 1  # a later event of the key was applied first: never featurized
-        elif ref.sequencer:  # also on a duplicate: the retry of a crashed invocation finishes its work
-            pk_sk = image_item_key(ref.bucket, ref.key, ref.etag)
+        elif result is RecordResult.RECORDED or ref.sequencer:  # on a duplicate event too: a crashed try's work
             outcome.superseded = self.table.supersede_older(
-                ref.bucket, ref.key, sequencer=ref.sequencer, keep_sk=pk_sk[1], now=now
+                ref.bucket, ref.key, stamp=ref.stamp, keep_sk=ref.item_key[1], now=now
             )
         outcome.pending = self.table.counts().pending
         return outcome
@@ -75,11 +77,12 @@ class Batching(ServiceBase):
         older than the key's latest event is ignored (``skipped = "stale_event"``).
         """
         outcome = IngestOutcome(uri=ref.uri)
-        reason = skip_reason(ref.key, self.settings.images_prefix)
+        reason = self._skip_reason(ref)
         if reason is not None:
             outcome.skipped = reason
             return outcome
-        removal = self.table.mark_removed(ref.bucket, ref.key, sequencer=ref.sequencer, now=self.clock())
+        ref = replace(ref, version_id=normalize_version_id(ref.version_id))
+        removal = self.table.mark_removed(ref.bucket, ref.key, stamp=ref.stamp, now=self.clock())
         if not removal.applied:
             outcome.skipped = "stale_event"
             return outcome
@@ -87,6 +90,13 @@ class Batching(ServiceBase):
         outcome.pending = self.table.counts().pending
         self.seal_if_due(outcome)
         return outcome
+
+    def _skip_reason(self, ref: ImageRef) -> str | None:
+        """Why an S3 event's object is not recorded: ``other_bucket`` (not DATA_BUCKET: refused, issue 18), or
+        :func:`lambdas.logic.keys.skip_reason`; None when it is an image of the data bucket."""
+        if ref.bucket != self.settings.data_bucket:
+            return OTHER_BUCKET
+        return skip_reason(ref.key, self.settings.images_prefix)
 
     def seal_if_due(self, outcome: IngestOutcome) -> None:
         """Seal when due (BATCH_THRESHOLD pending, or the oldest pending image waited BATCH_MAX_WAIT_SECONDS) and

@@ -46,9 +46,10 @@ class JobRunItems(TableCore):
             BatchStatus.STARTING,
             expect="#s = :sealed AND attempts = :prev",
             now=now,
-            set_clause="attempts = :a",
+            set_clause="attempts = :a, start_errors = :zero",
             also=[take_slot],
             a=attempt,
+            zero=0,
             sealed=BatchStatus.SEALED.value,
             prev=attempts,
         )
@@ -133,6 +134,26 @@ class JobRunItems(TableCore):
             also=[_free_slot(batch_id, now)],
             one=1,
             err=error[:1000],
+            starting=BatchStatus.STARTING.value,
+            a=attempt,
+        )
+
+    def defer_start(self, batch_id: str, *, attempt: int, error: str, retry_at: dt.datetime, now: dt.datetime) -> bool:
+        """A ``start_job_run`` call of attempt ``attempt`` failed: the batch stays STARTING with the job run slot and
+        the same attempt (so the retry sends the same clientToken), ``start_errors += 1``, ``last_error``, and
+        ``start_retry_at`` = when the tick may retry. Not a failed attempt (``failures`` unchanged). False if the
+        batch is no longer STARTING that attempt."""
+        return self._transition(
+            batch_id,
+            BatchStatus.STARTING,
+            expect="#s = :starting AND attempts = :a",
+            now=now,
+            set_clause="start_errors = if_not_exists(start_errors, :zero) + :one, last_error = :err, "
+            "start_retry_at = :retry, start_retry_attempt = :a",
+            one=1,
+            zero=0,
+            err=error[:1000],
+            retry=retry_at,
             starting=BatchStatus.STARTING.value,
             a=attempt,
         )

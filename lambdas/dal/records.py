@@ -70,6 +70,10 @@ class Batch:
     manifest_uri: str | None = None
     job_run_id: str | None = None
     reason: str | None = None
+    created_at: str | None = None
+    start_errors: int = 0  # StartJobRun calls of attempt ``start_retry_attempt`` that failed
+    start_retry_at: str | None = None  # when the tick may call StartJobRun again (ISO-8601 UTC)
+    start_retry_attempt: int | None = None
 
     @classmethod
     def from_item(cls, item: dict[str, Any]) -> Batch:
@@ -87,6 +91,10 @@ class Batch:
             manifest_uri=item.get("manifest_uri"),
             job_run_id=item.get("job_run_id"),
             reason=item.get("reason"),
+            created_at=item.get("created_at"),
+            start_errors=int(item.get("start_errors", 0)),
+            start_retry_at=item.get("start_retry_at"),
+            start_retry_attempt=None if item.get("start_retry_attempt") is None else int(item["start_retry_attempt"]),
         )
 
 

@@ -107,21 +107,21 @@ class Batching(ServiceBase):
             self._start_next_quietly(outcome)
 
     def tick(self) -> TickOutcome:
-        """The scheduled check (every minute): seal pending images that waited BATCH_MAX_WAIT_SECONDS.
+        """The scheduled check (every minute): seal pending images that waited BATCH_MAX_WAIT_SECONDS, and repair.
 
-        One strongly consistent read when nothing is pending; otherwise one GSI query for the oldest pending
-        image, then a seal (``reason="max_wait"`` or ``"threshold"``) if due and the next batch's start.
+        Nothing pending: no GSI query for images. Otherwise one GSI query for the oldest pending image, then a seal
+        (``reason="max_wait"`` or ``"threshold"``) if due. Then, always, the repair (:meth:`repair_stuck`: stuck
+        CLAIMING / STARTING batches, a lost terminal job state, the next SEALED batch when the slot is free).
         ``oldest_pending_age_seconds`` is reported for the OldestPendingAgeSeconds metric (None when none).
         """
         counts = self.table.counts()
         outcome = TickOutcome(pending=counts.pending)
-        if counts.pending == 0 and counts.erasures == 0:
-            return outcome
-        outcome.oldest_pending_age_seconds = self.oldest_pending_age() if counts.pending else None
-        reason = self._due(counts, oldest_age=outcome.oldest_pending_age_seconds)
-        if reason is not None:
-            outcome.sealed = self.seal_pending(reason=reason)
-        self._start_next_quietly(outcome)
+        if counts.pending or counts.erasures:
+            outcome.oldest_pending_age_seconds = self.oldest_pending_age() if counts.pending else None
+            reason = self._due(counts, oldest_age=outcome.oldest_pending_age_seconds)
+            if reason is not None:
+                outcome.sealed = self.seal_pending(reason=reason)
+        self.repair_stuck(outcome)  # type: ignore[attr-defined]
         return outcome
 
     def oldest_pending_age(self) -> float | None:

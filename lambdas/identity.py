@@ -9,6 +9,7 @@ twice, or the same version listed again, finds the same item.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 from collections.abc import Mapping
 from typing import Any
@@ -75,6 +76,32 @@ def item_stamp(item: Mapping[str, Any]) -> VersionStamp:
     its ``sequencer``, its ``event_time`` (else ``last_modified``, else ``time``), its ``version_id``."""
     time = item.get("event_time") or item.get("last_modified") or item.get("time")
     return VersionStamp(item.get("sequencer") or None, time or None, normalize_version_id(item.get("version_id")))
+
+
+# A listed object (ListObjectsV2: no version id) is taken for the key's live version recorded from its event when
+# it has the same ETag and its LastModified is within this many seconds of that event's eventTime.
+LISTING_SKEW_SECONDS = 2.0
+
+
+def same_listed_version(head: Mapping[str, Any] | None, etag: str, last_modified: str | None) -> bool:
+    """True when a listed object (``etag``, ``last_modified`` ISO-8601 UTC) is the live version the key's HEAD
+    holds: same ETag, times within :data:`LISTING_SKEW_SECONDS`. Bytes equal to the live version but written
+    later (a re-upload whose event was lost) are a new version."""
+    if head is None or not head.get("current_sk") or normalize_etag(head.get("etag")) != normalize_etag(etag):
+        return False
+    try:
+        apart = abs((_utc(head.get("time")) - _utc(last_modified)).total_seconds())
+    except (TypeError, ValueError):
+        return False
+    return apart <= LISTING_SKEW_SECONDS
+
+
+def _utc(text: Any) -> dt.datetime:
+    """ISO-8601 text (``Z`` or an offset; naive = UTC) → aware datetime; TypeError / ValueError if not one."""
+    parsed = dt.datetime.fromisoformat(str(text).replace("Z", "+00:00")) if text else None
+    if parsed is None:
+        raise ValueError("no time")
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
 
 
 def short_hash(*parts: str, length: int = 16) -> str:

@@ -34,6 +34,7 @@ from lambdas.identity import (
     legacy_sk,
     normalize_etag,
     normalize_version_id,
+    same_listed_version,
     sequencer_key,
     short_hash,
 )
@@ -57,6 +58,16 @@ def same_version(item: dict[str, Any], ref: ImageRef) -> bool:
     if item.get("sequencer") and ref.sequencer:
         return sequencer_key(item["sequencer"]) == sequencer_key(ref.sequencer)
     return not item.get("fate")
+
+
+def listed_as_head(head: dict[str, Any] | None, ref: ImageRef) -> bool:
+    """True when the S3 event ``ref`` is of the version the key's HEAD holds from a listing (no sequencer): same
+    ETag, same second (the listing's LastModified, the event's eventTime). Such an event is newer than the listing
+    only by rule 3 of :func:`lambdas.contracts.is_newer`; it is the same version, already recorded."""
+    if head is None or head.get("sequencer") or not head.get("current_sk") or not ref.sequencer:
+        return False
+    same_second = (head.get("time") or "")[:19] == (ref.event_time or "")[:19] != ""
+    return same_second and normalize_etag(head.get("etag")) == ref.etag
 
 
 class ImageItems(TableCore):
@@ -90,8 +101,9 @@ class ImageItems(TableCore):
 
         * the version is already recorded (same item key, or a pre-issue-18 item of the same version:
           :func:`same_version`) → DUPLICATE, nothing written (a redelivered event, a version listed again);
-        * it is found by listing and is not newer than the key's HEAD, or the HEAD's live content has its ETag →
-          DUPLICATE (known: the listing adds nothing);
+        * it is found by listing and is not newer than the key's HEAD →
+          DUPLICATE (known: the listing adds nothing), as is a listed object that is the live version recorded
+          from its event (:func:`lambdas.identity.same_listed_version`);
         * it is an event older than the key's HEAD → written with status SUPERSEDED (never counted nor claimed)
           → SUPERSEDED;
         * else the image Put, the counter's ``ADD pending 1`` and the HEAD move to ``ref`` are one transaction,
@@ -112,15 +124,14 @@ class ImageItems(TableCore):
         }
         for _ in range(self._max_tx):
             head, versions = self.key_state(ref.bucket, ref.key)
-            if any(same_version(version, ref) for version in versions):
+            if any(same_version(version, ref) for version in versions) or listed_as_head(head, ref):
                 return RecordResult.DUPLICATE
             if head is not None and not is_newer(stamp, item_stamp(head)):
                 if ref.sequencer is None or item_stamp(head) == stamp:
                     return RecordResult.DUPLICATE
                 return self._record_superseded(item, put)
-            live_etag = normalize_etag(head.get("etag")) if head is not None and head.get("current_sk") else None
-            if ref.sequencer is None and live_etag == ref.etag:
-                return RecordResult.DUPLICATE  # listed: the key's live version already has these bytes
+            if ref.sequencer is None and same_listed_version(head, ref.etag, ref.last_modified):
+                return RecordResult.DUPLICATE  # listed: the key's live version, recorded from its event
             move = head_put(pk, stamp, current=sk, etag=ref.etag, previous=head, now=now)
             codes = self._transact([put, count, move])
             if codes is None:
@@ -174,7 +185,7 @@ class ImageItems(TableCore):
         return set(self.get_many(keys))
 
     def get_many(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], dict[str, Any]]:
-        """The items of ``(pk, sk)`` keys that exist, with ``etag`` and ``current_sk`` (HEAD items) projected
+        """The items of ``(pk, sk)`` keys that exist, with ``etag``, ``current_sk`` and ``time`` (HEAD) projected
         (BatchGetItem, 100 keys per call, unprocessed keys retried with jittered backoff)."""
         found: dict[tuple[str, str], dict[str, Any]] = {}
         unique = list(dict.fromkeys(keys))
@@ -182,8 +193,8 @@ class ImageItems(TableCore):
             request = {
                 self.table_name: {
                     "Keys": [_key({PK: pk, SK: sk}) for pk, sk in unique[start : start + 100]],
-                    "ProjectionExpression": "#pk, #sk, etag, current_sk",
-                    "ExpressionAttributeNames": {"#pk": PK, "#sk": SK},
+                    "ProjectionExpression": "#pk, #sk, etag, current_sk, #t",
+                    "ExpressionAttributeNames": {"#pk": PK, "#sk": SK, "#t": "time"},
                 }
             }
             attempt = 0

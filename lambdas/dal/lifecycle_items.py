@@ -59,17 +59,29 @@ class LifecycleItems(TableCore):
         """Every recorded version (image item, pre-issue-18 ones included) of one S3 key, strongly consistent."""
         return [item for item in self._partition(image_key_pk(bucket, key)) if item.get("type") == "image"]
 
-    def supersede_older(self, bucket: str, key: str, *, stamp: VersionStamp, keep_sk: str, now: dt.datetime) -> int:
+    def supersede_older(
+        self, bucket: str, key: str, *, stamp: VersionStamp, keep_sk: str, etag: str = "", now: dt.datetime
+    ) -> int:
         """Mark the key's live versions older than ``stamp`` (other than ``keep_sk``) superseded (``fate``).
 
-        Older = :func:`lambdas.contracts.is_newer` (``stamp``, the version's stamp). A PENDING one stays in the
-        pending flow (the counter stays exact) and is left out of its batch's manifest; a featurized one is
-        replaced in the lake by the newer row. Returns how many changed.
+        Older = :func:`lambdas.contracts.is_newer` (``stamp``, the version's stamp). A version recorded by listing
+        with the same ``etag`` in the same second as ``stamp`` is the same version (the event of a listed version)
+        and is kept. A PENDING one stays in the pending flow (the counter stays exact) and is left out of its
+        batch's manifest; a featurized one is replaced in the lake by the newer row. Returns how many changed.
         """
+
+        def same_listed(version: dict[str, Any]) -> bool:
+            listed_second = (version.get("last_modified") or "")[:19]
+            return (
+                not version.get("sequencer")
+                and version.get("etag") == etag
+                and listed_second == (stamp.time or "")[:19]
+            )
+
         older = [
             v
             for v in self.key_versions(bucket, key)
-            if v[SK] != keep_sk and not v.get("fate") and is_newer(stamp, item_stamp(v))
+            if v[SK] != keep_sk and not v.get("fate") and not same_listed(v) and is_newer(stamp, item_stamp(v))
         ]
         return sum(self._set_fate(v, Fate.SUPERSEDED, now) for v in older)
 

@@ -22,7 +22,7 @@ from botocore.exceptions import ClientError
 from lambdas.dal.codec import iso_utc
 from lambdas.dal.cursor_items import Cursor
 from lambdas.dal.table_core import HEAD_SK, RecordResult
-from lambdas.identity import legacy_sk, normalize_etag
+from lambdas.identity import legacy_sk, normalize_etag, same_listed_version
 from lambdas.logic.keys import ImageRef, label_for_key, skip_reason
 from lambdas.service.base import ServiceBase
 
@@ -143,7 +143,8 @@ class Backfill(ServiceBase):
         """Record the page's images the manifest lacks; how many.
 
         One BatchGetItem per 33 objects reads each object's key HEAD, its version's item and the pre-issue-18
-        item of its ETag. Known (item found, or the HEAD's live version has the listed ETag): skipped. A key the
+        item of its ETag. Known (item found, or the HEAD's live version is this object:
+        :func:`lambdas.identity.same_listed_version`): skipped. A key the
         table knows nothing of: recorded in bulk (:meth:`record_listed`). Else the key has history: the version is
         recorded one by one by version order (:meth:`record_version`: a listed version older than the key's newest
         event is not recorded, so a late listing never wins).
@@ -170,15 +171,18 @@ class Backfill(ServiceBase):
             head = found.get((pk, HEAD_SK))
             if (pk, sk) in found or (head is None and (pk, legacy_sk(ref.etag)) in found):
                 continue  # this version (or, on a key without HEAD, a pre-issue-18 item of these bytes) is known
-            if head is not None and head.get("current_sk") and normalize_etag(head.get("etag")) == ref.etag:
-                continue  # the key's live version has these bytes
+            if same_listed_version(head, ref.etag, ref.last_modified):
+                continue  # the key's live version, recorded from its event
             label = label_for_key(ref.key, images_prefix)
             (known_keys if head is not None else fresh).append((ref, label))
         now = self.clock()
         recorded = self.table.record_listed(fresh, now=now)
-        recorded += sum(
-            self.table.record_version(ref, label=label, now=now) is RecordResult.RECORDED for ref, label in known_keys
-        )
+        for ref, label in known_keys:
+            if self.table.record_version(ref, label=label, now=now) is RecordResult.RECORDED:
+                recorded += 1  # a newer version whose event was lost: the key's older versions are superseded
+                self.table.supersede_older(
+                    ref.bucket, ref.key, stamp=ref.stamp, keep_sk=ref.item_key[1], etag=ref.etag, now=now
+                )
         outcome.recorded += recorded
         return recorded
 

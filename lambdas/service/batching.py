@@ -64,7 +64,7 @@ class Batching(ServiceBase):
             outcome.superseded = 1  # a later event of the key was applied first: never featurized
         elif result is RecordResult.RECORDED or ref.sequencer:  # on a duplicate event too: a crashed try's work
             outcome.superseded = self.table.supersede_older(
-                ref.bucket, ref.key, stamp=ref.stamp, keep_sk=ref.item_key[1], now=now
+                ref.bucket, ref.key, stamp=ref.stamp, keep_sk=ref.item_key[1], etag=ref.etag, now=now
             )
         outcome.pending = self.table.counts().pending
         return outcome

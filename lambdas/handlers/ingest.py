@@ -5,51 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
-from aws_lambda_powertools.utilities.data_classes.s3_event import S3Event
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from lambdas.handlers.observability import count, count_job_starts, logger, metrics, tracer
-from lambdas.logic.keys import ImageRef, decode_event_key
+from lambdas.logic.events import MalformedRecord, s3_changes
+from lambdas.logic.keys import ImageRef
 from lambdas.pipeline import IngestOutcome, get_pipeline
 from lambdas.service.batching import OTHER_BUCKET
-
-
-class MalformedRecord(ValueError):
-    """An SQS message that is not an S3 event notification the pipeline can process."""
-
-
-def s3_changes(record: SQSRecord) -> list[tuple[str, ImageRef]]:
-    """The ``(eventName, ImageRef)`` of each S3 record of one SQS message; ``[]`` for ``s3:TestEvent``.
-
-    Raises :class:`MalformedRecord` when the body is not JSON, not an S3 notification, or misses a field the
-    pipeline needs (bucket, key, event name): a retry cannot help.
-    """
-    try:
-        body = record.json_body
-        if not isinstance(body, dict):
-            raise MalformedRecord("the body is not a JSON object")
-        if body.get("Event") == "s3:TestEvent":
-            logger.info("skipped s3:TestEvent", extra={"bucket": body.get("Bucket")})
-            return []
-        changes = []
-        for s3_record in S3Event(body).records:
-            obj, event = s3_record.s3.get_object, s3_record.event_name
-            bucket, key = s3_record.s3.bucket.name, obj.key
-            if not all(isinstance(value, str) and value for value in (bucket, key, event)):
-                raise MalformedRecord("bucket name, object key and event name must be non-empty strings")
-            ref = ImageRef(
-                bucket,
-                decode_event_key(key),
-                str(obj.get("eTag") or ""),
-                int(obj.get("size") or 0),
-                obj.get("versionId"),
-                sequencer=obj.get("sequencer"),
-                event_time=s3_record.get("eventTime"),
-            )
-            changes.append((event, ref))
-        return changes
-    except (ValueError, KeyError, TypeError, AttributeError) as err:  # json.JSONDecodeError is a ValueError
-        raise MalformedRecord(f"{type(err).__name__}: {err}") from err
 
 
 @tracer.capture_method
@@ -62,11 +24,14 @@ def record_handler(record: SQSRecord) -> None:
     acknowledged (not retried).
     """
     try:
-        changes = s3_changes(record)
+        changes = s3_changes(record.body)
     except MalformedRecord as err:  # kept, not dropped: SQS moves it to the DLQ (alarm) after 5 receives
         logger.warning("malformed message", extra={"message_id": record.message_id, "error": str(err)})
         count("MalformedEvents", 1)
         raise
+    if not changes:
+        logger.info("skipped s3:TestEvent", extra={"message_id": record.message_id})
+        return
     pipeline = get_pipeline()
     for event, ref in changes:
         if event.startswith("ObjectRemoved:"):  # Delete / DeleteMarkerCreated

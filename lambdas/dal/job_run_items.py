@@ -1,4 +1,4 @@
-"""Manifest table: the job run slot and job run items (acquire, running, finish, failed start)."""
+"""Manifest table: the job run slot and job run items (acquire, running, finish, deferred start)."""
 
 from __future__ import annotations
 
@@ -121,21 +121,6 @@ class JobRunItems(TableCore):
             running=BatchStatus.RUNNING.value,
             j=job_run_id,
             **extra,
-        )
-
-    def fail_start(self, batch_id: str, *, attempt: int, error: str, quarantine: bool, now: dt.datetime) -> bool:
-        """A ``start_job_run`` call failed: STARTING → SEALED (retry later) or QUARANTINED, free the slot."""
-        return self._transition(
-            batch_id,
-            BatchStatus.QUARANTINED if quarantine else BatchStatus.SEALED,
-            expect="#s = :starting AND attempts = :a",
-            now=now,
-            set_clause="failures = failures + :one, last_error = :err",
-            also=[_free_slot(batch_id, now)],
-            one=1,
-            err=error[:1000],
-            starting=BatchStatus.STARTING.value,
-            a=attempt,
         )
 
     def defer_start(self, batch_id: str, *, attempt: int, error: str, retry_at: dt.datetime, now: dt.datetime) -> bool:

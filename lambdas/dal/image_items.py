@@ -94,6 +94,12 @@ class ImageItems(TableCore):
         return head, [item for item in items if item.get("type") == "image"]
 
     def record_version(self, ref: ImageRef, *, label: str | None, now: dt.datetime) -> RecordResult:
+        """:meth:`record_version_and_others` without the second value."""
+        return self.record_version_and_others(ref, label=label, now=now)[0]
+
+    def record_version_and_others(
+        self, ref: ImageRef, *, label: str | None, now: dt.datetime
+    ) -> tuple[RecordResult, bool]:
         """Record one S3 object version as PENDING and count it, atomically, if it is the key's newest event.
 
         Reads the key's partition (HEAD + versions) and decides with :func:`lambdas.contracts.is_newer` on
@@ -110,7 +116,9 @@ class ImageItems(TableCore):
           the HEAD Put conditioned on the HEAD read (:func:`lambdas.dal.table_core.head_put`); a racing writer
           makes it re-read and decide again → RECORDED.
 
-        ``label`` None leaves the attribute out. Raises :class:`TransactionGaveUp` if the HEAD keeps racing.
+        ``label`` None leaves the attribute out. The second value is False when the version was RECORDED while the
+        key had no other live version (nothing to supersede: the HEAD did not move since that read), else True.
+        Raises :class:`TransactionGaveUp` if the HEAD keeps racing.
         """
         pk, sk = ref.item_key
         stamp = ref.stamp
@@ -125,19 +133,19 @@ class ImageItems(TableCore):
         for _ in range(self._max_tx):
             head, versions = self.key_state(ref.bucket, ref.key)
             if any(same_version(version, ref) for version in versions) or listed_as_head(head, ref):
-                return RecordResult.DUPLICATE
+                return RecordResult.DUPLICATE, True
             if head is not None and not is_newer(stamp, item_stamp(head)):
                 if ref.sequencer is None or item_stamp(head) == stamp:
-                    return RecordResult.DUPLICATE
-                return self._record_superseded(item, put)
+                    return RecordResult.DUPLICATE, True
+                return self._record_superseded(item, put), True
             if ref.sequencer is None and same_listed_version(head, ref.etag, ref.last_modified):
-                return RecordResult.DUPLICATE  # listed: the key's live version, recorded from its event
+                return RecordResult.DUPLICATE, True  # listed: the key's live version, recorded from its event
             move = head_put(pk, stamp, current=sk, etag=ref.etag, previous=head, now=now)
             codes = self._transact([put, count, move])
             if codes is None:
-                return RecordResult.RECORDED
+                return RecordResult.RECORDED, any(not version.get("fate") for version in versions)
             if codes[0] == "ConditionalCheckFailed":
-                return RecordResult.DUPLICATE
+                return RecordResult.DUPLICATE, True
             # the HEAD moved since it was read: decide again
         raise TransactionGaveUp(f"{ref.uri}: HEAD kept changing after {self._max_tx} attempts")
 

@@ -57,12 +57,12 @@ class Batching(ServiceBase):
             return outcome
         label = label_for_key(ref.key, self.settings.images_prefix)
         now = self.clock()
-        result = self.table.record_version(ref, label=label, now=now)
+        result, others = self.table.record_version_and_others(ref, label=label, now=now)
         outcome.recorded = result is not RecordResult.DUPLICATE
         outcome.duplicate = not outcome.recorded
         if result is RecordResult.SUPERSEDED:
             outcome.superseded = 1  # a later event of the key was applied first: never featurized
-        elif result is RecordResult.RECORDED or ref.sequencer:  # on a duplicate event too: a crashed try's work
+        elif others and (result is RecordResult.RECORDED or ref.sequencer):  # a duplicate event: a crashed try's
             outcome.superseded = self.table.supersede_older(
                 ref.bucket, ref.key, stamp=ref.stamp, keep_sk=ref.item_key[1], etag=ref.etag, now=now
             )

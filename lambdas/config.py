@@ -49,9 +49,10 @@ class Settings(BaseModel):
     # a pending image older than this is sealed even below the threshold (count or age, whichever first); 0 = off
     batch_max_wait_seconds: int = Field(default=900, ge=0, le=86400)
     max_attempts: int = Field(default=3, ge=1, le=20)
-    # reconcile applies a job run's terminal state itself when its EventBridge event is this late; 0 = never
-    # (set 0 against moto, whose job runs report SUCCESS at once).
-    reconcile_lost_event_minutes: int = Field(default=60, ge=0)
+    # the tick (and reconcile) apply a job run's terminal state read with GetJobRun when its EventBridge event is this
+    # late (the repair bound, lambdas.service.base.REPAIR_AFTER_SECONDS); 0 = never (set 0 against moto, whose job
+    # runs report SUCCESS at once).
+    reconcile_lost_event_minutes: int = Field(default=3, ge=0)
 
     @field_validator("job_precision")
     @classmethod

@@ -17,6 +17,12 @@
    ``MessageRetentionPeriod`` alone; same result. And the visible-message list and the delayed / in-flight counts
    behind every attribute read (each ``SendMessage``, so each S3 notification, reads them all) ask the clock once
    or twice per message (``datetime.utcfromtimestamp``); the patched ones read it once per call, same answers.
+4. Empty-body requests that expect ``100 Continue`` (the local server is served by waitress). botocore sends
+   ``Expect: 100-continue`` with every ``PutObject``, also a 0-byte one (``Content-Length: 0``). waitress (3.0.2)
+   answers ``100 Continue`` and then marks the request incomplete again (``HTTPChannel.send_continue``), waiting
+   for a body that never comes: the upload hangs until botocore's read timeout, for every retry. AWS accepts
+   such objects. The patched ``send_continue`` keeps a request that has no body (no chunked transfer,
+   ``Content-Length`` 0) complete, so it is served at once.
 
 Never used on AWS (import moto only through the ``install*`` functions).
 """
@@ -166,9 +172,36 @@ def install_fast_transaction_rollback() -> Callable[[], None]:
     return undo
 
 
-# Every fix of this module by name (fix numbers as in the module doc: 1, 2, 3), as :func:`install` applies them.
+def install_waitress_empty_body_continue() -> Callable[[], None]:
+    """Patch waitress so a request with ``Expect: 100-continue`` and no body is served at once (fix 4).
+
+    A no-op (returns a no-op undo) when waitress is not installed (it only serves the local moto server).
+    """
+    try:
+        from waitress.channel import HTTPChannel
+    except ImportError:  # pragma: no cover - waitress is in the [local] extra
+        return lambda: None
+    original = HTTPChannel.send_continue
+
+    def send_continue(self: Any) -> None:
+        request = self.request
+        no_body = request.completed and not request.chunked and request.content_length == 0
+        original(self)
+        if no_body:
+            request.completed = True  # nothing more to read: the request is complete (waitress un-completes it)
+
+    HTTPChannel.send_continue = send_continue  # type: ignore[method-assign]
+
+    def undo() -> None:
+        HTTPChannel.send_continue = original  # type: ignore[method-assign]
+
+    return undo
+
+
+# Every fix of this module by name (fix numbers as in the module doc: 1–4), as :func:`install` applies them.
 FIXES: dict[str, Callable[[], Callable[[], None]]] = {
     "fast_transaction_rollback": install_fast_transaction_rollback,
     "emr_serverless_empty_job_runs": install_emr_serverless_empty_job_runs,
     "fast_sqs_retention_check": install_fast_sqs_retention_check,
+    "waitress_empty_body_continue": install_waitress_empty_body_continue,
 }

@@ -148,6 +148,7 @@ def lambda_environment(
             pca_k=pca_k,
             batch_threshold=threshold,
             batch_max_images=max_images,
+            reconcile_lost_event_minutes=0,  # moto's job runs say SUCCESS at once: only the runner's events count
             **({} if max_wait is None else {"batch_max_wait_seconds": max_wait}),
         ),
         "POWERTOOLS_METRICS_DISABLED": "true",

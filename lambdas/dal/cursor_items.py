@@ -8,7 +8,7 @@ from typing import Any
 
 from lambdas.dal.codec import to_item, values
 from lambdas.dal.image_items import ImageItems
-from lambdas.dal.table_core import COUNTER_KEY, MAX_TRANSACTION_ITEMS, META, PK, SK, _key
+from lambdas.dal.table_core import COUNTER_KEY, MAX_TRANSACTION_ITEMS, META, PK, SK, _key, head_put
 from lambdas.logic.keys import ImageRef  # a pure type
 
 CURSOR_SK_PREFIX = "BACKFILL#"
@@ -55,18 +55,24 @@ class CursorItems(ImageItems):
     """Backfill cursor operations (item shape: :mod:`lambdas.dal.manifest_table`) and the listing's bulk record."""
 
     def record_listed(self, refs: list[tuple[ImageRef, str | None]], *, now: dt.datetime) -> int:
-        """Record listed image versions ``(ref, label)`` (no event: no sequencer) as PENDING; how many were new.
+        """Record listed image versions ``(ref, label)`` of keys the table knows nothing of (no HEAD, no item) as
+        PENDING; how many were new.
 
-        Up to 99 image Puts plus one counter ``ADD pending :n`` per transaction (the counter stays exact), each Put
-        conditional on ``attribute_not_exists`` as in :meth:`record_version`. A chunk cancelled because some image
-        is already recorded (recorded since the caller's existence check) is redone one image at a time with
-        :meth:`record_version`, so a re-recorded image is a no-op and the others are still recorded.
+        Up to 49 image Puts and their keys' HEAD Puts plus one counter ``ADD pending :n`` per transaction (the
+        counter stays exact), every Put conditional on ``attribute_not_exists``. A chunk cancelled because some key
+        was recorded since the caller's check is redone one image at a time with :meth:`record_version` (which
+        decides by version order), so a re-recorded image is a no-op and the others are still recorded.
         """
         recorded = 0
-        chunk_size = MAX_TRANSACTION_ITEMS - 1
+        chunk_size = (MAX_TRANSACTION_ITEMS - 1) // 2
         for start in range(0, len(refs), chunk_size):
             chunk = refs[start : start + chunk_size]
-            puts = [self._image_put(ref, label=label, now=now)[1] for ref, label in chunk]
+            puts = []
+            for ref, label in chunk:
+                puts.append(self._image_put(ref, label=label, now=now)[1])
+                puts.append(
+                    head_put(ref.item_key[0], ref.stamp, current=ref.item_key[1], etag=ref.etag, previous=None, now=now)
+                )
             count = {
                 "Update": {
                     "Key": _key(COUNTER_KEY),

@@ -1,4 +1,4 @@
-"""Manifest table: the job run slot and job run items (acquire, running, finish, failed start)."""
+"""Manifest table: the job run slot and job run items (acquire, running, finish, deferred start)."""
 
 from __future__ import annotations
 
@@ -46,9 +46,10 @@ class JobRunItems(TableCore):
             BatchStatus.STARTING,
             expect="#s = :sealed AND attempts = :prev",
             now=now,
-            set_clause="attempts = :a",
+            set_clause="attempts = :a, start_errors = :zero",
             also=[take_slot],
             a=attempt,
+            zero=0,
             sealed=BatchStatus.SEALED.value,
             prev=attempts,
         )
@@ -122,17 +123,22 @@ class JobRunItems(TableCore):
             **extra,
         )
 
-    def fail_start(self, batch_id: str, *, attempt: int, error: str, quarantine: bool, now: dt.datetime) -> bool:
-        """A ``start_job_run`` call failed: STARTING → SEALED (retry later) or QUARANTINED, free the slot."""
+    def defer_start(self, batch_id: str, *, attempt: int, error: str, retry_at: dt.datetime, now: dt.datetime) -> bool:
+        """A ``start_job_run`` call of attempt ``attempt`` failed: the batch stays STARTING with the job run slot and
+        the same attempt (so the retry sends the same clientToken), ``start_errors += 1``, ``last_error``, and
+        ``start_retry_at`` = when the tick may retry. Not a failed attempt (``failures`` unchanged). False if the
+        batch is no longer STARTING that attempt."""
         return self._transition(
             batch_id,
-            BatchStatus.QUARANTINED if quarantine else BatchStatus.SEALED,
+            BatchStatus.STARTING,
             expect="#s = :starting AND attempts = :a",
             now=now,
-            set_clause="failures = failures + :one, last_error = :err",
-            also=[_free_slot(batch_id, now)],
+            set_clause="start_errors = if_not_exists(start_errors, :zero) + :one, last_error = :err, "
+            "start_retry_at = :retry, start_retry_attempt = :a",
             one=1,
+            zero=0,
             err=error[:1000],
+            retry=retry_at,
             starting=BatchStatus.STARTING.value,
             a=attempt,
         )

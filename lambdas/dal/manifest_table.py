@@ -2,7 +2,9 @@
 
 Item shapes (all timestamps ISO-8601 UTC strings, sizes in bytes):
 
-* **Image** — ``pk = "IMAGE#s3://<bucket>/<key>"``, ``sk = "ETAG#<etag without quotes>"``; ``type="image"``,
+* **Image** — ``pk = "IMAGE#s3://<bucket>/<key>"``, ``sk`` = the S3 version (:func:`lambdas.identity.version_sk`:
+  ``VER#<version id>``, else ``SEQ#<sequencer>#<etag>``, else ``ETAG#<etag>#<LastModified>`` for a listed version,
+  else ``ETAG#<etag>``; items written before issue 18 have ``ETAG#<etag>`` and are still read); ``type="image"``,
   ``bucket``, ``key`` (real, decoded), ``version_id`` (absent when unversioned), ``etag``, ``size``, ``label``,
   ``status`` (``PENDING`` → ``CLAIMED`` → ``DONE``), ``recorded_at``, ``batch_id`` (once claimed).
   GSI: ``gsi1pk = "IMAGES#PENDING"`` while pending, then ``"BATCH#<batch_id>"`` for ever (a batch's images stay
@@ -11,10 +13,13 @@ Item shapes (all timestamps ISO-8601 UTC strings, sizes in bytes):
   of the S3 event (absent when found by listing); ``fate`` = ``superseded`` | ``removed`` once a later event of the
   key replaced or deleted it (a PENDING one is still claimed, but left out of the manifest); status ``SUPERSEDED``
   (``gsi1pk = "IMAGES#OLD"``) for a version recorded after a later event of its key (never featurized).
-* **Key head** — ``pk = "IMAGE#s3://<bucket>/<key>"``, ``sk = "HEAD"``: ``seq_key``/``sequencer`` of the latest
-  event applied to the key, ``current_sk`` (the live version's ``sk``, ``""`` once removed). Moved only on
-  condition ``seq_key <= :new`` (in the record transaction), so a late event for an older version never wins.
+* **Key head** — ``pk = "IMAGE#s3://<bucket>/<key>"``, ``sk = "HEAD"``: the stamp (``sequencer``/``seq_key``,
+  ``time``, ``version_id``) of the newest event or listed version applied to the key, ``etag`` and ``current_sk``
+  of the live version (``""`` once removed), ``rev``. Moved only when :func:`lambdas.contracts.is_newer` says the
+  new stamp is newer, by a Put conditioned on the ``rev`` read (in the record transaction), so a late event for an
+  older version never wins (:func:`lambdas.dal.table_core.head_put`).
 * **Erasure** — ``pk = "ERASURE#s3://<bucket>/<key>"``, ``sk = "SEQ#<seq_key>"``: ``image_uri``, ``sequencer``,
+  ``time`` and ``version_id`` (the delete's),
   ``reason`` (deleted), ``status`` PENDING → CLAIMED, ``batch_id``; ``gsi1pk = "ERASURES#PENDING"`` then
   ``"ERASURES#<batch_id>"``: written to ``<manifests_prefix><batch_id>.erase.jsonl`` when that batch seals.
 * **Counter** — ``pk = "META"``, ``sk = "COUNTER"``: ``pending`` = images recorded and not yet reserved by a
@@ -26,6 +31,8 @@ Item shapes (all timestamps ISO-8601 UTC strings, sizes in bytes):
   for a new attempt, or ``QUARANTINED`` after MAX_ATTEMPTS failures), ``reason`` (threshold | flush),
   ``target`` (images reserved), ``remaining`` (reserved, not yet claimed), ``claimed``, ``image_count``,
   ``manifest_uri``, ``attempts`` (job runs attempted; attempt n uses client token ``<id>-a<n>``),
+  ``start_errors`` / ``last_error`` / ``start_retry_at`` / ``start_retry_attempt`` (failed StartJobRun calls of
+  the attempt, retried by the tick; never counted as failures),
   ``failures`` (failed attempts since the last manual re-run), ``job_run_id`` (latest),
   ``job_runs`` (map jobRunId → ``{attempt, client_token, state, started_at, updated_at}``),
   ``created_at``, ``sealed_at``, ``updated_at``. GSI: ``gsi1pk = "BATCHES#<status>"``, ``gsi1sk = batch_id``.

@@ -29,6 +29,7 @@ class Image:
     recorded_at: str | None = None
     sequencer: str | None = None
     event_time: str | None = None
+    last_modified: str | None = None  # the listing's LastModified (images found by listing)
     fate: str | None = None  # superseded | removed (None: the key's live content)
 
     @classmethod
@@ -48,6 +49,7 @@ class Image:
             recorded_at=item.get("recorded_at"),
             sequencer=item.get("sequencer"),
             event_time=item.get("event_time"),
+            last_modified=item.get("last_modified"),
             fate=item.get("fate"),
         )
 
@@ -68,6 +70,10 @@ class Batch:
     manifest_uri: str | None = None
     job_run_id: str | None = None
     reason: str | None = None
+    created_at: str | None = None
+    start_errors: int = 0  # StartJobRun calls of attempt ``start_retry_attempt`` that failed
+    start_retry_at: str | None = None  # when the tick may call StartJobRun again (ISO-8601 UTC)
+    start_retry_attempt: int | None = None
 
     @classmethod
     def from_item(cls, item: dict[str, Any]) -> Batch:
@@ -85,6 +91,10 @@ class Batch:
             manifest_uri=item.get("manifest_uri"),
             job_run_id=item.get("job_run_id"),
             reason=item.get("reason"),
+            created_at=item.get("created_at"),
+            start_errors=int(item.get("start_errors", 0)),
+            start_retry_at=item.get("start_retry_at"),
+            start_retry_attempt=None if item.get("start_retry_attempt") is None else int(item["start_retry_attempt"]),
         )
 
 

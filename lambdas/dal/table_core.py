@@ -12,7 +12,9 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from lambdas import resources
+from lambdas.contracts import VersionStamp
 from lambdas.dal.codec import from_item, to_item, values
+from lambdas.identity import sequencer_key
 
 PK, SK = resources.TABLE_PARTITION_KEY, resources.TABLE_SORT_KEY
 GSI, GSI_PK, GSI_SK = resources.GSI1_NAME, resources.GSI1_PARTITION_KEY, resources.GSI1_SORT_KEY
@@ -84,21 +86,38 @@ def _free_slot(batch_id: str, now: dt.datetime) -> dict[str, Any]:
     }
 
 
-def head_update(pk: str, seq: str, sequencer: str | None, *, current: str, now: dt.datetime) -> dict[str, Any]:
-    """The transaction item moving key ``pk``'s HEAD to event ``seq`` unless a later event was applied.
+def head_put(
+    pk: str, stamp: VersionStamp, *, current: str, etag: str, previous: dict[str, Any] | None, now: dt.datetime
+) -> dict[str, Any]:
+    """The transaction item moving key ``pk``'s HEAD to the event or listed version ``stamp`` (optimistic lock).
 
-    ``seq`` is the padded sequencer (``lambdas.identity.sequencer_key``), ``current`` the live version's sort
-    key (``""`` once the object was removed). Equal ``seq`` = the same event again: allowed (idempotent).
+    The caller read the HEAD (``previous``, None when absent) and decided with :func:`lambdas.contracts.is_newer`
+    that ``stamp`` is newer; the Put is conditioned on that read still being current (its ``rev``; a HEAD written
+    before issue 18 has none), so two writers racing on one key cannot both win: the loser re-reads and decides
+    again. ``current`` is the live version's sort key (``""`` once the object was removed), ``etag`` its ETag.
     """
-    return {
-        "Update": {
-            "Key": _key({PK: pk, SK: HEAD_SK}),
-            "UpdateExpression": "SET #t = :t, seq_key = :q, sequencer = :s, current_sk = :c, updated_at = :now",
-            "ConditionExpression": "attribute_not_exists(seq_key) OR seq_key <= :q",
-            "ExpressionAttributeNames": {"#t": "type"},
-            "ExpressionAttributeValues": values(t="image_head", q=seq, s=sequencer, c=current, now=now),
-        }
+    rev = int(previous.get("rev", 0)) if previous else 0
+    condition: dict[str, Any]
+    if previous is None:
+        condition = {"ConditionExpression": "attribute_not_exists(#pk)", "ExpressionAttributeNames": {"#pk": PK}}
+    elif "rev" in previous:
+        condition = {"ConditionExpression": "rev = :prev", "ExpressionAttributeValues": values(prev=rev)}
+    else:
+        condition = {"ConditionExpression": "attribute_not_exists(rev)"}
+    item = {
+        PK: pk,
+        SK: HEAD_SK,
+        "type": "image_head",
+        "seq_key": sequencer_key(stamp.sequencer),
+        "sequencer": stamp.sequencer,
+        "time": stamp.time,
+        "version_id": stamp.version_id,
+        "etag": etag,
+        "current_sk": current,
+        "rev": rev + 1,
+        "updated_at": now,
     }
+    return {"Put": {"Item": to_item(item), **condition}}
 
 
 def claim_update(item: dict[str, Any], batch_id: str, *, gsi_pk: str) -> dict[str, Any]:
@@ -192,6 +211,23 @@ class TableCore:
     def _get(self, key: dict[str, str]) -> dict[str, Any] | None:
         response = self._client.get_item(TableName=self.table_name, Key=_key(key), ConsistentRead=True)
         return from_item(response.get("Item"))
+
+    def _partition(self, pk: str) -> list[dict[str, Any]]:
+        """Every item of partition ``pk`` (strongly consistent, paginated): an S3 key's HEAD and versions."""
+        kwargs: dict[str, Any] = {
+            "TableName": self.table_name,
+            "KeyConditionExpression": "#pk = :pk",
+            "ExpressionAttributeNames": {"#pk": PK},
+            "ExpressionAttributeValues": values(pk=pk),
+            "ConsistentRead": True,
+        }
+        items: list[dict[str, Any]] = []
+        while True:
+            page = self._client.query(**kwargs)
+            items += [from_item(raw) for raw in page.get("Items", [])]  # type: ignore[misc]
+            if "LastEvaluatedKey" not in page:
+                return items
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
     def _query_gsi(self, gsi_pk: str, *, limit: int | None = None) -> Iterator[dict[str, Any]]:
         """Items of one GSI partition in ascending ``gsi1sk`` order (eventually consistent, paginated)."""

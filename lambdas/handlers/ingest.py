@@ -5,46 +5,53 @@ from __future__ import annotations
 from typing import Any
 
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
-from aws_lambda_powertools.utilities.data_classes.s3_event import S3Event
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from lambdas.handlers.observability import count, count_job_starts, key_hash, logger, metrics, tracer
-from lambdas.logic.keys import ImageRef, decode_event_key
+from lambdas.logic.events import MalformedRecord, s3_changes
+from lambdas.logic.keys import ImageRef
 from lambdas.pipeline import IngestOutcome, get_pipeline
+from lambdas.service.batching import OTHER_BUCKET
 
 
 @tracer.capture_method
 def record_handler(record: SQSRecord) -> None:
-    """One SQS message = one S3 notification (``s3:TestEvent`` is skipped); raises to retry the message."""
-    body = record.json_body
-    if body.get("Event") == "s3:TestEvent":
-        logger.info("skipped s3:TestEvent", extra={"bucket": body.get("Bucket")})
+    """One SQS message = one S3 notification (``s3:TestEvent`` is skipped); raises to retry the message.
+
+    A malformed message is logged, counted (``MalformedEvents``) and reported as this message's failure, so SQS
+    keeps it and moves it to the DLQ after INGEST_MAX_RECEIVE_COUNT receives (nothing lost; the DLQ alarm
+    fires). A record naming a bucket other than DATA_BUCKET is refused: logged, counted (``ObjectsRefused``),
+    acknowledged (not retried).
+    """
+    try:
+        changes = s3_changes(record.body)
+    except MalformedRecord as err:  # kept, not dropped: SQS moves it to the DLQ (alarm) after 5 receives
+        logger.warning("malformed message", extra={"message_id": record.message_id, "error": str(err)})
+        count("MalformedEvents", 1)
+        raise
+    if not changes:
+        logger.info("skipped s3:TestEvent", extra={"message_id": record.message_id})
         return
     pipeline = get_pipeline()
-    for s3_record in S3Event(body).records:
-        obj = s3_record.s3.get_object
-        ref = ImageRef(
-            s3_record.s3.bucket.name,
-            decode_event_key(obj.key),
-            obj.get("eTag") or "",
-            int(obj.get("size") or 0),
-            obj.get("versionId"),
-            sequencer=obj.get("sequencer"),
-            event_time=s3_record.get("eventTime"),
-        )
-        event = s3_record.event_name
+    for event, ref in changes:
         if event.startswith("ObjectRemoved:"):  # Delete / DeleteMarkerCreated
             outcome = pipeline.remove(ref)
-            logger.info(
-                "object removed",
-                extra={"uri_sha256": key_hash(ref.uri), "images": outcome.removed, "skipped": outcome.skipped},
-            )
+            if outcome.skipped != OTHER_BUCKET:
+                logger.info(
+                    "object removed",
+                    extra={"uri_sha256": key_hash(ref.uri), "images": outcome.removed, "skipped": outcome.skipped},
+                )
         elif event.startswith("ObjectCreated:"):
             outcome = pipeline.ingest(ref)
-            _log_recorded(ref, outcome)
+            if outcome.skipped != OTHER_BUCKET:
+                _log_recorded(ref, outcome)
         else:
             logger.info("skipped object", extra={"uri_sha256": key_hash(ref.uri), "reason": f"event_{event}"})
             count("ObjectsSkipped", 1)
+            continue
+        if outcome.skipped == OTHER_BUCKET:
+            logger.warning("record of another bucket refused", extra={"bucket": ref.bucket, "event": event})
+            count("ObjectsRefused", 1)
             continue
         count("ImagesRemoved", outcome.removed)
         count("ImagesSuperseded", outcome.superseded)

@@ -11,18 +11,39 @@ from lambdas.handlers.observability import count, count_job_starts, gauge, logge
 from lambdas.pipeline import JobStateAction, get_pipeline
 
 
+def malformed_reason(detail: Any) -> str | None:
+    """Why a job state event's ``detail`` cannot be applied (None when it can): it must be an object with a
+    non-empty string ``state`` and ``jobRunId`` (docs/contracts.md "EMR Serverless job state events")."""
+    if not isinstance(detail, dict):
+        return f"detail is {type(detail).__name__}, not an object"
+    for name in ("state", "jobRunId"):
+        if not isinstance(detail.get(name), str) or not detail[name]:
+            return f"no {name}"
+    return None
+
+
 @logger.inject_lambda_context(correlation_id_path="id")
 @metrics.log_metrics
 @tracer.capture_lambda_handler
 @event_source(data_class=EventBridgeEvent)
 def handler(event: EventBridgeEvent, context: Any) -> dict[str, Any]:
-    """Apply one "EMR Serverless Job Run State Change"; returns the action taken (for logs and tests)."""
-    detail = event.detail
-    if event.source != resources.EMR_EVENT_SOURCE or event.detail_type != resources.EMR_JOB_STATE_DETAIL_TYPE:
-        logger.info("ignored event", extra={"source": event.source, "detail_type": event.detail_type})
+    """Apply one "EMR Serverless Job Run State Change"; returns the action taken (for logs and tests).
+
+    A malformed event (no ``detail`` object, no ``state``, no ``jobRunId``) is logged, counted
+    (``MalformedEvents``) and ignored: EventBridge would only deliver it again unchanged.
+    """
+    source, detail_type = event.get("source"), event.get("detail-type")
+    if source != resources.EMR_EVENT_SOURCE or detail_type != resources.EMR_JOB_STATE_DETAIL_TYPE:
+        logger.info("ignored event", extra={"source": source, "detail_type": detail_type})
         return {"action": JobStateAction.IGNORED, "reason": "not an EMR Serverless job run state change"}
+    detail = event.get("detail")
+    problem = malformed_reason(detail)
+    if problem is not None:
+        logger.warning("malformed job state event ignored", extra={"reason": problem, "event_id": event.get("id")})
+        count("MalformedEvents", 1)
+        return {"action": JobStateAction.IGNORED, "reason": f"malformed event: {problem}"}
     outcome = get_pipeline().handle_job_state(
-        application_id=detail.get("applicationId", ""), job_run_id=detail.get("jobRunId", ""), state=detail["state"]
+        application_id=str(detail.get("applicationId") or ""), job_run_id=detail["jobRunId"], state=detail["state"]
     )
     logger.info(
         "job state handled",

@@ -14,14 +14,25 @@ from lambdas.pipeline import get_pipeline
 @metrics.log_metrics
 @tracer.capture_lambda_handler
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    """One read when nothing is pending; else report the oldest pending age and seal if count or age is due."""
+    """Report the oldest pending age and seal if count or age is due; repair stuck batches (issue 18)."""
     outcome = get_pipeline().tick()
     gauge("PendingImages", outcome.pending, MetricUnit.Count)
     gauge("OldestPendingAgeSeconds", max(0.0, outcome.oldest_pending_age_seconds or 0.0))
     count("BatchesSealed", len(outcome.sealed))
-    count_job_starts(len(outcome.started), outcome.start_failures, outcome.start_quarantined)
-    if outcome.sealed:
-        logger.info("tick sealed", extra={"sealed": outcome.sealed, "oldest_age_s": outcome.oldest_pending_age_seconds})
+    recovered = outcome.recovered
+    count("JobRunsFailed", int(bool(recovered and recovered.action.failed_run)))
+    quarantined = outcome.start_quarantined + int(bool(recovered and recovered.action == "quarantined"))
+    count_job_starts(len(outcome.started), outcome.start_failures, quarantined)
+    if outcome.sealed or outcome.resumed or recovered:
+        logger.info(
+            "tick sealed or repaired",
+            extra={
+                "sealed": outcome.sealed,
+                "resumed": outcome.resumed,
+                "recovered": recovered and recovered.action,
+                "oldest_age_s": outcome.oldest_pending_age_seconds,
+            },
+        )
     return {
         "pending": outcome.pending,
         "oldest_pending_age_seconds": outcome.oldest_pending_age_seconds,

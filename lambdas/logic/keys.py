@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from urllib.parse import unquote_plus
 
 from lambdas import resources
+from lambdas.contracts import VersionStamp
+from lambdas.identity import image_item_key
 
 
 @dataclass(frozen=True)
@@ -14,7 +16,8 @@ class ImageRef:
 
     ``etag`` is stored without surrounding quotes (S3 notifications send it bare, ``ListObjectsV2`` quoted);
     ``size`` is in bytes; ``version_id`` is None for unversioned buckets. ``sequencer`` (hex string) and
-    ``event_time`` (ISO-8601 UTC) come from the S3 event; None when the object was found by listing.
+    ``event_time`` (ISO-8601 UTC) come from the S3 event; None when the object was found by listing, which gives
+    ``last_modified`` (ISO-8601 UTC of the listing's ``LastModified``) instead.
     """
 
     bucket: str
@@ -24,6 +27,24 @@ class ImageRef:
     version_id: str | None = None
     sequencer: str | None = None
     event_time: str | None = None
+    last_modified: str | None = None
+
+    @property
+    def stamp(self) -> VersionStamp:
+        """Where this version stands among the key's events (docs/contracts.md "Version order")."""
+        return VersionStamp(self.sequencer or None, self.event_time or self.last_modified, self.version_id or None)
+
+    @property
+    def item_key(self) -> tuple[str, str]:
+        """The (pk, sk) of this version's image item (:func:`lambdas.identity.image_item_key`)."""
+        return image_item_key(
+            self.bucket,
+            self.key,
+            self.etag,
+            version_id=self.version_id,
+            sequencer=self.sequencer,
+            last_modified=self.last_modified,
+        )
 
     @property
     def uri(self) -> str:

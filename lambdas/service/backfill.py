@@ -11,6 +11,7 @@ recording a page and saving the cursor records nothing twice.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,8 +19,10 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from lambdas.dal.codec import iso_utc
 from lambdas.dal.cursor_items import Cursor
-from lambdas.identity import image_item_key, normalize_etag
+from lambdas.dal.table_core import HEAD_SK, RecordResult
+from lambdas.identity import legacy_sk, normalize_etag, same_listed_version
 from lambdas.logic.keys import ImageRef, label_for_key, skip_reason
 from lambdas.service.base import ServiceBase
 
@@ -137,7 +140,15 @@ class Backfill(ServiceBase):
         return self.s3.list_objects_v2(**params)
 
     def _record_page(self, contents: list[dict[str, Any]], outcome: BackfillOutcome) -> int:
-        """Record the page's images missing from the manifest (one BatchGetItem per 100 keys first); how many."""
+        """Record the page's images the manifest lacks; how many.
+
+        One BatchGetItem per 33 objects reads each object's key HEAD, its version's item and the pre-issue-18
+        item of its ETag. Known (item found, or the HEAD's live version is this object:
+        :func:`lambdas.identity.same_listed_version`): skipped. A key the
+        table knows nothing of: recorded in bulk (:meth:`record_listed`). Else the key has history: the version is
+        recorded one by one by version order (:meth:`record_version`: a listed version older than the key's newest
+        event is not recorded, so a late listing never wins).
+        """
         bucket, images_prefix = self.settings.data_bucket, self.settings.images_prefix
         refs = []
         for obj in contents:
@@ -146,10 +157,38 @@ class Backfill(ServiceBase):
             if skip_reason(obj["Key"], images_prefix) is not None or not etag:
                 outcome.skipped += 1
                 continue
-            refs.append(ImageRef(bucket, obj["Key"], etag, int(obj["Size"])))
-        keys = {image_item_key(r.bucket, r.key, r.etag): r for r in refs}
-        existing = self.table.existing_images(list(keys))
-        missing = [(ref, label_for_key(ref.key, images_prefix)) for k, ref in keys.items() if k not in existing]
-        recorded = self.table.record_listed(missing, now=self.clock())
+            refs.append(
+                ImageRef(bucket, obj["Key"], etag, int(obj["Size"]), last_modified=_iso(obj.get("LastModified")))
+            )
+        keys: list[tuple[str, str]] = []
+        for ref in refs:
+            pk, sk = ref.item_key
+            keys += [(pk, HEAD_SK), (pk, sk), (pk, legacy_sk(ref.etag))]
+        found = self.table.get_many(keys)
+        fresh, known_keys = [], []
+        for ref in refs:
+            pk, sk = ref.item_key
+            head = found.get((pk, HEAD_SK))
+            if (pk, sk) in found or (head is None and (pk, legacy_sk(ref.etag)) in found):
+                continue  # this version (or, on a key without HEAD, a pre-issue-18 item of these bytes) is known
+            if same_listed_version(head, ref.etag, ref.last_modified):
+                continue  # the key's live version, recorded from its event
+            label = label_for_key(ref.key, images_prefix)
+            (known_keys if head is not None else fresh).append((ref, label))
+        now = self.clock()
+        recorded = self.table.record_listed(fresh, now=now)
+        for ref, label in known_keys:
+            if self.table.record_version(ref, label=label, now=now) is RecordResult.RECORDED:
+                recorded += 1  # a newer version whose event was lost: the key's older versions are superseded
+                self.table.supersede_older(
+                    ref.bucket, ref.key, stamp=ref.stamp, keep_sk=ref.item_key[1], etag=ref.etag, now=now
+                )
         outcome.recorded += recorded
         return recorded
+
+
+def _iso(value: Any) -> str | None:
+    """The listing's ``LastModified`` (a ``datetime`` from boto3, or text) as ISO-8601 UTC text; None if absent."""
+    if isinstance(value, dt.datetime):
+        return iso_utc(value if value.tzinfo else value.replace(tzinfo=dt.UTC))
+    return str(value) if value else None

@@ -17,9 +17,15 @@ log = logging.getLogger(__name__)
 TERMINAL_SUCCESS = "SUCCESS"
 TERMINAL_FAILURE = ("FAILED", "CANCELLED")
 MANIFEST_GSI_WAIT_SECONDS = (0.2, 0.5, 1.0, 2.0, 4.0)  # waits for the GSI to show every claimed image
-# A batch STARTING for longer than the longest Lambda timeout (15 min, AWS Lambda quota) has no live starter:
-# its invocation died between taking the job run slot and recording the job run.
-STALE_START_SECONDS = 15 * 60
+# The repair bound (issue 18): the tick (every minute) re-drives a batch stuck CLAIMING or STARTING this long
+# (seconds), and applies a terminal job run state whose EventBridge event is this late. Re-driving while the first
+# sealer / starter is still alive is harmless: claims are conditional, and a re-driven start sends the same
+# clientToken, which EMR Serverless answers with the same job run (StartJobRun idempotency).
+REPAIR_AFTER_SECONDS = 180
+STALE_START_SECONDS = REPAIR_AFTER_SECONDS  # the name used before issue 18
+# A StartJobRun that failed (after botocore's own retries) is retried by the tick after 30 s, 60 s, 120 s, then every
+# REPAIR_AFTER_SECONDS; it never counts as a failed attempt (only job runs that ran and FAILED do).
+START_RETRY_BASE_SECONDS = 30
 
 Clock = Callable[[], dt.datetime]
 

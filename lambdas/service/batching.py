@@ -7,7 +7,7 @@ from dataclasses import asdict, replace
 
 from lambdas.dal.manifest_table import BatchStatus, Counts, RecordResult
 from lambdas.dal.records import Batch
-from lambdas.identity import image_item_key, normalize_etag
+from lambdas.identity import normalize_etag, normalize_version_id
 from lambdas.logic.batches import age_seconds, flush_claim_size, new_batch_id, seal_reason, threshold_claim_size
 from lambdas.logic.keys import ImageRef, label_for_key, skip_reason
 from lambdas.logic.manifest import erase_manifest_key, manifest_key, render_erasures, render_manifest
@@ -19,6 +19,7 @@ from lambdas.service.base import (
 )
 from lambdas.service.outcomes import IngestOutcome, TickOutcome
 
+OTHER_BUCKET = "other_bucket"  # skip reason of a record naming a bucket other than DATA_BUCKET (refused)
 OLDEST_PENDING_MEMO_SECONDS = 60.0  # an ingest re-reads the oldest pending image at most this often (seconds)
 
 
@@ -44,25 +45,26 @@ class Batching(ServiceBase):
         ``duplicate=True`` when the object version was already recorded. ``pending`` is the counter after it.
         """
         outcome = IngestOutcome(uri=ref.uri)
-        reason = skip_reason(ref.key, self.settings.images_prefix)
+        reason = self._skip_reason(ref)
         if reason is not None:
             outcome.skipped = reason
             return outcome
-        ref = replace(ref, etag=normalize_etag(ref.etag), size=int(ref.size), version_id=ref.version_id or None)
+        ref = replace(
+            ref, etag=normalize_etag(ref.etag), size=int(ref.size), version_id=normalize_version_id(ref.version_id)
+        )
         if not ref.etag:
             outcome.skipped = "missing_etag"
             return outcome
         label = label_for_key(ref.key, self.settings.images_prefix)
         now = self.clock()
-        result = self.table.record_version(ref, label=label, now=now)
+        result, others = self.table.record_version_and_others(ref, label=label, now=now)
         outcome.recorded = result is not RecordResult.DUPLICATE
         outcome.duplicate = not outcome.recorded
         if result is RecordResult.SUPERSEDED:
             outcome.superseded = 1  # a later event of the key was applied first: never featurized
-        elif ref.sequencer:  # also on a duplicate: the retry of a crashed invocation finishes its work
-            pk_sk = image_item_key(ref.bucket, ref.key, ref.etag)
+        elif others and (result is RecordResult.RECORDED or ref.sequencer):  # a duplicate event: a crashed try's
             outcome.superseded = self.table.supersede_older(
-                ref.bucket, ref.key, sequencer=ref.sequencer, keep_sk=pk_sk[1], now=now
+                ref.bucket, ref.key, stamp=ref.stamp, keep_sk=ref.item_key[1], etag=ref.etag, now=now
             )
         outcome.pending = self.table.counts().pending
         return outcome
@@ -75,11 +77,12 @@ class Batching(ServiceBase):
         older than the key's latest event is ignored (``skipped = "stale_event"``).
         """
         outcome = IngestOutcome(uri=ref.uri)
-        reason = skip_reason(ref.key, self.settings.images_prefix)
+        reason = self._skip_reason(ref)
         if reason is not None:
             outcome.skipped = reason
             return outcome
-        removal = self.table.mark_removed(ref.bucket, ref.key, sequencer=ref.sequencer, now=self.clock())
+        ref = replace(ref, version_id=normalize_version_id(ref.version_id))
+        removal = self.table.mark_removed(ref.bucket, ref.key, stamp=ref.stamp, now=self.clock())
         if not removal.applied:
             outcome.skipped = "stale_event"
             return outcome
@@ -87,6 +90,13 @@ class Batching(ServiceBase):
         outcome.pending = self.table.counts().pending
         self.seal_if_due(outcome)
         return outcome
+
+    def _skip_reason(self, ref: ImageRef) -> str | None:
+        """Why an S3 event's object is not recorded: ``other_bucket`` (not DATA_BUCKET: refused, issue 18), or
+        :func:`lambdas.logic.keys.skip_reason`; None when it is an image of the data bucket."""
+        if ref.bucket != self.settings.data_bucket:
+            return OTHER_BUCKET
+        return skip_reason(ref.key, self.settings.images_prefix)
 
     def seal_if_due(self, outcome: IngestOutcome) -> None:
         """Seal when due (BATCH_THRESHOLD pending, or the oldest pending image waited BATCH_MAX_WAIT_SECONDS) and
@@ -97,21 +107,21 @@ class Batching(ServiceBase):
             self._start_next_quietly(outcome)
 
     def tick(self) -> TickOutcome:
-        """The scheduled check (every minute): seal pending images that waited BATCH_MAX_WAIT_SECONDS.
+        """The scheduled check (every minute): seal pending images that waited BATCH_MAX_WAIT_SECONDS, and repair.
 
-        One strongly consistent read when nothing is pending; otherwise one GSI query for the oldest pending
-        image, then a seal (``reason="max_wait"`` or ``"threshold"``) if due and the next batch's start.
+        Nothing pending: no GSI query for images. Otherwise one GSI query for the oldest pending image, then a seal
+        (``reason="max_wait"`` or ``"threshold"``) if due. Then, always, the repair (:meth:`repair_stuck`: stuck
+        CLAIMING / STARTING batches, a lost terminal job state, the next SEALED batch when the slot is free).
         ``oldest_pending_age_seconds`` is reported for the OldestPendingAgeSeconds metric (None when none).
         """
         counts = self.table.counts()
         outcome = TickOutcome(pending=counts.pending)
-        if counts.pending == 0 and counts.erasures == 0:
-            return outcome
-        outcome.oldest_pending_age_seconds = self.oldest_pending_age() if counts.pending else None
-        reason = self._due(counts, oldest_age=outcome.oldest_pending_age_seconds)
-        if reason is not None:
-            outcome.sealed = self.seal_pending(reason=reason)
-        self._start_next_quietly(outcome)
+        if counts.pending or counts.erasures:
+            outcome.oldest_pending_age_seconds = self.oldest_pending_age() if counts.pending else None
+            reason = self._due(counts, oldest_age=outcome.oldest_pending_age_seconds)
+            if reason is not None:
+                outcome.sealed = self.seal_pending(reason=reason)
+        self.repair_stuck(outcome)  # type: ignore[attr-defined]
         return outcome
 
     def oldest_pending_age(self) -> float | None:

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from lambdas.dal.manifest_table import BatchStatus
-from lambdas.dal.records import Batch
+from lambdas.dal.records import Batch, Slot
 from lambdas.logic.batches import time_to_feature_seconds
 from lambdas.logic.job_request import build_start_job_run_request, client_token
 from lambdas.service.base import (
-    STALE_START_SECONDS,
+    REPAIR_AFTER_SECONDS,
+    START_RETRY_BASE_SECONDS,
     TERMINAL_FAILURE,
     TERMINAL_SUCCESS,
     ServiceBase,
@@ -25,6 +27,12 @@ from lambdas.service.outcomes import (
     StartedJobRun,
     StartResult,
 )
+
+
+def start_retry_delay(errors: int) -> float:
+    """Seconds before the tick retries a StartJobRun that failed ``errors`` times in a row (≥ 1): exponential,
+    :data:`START_RETRY_BASE_SECONDS` × 2^(errors − 1), capped at :data:`REPAIR_AFTER_SECONDS` (the repair bound)."""
+    return float(min(REPAIR_AFTER_SECONDS, START_RETRY_BASE_SECONDS * 2 ** max(0, errors - 1)))
 
 
 class JobRuns(ServiceBase):
@@ -45,14 +53,14 @@ class JobRuns(ServiceBase):
     def start_next_batch(self) -> JobRunStart | None:
         """Start the oldest SEALED batch if the job run slot is free; None when busy or nothing is sealed.
 
-        A slot held by a batch STARTING for more than STALE_START_SECONDS (its starter died) is re-driven
-        instead, with the same attempt and ``clientToken``, so the next event or flush repairs it without waiting
-        for ``reconcile``. A failed ``start_job_run`` is recorded (batch SEALED again or QUARANTINED, slot freed)
-        and returned as a FAILED / QUARANTINED result.
+        A slot held by a batch STARTING whose start is due again (:meth:`_start_due`: its last StartJobRun failed
+        and the backoff passed, or its starter died REPAIR_AFTER_SECONDS ago) is re-driven instead, with the same
+        attempt and ``clientToken``. A failed ``start_job_run`` leaves the batch STARTING with the slot, its attempt
+        and a retry time (:meth:`_call_start_job_run`), returned as a DEFERRED result.
         """
         slot = self.table.slot()
         if slot.holder:
-            return self._redrive_starting(slot) if self._held_longer_than(slot, STALE_START_SECONDS) else None
+            return self._redrive_starting(slot)
         for candidate in self.table.batches_by_status(BatchStatus.SEALED, limit=5):
             batch = self.table.batch(candidate["batch_id"])
             if batch is None or batch.status != BatchStatus.SEALED:
@@ -62,19 +70,54 @@ class JobRuns(ServiceBase):
             return self._call_start_job_run(batch, batch.attempts + 1)
         return None
 
+    def _start_due(self, batch: Batch, slot: Slot) -> bool:
+        """Whether the STARTING ``batch`` holding ``slot`` may be re-driven now: when a StartJobRun of this attempt
+        failed, once its ``start_retry_at`` passed (backoff); else once it has held the slot REPAIR_AFTER_SECONDS
+        (its starter died: a Lambda timeout or crash inside the call)."""
+        now = self.clock()
+        retry_at = batch.start_retry_at if batch.start_retry_attempt == batch.attempts else None
+        if retry_at:  # this attempt's last call failed: its backoff decides
+            return now >= dt.datetime.fromisoformat(retry_at)
+        held = (now - dt.datetime.fromisoformat(slot.since)).total_seconds() if slot.since else 0.0
+        return held >= REPAIR_AFTER_SECONDS
+
+    def _redrive_starting(self, slot: Slot | None = None, *, force: bool = False) -> JobRunStart | None:
+        """Call ``start_job_run`` again, same attempt, for the batch holding the slot while STARTING, when due
+        (:meth:`_start_due`) or ``force`` (reconcile); else None."""
+        slot = slot if slot is not None else self.table.slot()
+        batch = self.table.batch(slot.holder) if slot.holder else None
+        if batch is None or batch.status != BatchStatus.STARTING or not (force or self._start_due(batch, slot)):
+            return None
+        log.warning("re-driving batch without job run", extra={"batch_id": batch.batch_id, "attempt": batch.attempts})
+        return self._call_start_job_run(batch, batch.attempts)
+
     def _call_start_job_run(self, batch: Batch, attempt: int) -> JobRunStart:
+        """Call ``start_job_run`` for attempt ``attempt`` of the STARTING ``batch`` (it holds the slot).
+
+        Throttling, quotas and transient errors are first retried by botocore (standard mode, exponential backoff
+        with jitter, :data:`lambdas.aws.RETRY_CONFIG`). An error left after that — a ``ClientError`` such as
+        ThrottlingException / ServiceQuotaExceededException / AccessDeniedException, or a botocore error that is not
+        one (ReadTimeoutError, ConnectTimeoutError, EndpointConnectionError) — is NOT a failed attempt: the batch
+        keeps the slot and the attempt (a retry sends the same clientToken, so a timed-out call that did start a
+        job run is not started twice) and the tick retries it after :func:`start_retry_delay`. Returns DEFERRED
+        with the error then.
+        """
         request = self.start_request(batch, attempt)
         batch_id = batch.batch_id
         try:
             response = self.emr.start_job_run(**request)
-        except ClientError as err:
-            quarantine = batch.failures + 1 >= self.settings.max_attempts
-            recorded = self.table.fail_start(
-                batch_id, attempt=attempt, error=str(err), quarantine=quarantine, now=self.clock()
+        except (ClientError, BotoCoreError) as err:
+            now = self.clock()
+            errors = (batch.start_errors if batch.start_retry_attempt == attempt else 0) + 1
+            retry_at = now + dt.timedelta(seconds=start_retry_delay(errors))
+            self.table.defer_start(
+                batch_id, attempt=attempt, error=f"{type(err).__name__}: {err}", retry_at=retry_at, now=now
             )
-            log.error("start_job_run failed", extra={"batch_id": batch_id, "attempt": attempt, "error": str(err)})
-            result = StartResult.QUARANTINED if recorded and quarantine else StartResult.FAILED
-            return JobRunStart(result, batch_id, attempt, error=err)
+            log.error(
+                "start_job_run failed; retried by the tick",
+                extra={"batch_id": batch_id, "attempt": attempt, "error": str(err), "retry_at": retry_at.isoformat()},
+            )
+            return JobRunStart(StartResult.DEFERRED, batch_id, attempt, error=err)
         job_run_id = response["jobRunId"]
         self.table.mark_running(
             batch_id, attempt=attempt, job_run_id=job_run_id, client_token=request["clientToken"], now=self.clock()

@@ -12,8 +12,11 @@ class StartResult(StrEnum):
     """How one ``start_job_run`` attempt ended."""
 
     STARTED = "started"
-    FAILED = "failed"  # the call failed; the batch is SEALED again for a later attempt
-    QUARANTINED = "quarantined"  # the call failed for the MAX_ATTEMPTS-th time; the batch is QUARANTINED
+    # the call failed (after botocore's retries): the batch keeps the slot and its attempt, the tick retries it;
+    # never a failed attempt (issue 18: only job runs that ran and FAILED count toward MAX_ATTEMPTS)
+    DEFERRED = "deferred"
+    FAILED = "failed"  # (before issue 18: the call failed and the batch went back to SEALED)
+    QUARANTINED = "quarantined"  # (before issue 18: the MAX_ATTEMPTS-th failed call quarantined the batch)
 
 
 class JobStateAction(StrEnum):
@@ -107,11 +110,14 @@ class JobStateOutcome(JobStarts):
 
 @dataclass
 class TickOutcome(JobStarts):
-    """What the scheduled tick did: pending images, the oldest one's wait (s, None if none), batches sealed."""
+    """What the scheduled tick did: pending images, the oldest one's wait (s, None if none), batches sealed;
+    its repair (issue 18): batches ``resumed`` from a stuck CLAIMING, the lost terminal job state ``recovered``."""
 
     pending: int = 0
     oldest_pending_age_seconds: float | None = None
     sealed: list[str] = field(default_factory=list)
+    resumed: list[str] = field(default_factory=list)
+    recovered: JobStateOutcome | None = None
 
 
 @dataclass

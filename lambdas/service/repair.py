@@ -5,11 +5,11 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from lambdas.dal.manifest_table import BatchStatus
-from lambdas.dal.records import Slot
 from lambdas.service.base import (
+    REPAIR_AFTER_SECONDS,
     TERMINAL_FAILURE,
     TERMINAL_SUCCESS,
     ServiceBase,
@@ -17,9 +17,9 @@ from lambdas.service.base import (
 )
 from lambdas.service.outcomes import (
     FlushOutcome,
-    JobRunStart,
     JobStateOutcome,
     ReconcileOutcome,
+    TickOutcome,
 )
 
 
@@ -54,7 +54,7 @@ class Repair(ServiceBase):
             outcome.claiming_resumed.append(batch["batch_id"])
             if self.fill_and_seal(batch["batch_id"]):
                 outcome.sealed.append(batch["batch_id"])
-        redrive = self._redrive_starting()
+        redrive = self._redrive_starting(force=True)  # type: ignore[attr-defined]
         if redrive is not None and redrive.run is not None:
             outcome.redriven.append(redrive.run)  # reported as re-driven, not as a new start
         else:
@@ -67,25 +67,42 @@ class Repair(ServiceBase):
         self._start_next_quietly(outcome)
         return outcome
 
-    def _held_longer_than(self, slot: Slot, seconds: float) -> bool:
-        if not slot.since:
-            return False
-        held = self.clock() - dt.datetime.fromisoformat(slot.since)
-        return held.total_seconds() > seconds
+    def repair_stuck(self, outcome: TickOutcome) -> None:
+        """The tick's repair (issue 18), so no fault waits for the daily reconcile; what it did goes into
+        ``outcome``:
 
-    def _redrive_starting(self, slot: Slot | None = None) -> JobRunStart | None:
-        """Call ``start_job_run`` again, same attempt, for the batch holding the slot while STARTING (else None)."""
-        holder = (slot if slot is not None else self.table.slot()).holder
-        batch = self.table.batch(holder) if holder else None
-        if batch is None or batch.status != BatchStatus.STARTING:
-            return None
-        log.warning("re-driving batch without job run", extra={"batch_id": holder, "attempt": batch.attempts})
-        return self._call_start_job_run(batch, batch.attempts)
+        1. a batch CLAIMING for REPAIR_AFTER_SECONDS (its sealer died, or a claim transaction / the manifest
+           PutObject failed) is filled and sealed (:meth:`fill_and_seal`, safe beside a live sealer);
+        2. the RUNNING job run holding the slot whose terminal state's event is RECONCILE_LOST_EVENT_MINUTES late
+           is ended by that state read with GetJobRun (frees the slot, starts the next batch);
+        3. a batch STARTING whose start is due again is re-driven (same attempt and clientToken), or, when the
+           slot is free, the oldest SEALED batch is started.
+        A repair step that fails (an AWS error, GSI lag) is logged and left to the next tick.
+        """
+        now = self.clock()
+        for item in self.table.batches_by_status(BatchStatus.CLAIMING, limit=10):
+            created = item.get("created_at")
+            if not created or (now - dt.datetime.fromisoformat(created)).total_seconds() < REPAIR_AFTER_SECONDS:
+                continue
+            log.warning("resuming a batch stuck CLAIMING", extra={"batch_id": item["batch_id"], "since": created})
+            outcome.resumed.append(item["batch_id"])
+            try:
+                if self.fill_and_seal(item["batch_id"]):  # type: ignore[attr-defined]
+                    outcome.sealed.append(item["batch_id"])
+            except (ClientError, BotoCoreError, RuntimeError) as err:
+                log.warning("batch still CLAIMING", extra={"batch_id": item["batch_id"], "error": str(err)})
+        recovered = self._recover_lost_terminal_event()
+        if recovered:
+            outcome.recovered = recovered
+            for run in recovered.started:
+                outcome.started.append(run)
+            outcome.start_failures += recovered.start_failures
+        self._start_next_quietly(outcome)  # type: ignore[attr-defined]
 
     def _recover_lost_terminal_event(self) -> JobStateOutcome | None:
         minutes = self.settings.reconcile_lost_event_minutes
-        holder = self.table.slot().holder
-        batch = self.table.batch(holder) if holder and minutes > 0 else None
+        holder = self.table.slot().holder if minutes > 0 else None
+        batch = self.table.batch(holder) if holder else None
         if batch is None or batch.status != BatchStatus.RUNNING or not batch.job_run_id:
             return None
         job_run_id = batch.job_run_id

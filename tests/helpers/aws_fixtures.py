@@ -20,6 +20,8 @@ moto notes (quirks handled here, not hidden):
 from __future__ import annotations
 
 import copy
+import datetime as dt
+import itertools
 import json
 import threading
 from collections.abc import Iterator
@@ -149,10 +151,18 @@ def load_event(events_dir: Path, name: str) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class Obj:
+    """One uploaded object version; ``sequencer`` and ``event_time`` are its S3 event's (None: the fixture's)."""
+
     key: str
     etag: str
     size: int
     version_id: str | None = None
+    sequencer: str | None = None
+    event_time: str | None = None
+
+
+# S3 gives each event of a key a greater sequencer (AWS S3 "Event message structure"): uploads here do the same.
+_SEQUENCERS = itertools.count(0x00673FD0AB0C8E5F21)
 
 
 def upload(keys: list[str], *, body: bytes | None = None) -> list[Obj]:
@@ -162,7 +172,12 @@ def upload(keys: list[str], *, body: bytes | None = None) -> list[Obj]:
     for key in keys:
         data = body if body is not None else f"fake image bytes of {key}".encode()
         response = s3.put_object(Bucket=BUCKET, Key=key, Body=data)
-        objects.append(Obj(key, response["ETag"].strip('"'), len(data), response.get("VersionId")))
+        sequencer = f"{next(_SEQUENCERS):018X}"
+        # S3's eventTime is the time of the write (the object's LastModified, to the second)
+        event_time = dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        objects.append(
+            Obj(key, response["ETag"].strip('"'), len(data), response.get("VersionId"), sequencer, event_time)
+        )
     return objects
 
 
@@ -179,6 +194,10 @@ def sqs_event(events_dir: Path, objects: list[Obj], *, bucket: str = BUCKET) -> 
         s3["object"].update({"key": quote_plus(obj.key, safe="/"), "eTag": obj.etag, "size": obj.size})
         if obj.version_id:
             s3["object"]["versionId"] = obj.version_id
+        if obj.sequencer:
+            s3["object"]["sequencer"] = obj.sequencer
+        if obj.event_time:
+            body["Records"][0]["eventTime"] = obj.event_time
         record = copy.deepcopy(record_template)
         record["messageId"] = f"msg-{index:05d}-{abs(hash(obj.key)) % 10**8:08d}"
         record["body"] = json.dumps(body)

@@ -115,34 +115,50 @@ def test_other_applications_unknown_job_runs_and_other_events_are_ignored(small_
     assert table().get_batch(batch["batch_id"])["status"] == "RUNNING"
 
 
-def test_refused_job_starts_quarantine_the_batch_with_metrics_for_the_alarms(
+def test_refused_job_starts_never_quarantine_the_batch_and_reach_the_metrics_for_the_alarms(
     small_batches, events_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # GIVEN EMR Serverless refusing every StartJobRun (e.g. the execution role cannot be passed), MAX_ATTEMPTS=3
+    # (issue 18: a refused start is not a job run that ran and failed, so it never counts toward the quarantine)
     from botocore.exceptions import ClientError
 
     from lambdas import aws
     from lambdas.handlers import flush
 
+    refusals: list[str] = []
+
     def refuse(params: dict, **_: object) -> None:
-        raise ClientError({"Error": {"Code": "AccessDeniedException", "Message": "not authorized"}}, "StartJobRun")
+        if len(refusals) < 4:
+            refusals.append(params["clientToken"])
+            raise ClientError({"Error": {"Code": "AccessDeniedException", "Message": "not authorized"}}, "StartJobRun")
 
     aws.client("emr-serverless").meta.events.register_first("provide-client-params.emr-serverless.StartJobRun", refuse)
     monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "false")
-    # WHEN 5 images seal a batch (first start refused), then two flushes retry it (refused again)
+    pipeline = get_pipeline()
+    monkeypatch.setattr(flush, "get_pipeline", lambda: pipeline)
+    # WHEN 5 images seal a batch (first start refused), then flushes retry it as its backoff allows (3 refusals more)
+    at(pipeline, 0)
     ingest_objects(events_dir, images(5))
     [batch] = table().all_batches()
-    for _ in range(2):
+    for seconds in (10, 31, 95, 300):
+        at(pipeline, seconds)
         flush.handler(load_event(events_dir, "scheduled_event.json"), LocalLambdaContext("flush"))
-    # THEN the batch is quarantined after 3 refused starts, its images still attached, the slot free
-    batch = table().get_batch(batch["batch_id"])
-    assert (batch["status"], batch["failures"]) == ("QUARANTINED", 3)
-    assert len(table().batch_images(batch["batch_id"])) == 5
-    assert not table().get_slot().get("holder")
-    # AND every refusal and the quarantine reached the metrics the alarms watch
+    # THEN every refusal kept the batch STARTING with its slot and attempt 1 (same clientToken), never quarantined
+    assert refusals == [f"{batch['batch_id']}-a1"] * 4
+    stuck = table().get_batch(batch["batch_id"])
+    assert (stuck["status"], stuck["failures"], stuck["attempts"], stuck["start_errors"]) == ("STARTING", 0, 1, 4)
+    assert table().get_slot()["holder"] == batch["batch_id"]
+    # AND every refusal reached the metric the alarm watches, no quarantine
     emf = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith('{"_aws"')]
-    assert sum(sum(e.get("JobRunStartFailures", [])) for e in emf) == 3
-    assert sum(sum(e.get("BatchesQuarantined", [])) for e in emf) == 1
+    assert sum(sum(e.get("JobRunStartFailures", [])) for e in emf) == 4
+    assert sum(sum(e.get("BatchesQuarantined", [])) for e in emf) == 0
+    # WHEN EMR accepts again and the retry is due
+    at(pipeline, 300 + 181)
+    flush.handler(load_event(events_dir, "scheduled_event.json"), LocalLambdaContext("flush"))
+    # THEN the batch runs, its images still attached
+    batch = table().get_batch(batch["batch_id"])
+    assert (batch["status"], batch["attempts"], batch["failures"]) == ("RUNNING", 1, 0)
+    assert len(table().batch_images(batch["batch_id"])) == 5
 
 
 def at(pipeline: Pipeline, seconds: float) -> None:

@@ -68,7 +68,15 @@ def test_an_image_deleted_after_it_was_featurized_is_in_the_next_erase_jsonl(mot
     [sealed] = outcome.sealed
     batch = table().get_batch(sealed)
     assert batch["image_count"] == 0 and read_manifest(batch) == []
-    assert erase_lines(batch) == [{"image_uri": f"s3://{BUCKET}/{KEY}", "sequencer": "0000B1", "reason": "deleted"}]
+    assert erase_lines(batch) == [
+        {
+            "image_uri": f"s3://{BUCKET}/{KEY}",
+            "sequencer": "0000B1",
+            "reason": "deleted",
+            "time": "2026-11-22T02:40:11.512Z",  # the delete event's eventTime
+            "version_id": None,  # unversioned bucket: no delete marker id
+        }
+    ]
     assert table().counts().erasures == 0
 
 

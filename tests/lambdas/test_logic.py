@@ -132,6 +132,7 @@ def test_manifest_lines_follow_the_contract() -> None:
         "label": "Apple Braeburn",
         "event_time": None,
         "sequencer": None,
+        "last_modified": None,
     }
     assert "Pêche" in lines[1] and json.loads(lines[1])["version_id"] is None
     assert manifest_key("manifests/", "b000001-00000000") == "manifests/b000001-00000000.jsonl"

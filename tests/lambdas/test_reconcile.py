@@ -231,7 +231,7 @@ def test_sqs_retry_of_a_crash_after_recording_finishes_the_seal(
     assert table().counter() == (0, 1)
 
 
-def test_a_start_stuck_longer_than_a_lambda_timeout_is_redriven_by_the_next_flush(
+def test_a_start_stuck_longer_than_the_repair_bound_is_redriven_by_the_next_flush(
     moto_aws, events_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # GIVEN a batch whose starter died inside StartJobRun (STARTING, slot held, no job run)
@@ -247,14 +247,14 @@ def test_a_start_stuck_longer_than_a_lambda_timeout_is_redriven_by_the_next_flus
     )
     [batch] = table().all_batches()
     assert batch["status"] == "STARTING" and crashes == [f"{batch['batch_id']}-a1"]
-    # WHEN a flush runs while the starter could still be alive (10 minutes later)
+    # WHEN a flush runs while the starter could still be inside its call (2 minutes later)
     pipeline = get_pipeline()
-    later = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=STALE_START_SECONDS - 300)
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=STALE_START_SECONDS - 60)
     pipeline.clock = lambda: later  # the injected clock returns timezone-aware datetimes
     # THEN it leaves the batch alone
     assert pipeline.flush().started == [] and watch.job_run_ids == []
-    # WHEN a flush runs after the longest Lambda timeout
-    later += dt.timedelta(seconds=600)
+    # WHEN a flush runs after the repair bound (STALE_START_SECONDS = REPAIR_AFTER_SECONDS, 3 minutes)
+    later += dt.timedelta(seconds=120)
     outcome = pipeline.flush()
     # THEN the batch is started with the same attempt and client token (no reconcile needed), nothing lost
     assert [run.client_token for run in outcome.started] == [f"{batch['batch_id']}-a1"]

@@ -93,15 +93,16 @@ def test_with_max_wait_off_only_the_threshold_seals(moto_aws, monkeypatch) -> No
     assert batch["reason"] == "threshold" and int(batch["image_count"]) == 5
 
 
-def test_the_tick_costs_one_read_when_nothing_is_pending(moto_aws, monkeypatch) -> None:
+def test_the_tick_costs_two_reads_and_two_queries_when_nothing_is_pending(moto_aws, monkeypatch) -> None:
     # GIVEN an empty manifest
     settings(monkeypatch, threshold=100, max_wait=900)
     pipeline = get_pipeline()
     moto_aws.calls.clear()
     # WHEN the tick runs
     outcome = pipeline.tick()
-    # THEN it made exactly one DynamoDB request and reports no age
-    assert [op for _, op, _ in moto_aws.calls] == ["GetItem"]
+    # THEN it read the counter, looked for stuck CLAIMING batches, read the job run slot and, the slot being free,
+    # looked for a SEALED batch to start (issue 18: the repair), and reports no age
+    assert [op for _, op, _ in moto_aws.calls] == ["GetItem", "Query", "GetItem", "Query"]
     assert outcome.pending == 0 and outcome.oldest_pending_age_seconds is None
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import time
 from collections.abc import Mapping
 from contextlib import contextmanager
@@ -30,7 +31,7 @@ import numpy as np
 import pyarrow as pa
 from pyspark.sql import SparkSession
 
-from spark_jobs import erasure, storage, tables
+from spark_jobs import erasure, quantization, storage, tables
 from spark_jobs import lake as lake_io
 from spark_jobs.engines import check_engine, default_engine
 from spark_jobs.featurize_pass import BatchFeatures, featurize_batch
@@ -57,6 +58,10 @@ class JobConfig:
     precision: str = "float32"
     catalog: str | None = None  # sql:PATH | glue[:DATABASE]; None: the SQLite file next to a local lake
     engine: str | None = None  # tensorflow | openvino | onnxruntime; None: engines.default_engine() of this machine
+    calibration: str | None = None  # int8: folder or calibration manifest (spark_jobs.quantization)
+    calibration_images: int = quantization.CALIBRATION_IMAGES
+    holdout_images: int = quantization.HOLDOUT_IMAGES
+    min_mean_cosine: float = quantization.MIN_MEAN_COSINE  # int8 fidelity gate threshold
 
 
 class _Timer:
@@ -131,13 +136,21 @@ def run_batch(spark: SparkSession, config: JobConfig, spec: ModelSpec | None = N
         spark_jobs.manifest.ManifestError, FileNotFoundError (manifest), storage.ObjectExistsError (a
         concurrent job committed the same PCA version), pyiceberg CommitFailedException (a concurrent table
         commit), tables.CatalogSpecError (bad catalog setting), Spark/TensorFlow errors. Bad images never raise.
+        int8: quantization.CalibrationError (calibration source), quantization.FidelityError (gate refused the
+        model; nothing written).
     """
     timer = _Timer()
     lake = tables.Lake.at(config.lake, config.catalog)
     with timer.stage("resolve_weights"):
-        spec = spec or resolve_weights(config.weights, config.image_size, config.precision)
+        calibration = None if spec or config.precision != "int8" else quantization.resolve_calibration(
+            config.calibration or "", config.calibration_images, config.holdout_images, config.image_size)
+        spec = spec or resolve_weights(config.weights, config.image_size, config.precision, calibration)
     engine = check_engine(config.engine or default_engine(precision=spec.precision), spec.precision)
     threads = int(spark.conf.get("spark.task.cpus", "1"))  # cores Spark reserves for each task
+    fidelity = None
+    if spec.precision == "int8":  # before anything is read or written: a refused model stops the job here
+        with timer.stage("fidelity_gate"):
+            fidelity = quantization.fidelity_gate(spec, engine, os.cpu_count() or 1, config.min_mean_cosine)
     previous = spark.conf.get(ARROW_BATCH_CONF, None)
     spark.conf.set(ARROW_BATCH_CONF, str(config.infer_batch_size))  # bounds pixels held per Arrow frame
     latest_pca = prefetch_latest(config.lake, spec.model_id)  # read while the executors featurize
@@ -185,6 +198,7 @@ def run_batch(spark: SparkSession, config: JobConfig, spec: ModelSpec | None = N
         "weights_fallback": spec.fallback_reason,
         "precision": spec.precision,
         "engine": engine,
+        "fidelity": fidelity,  # int8: quantization.fidelity_gate figures; None otherwise
         "task": batch.task,
         "catalog": lake.catalog,
         "counts": {"listed": batch.listed, "featurized": featurized, "rejected": sum(reasons.values())},

@@ -2,8 +2,10 @@
 
     spark-submit spark_jobs/main.py --manifest URI --lake URI --batch-id ID \
         [--weights imagenet|random[:SEED]|PATH|s3://...] [--pca-k 150] [--image-size 224] [--infer-batch-size 32]
-        [--precision float32|bfloat16] [--catalog sql:PATH|glue[:DATABASE]]
+        [--precision float32|bfloat16|int8] [--catalog sql:PATH|glue[:DATABASE]]
         [--engine tensorflow|openvino|onnxruntime]
+        [--calibration FOLDER|MANIFEST_URI] [--calibration-images 300] [--holdout-images 100]
+        [--min-mean-cosine 0.999]
 
 Exit code 0 on success, 2 on bad arguments, 1 on any failure (traceback on stderr). The SparkSession is
 obtained with ``getOrCreate()`` and never stopped (the local runner and tests reuse it).
@@ -22,12 +24,26 @@ try:  # on EMR the entry point runs as a script with the package (and lambdas.co
     from lambdas.contracts import DEFAULT_JOB_PRECISION, JOB_PRECISIONS, check_batch_id
     from spark_jobs.engines import ENGINES, EngineError, check_engine, default_engine
     from spark_jobs.job import JobConfig, run_batch
+    from spark_jobs.quantization import (
+        CALIBRATION_IMAGES,
+        HOLDOUT_IMAGES,
+        MIN_MEAN_COSINE,
+        CalibrationError,
+        FidelityError,
+    )
     from spark_jobs.tables import CatalogSpecError, parse_catalog
 except ImportError:  # pragma: no cover
     sys.path.insert(0, __file__.rsplit("/", 2)[0])
     from lambdas.contracts import DEFAULT_JOB_PRECISION, JOB_PRECISIONS, check_batch_id
     from spark_jobs.engines import ENGINES, EngineError, check_engine, default_engine
     from spark_jobs.job import JobConfig, run_batch
+    from spark_jobs.quantization import (
+        CALIBRATION_IMAGES,
+        HOLDOUT_IMAGES,
+        MIN_MEAN_COSINE,
+        CalibrationError,
+        FidelityError,
+    )
     from spark_jobs.tables import CatalogSpecError, parse_catalog
 
 def _batch_id(text: str) -> str:
@@ -41,6 +57,16 @@ def _positive(text: str) -> int:
     if not text.isdigit() or int(text) <= 0:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
     return int(text)
+
+
+def _cosine(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not -1.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a cosine similarity in [-1, 1], got {text!r}")
+    return value
 
 
 def _catalog(text: str) -> str:
@@ -61,7 +87,18 @@ def parse_args(argv: list[str] | None) -> JobConfig:
     parser.add_argument("--image-size", type=_positive, default=224)
     parser.add_argument("--infer-batch-size", type=_positive, default=32)
     parser.add_argument("--precision", choices=JOB_PRECISIONS, default=DEFAULT_JOB_PRECISION,
-                        help="bfloat16: opt-in mixed precision (model_id suffix -bf16)")
+                        help="bfloat16: opt-in mixed precision (model_id suffix -bf16); int8: opt-in post-training "
+                             "quantization, ~3x f32 on CPUs with int8 dot products (VNNI/AMX, Graviton), mean "
+                             "cosine to f32 >= 0.999 checked by a fidelity gate (model_id suffix -int8-<hash8>)")
+    parser.add_argument("--calibration", default=None,
+                        help="int8: the calibration source, a folder of photos (label = parent folder) or a "
+                             "calibration manifest (JSON lines/Parquet of image_uri[, label]; s3://… on AWS)")
+    parser.add_argument("--calibration-images", type=_positive, default=CALIBRATION_IMAGES,
+                        help="int8: photos of the source that calibrate (deterministic sample by name hash)")
+    parser.add_argument("--holdout-images", type=_positive, default=HOLDOUT_IMAGES,
+                        help="int8: further photos of the source held back for the fidelity gate")
+    parser.add_argument("--min-mean-cosine", type=_cosine, default=MIN_MEAN_COSINE,
+                        help="int8: the fidelity gate refuses the batch below this mean cosine to float32")
     parser.add_argument("--catalog", type=_catalog, default=None,
                         help="Iceberg catalog: sql:PATH (SQLite) | glue[:DATABASE]; default sql:<lake>/catalog.db")
     parser.add_argument("--engine", choices=ENGINES, default=None,
@@ -71,8 +108,13 @@ def parse_args(argv: list[str] | None) -> JobConfig:
         check_engine(ns.engine or default_engine(precision=ns.precision), ns.precision)
     except EngineError as err:
         parser.error(str(err))
+    if (ns.precision == "int8") != (ns.calibration is not None):
+        parser.error("--precision int8 needs --calibration (a folder of photos or a calibration manifest), "
+                     "and only int8 takes one")
     return JobConfig(ns.manifest, ns.lake, ns.batch_id, ns.weights, ns.pca_k, ns.image_size, ns.infer_batch_size,
-                     ns.precision, ns.catalog, ns.engine)
+                     ns.precision, ns.catalog, ns.engine, calibration=ns.calibration,
+                     calibration_images=ns.calibration_images, holdout_images=ns.holdout_images,
+                     min_mean_cosine=ns.min_mean_cosine)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -84,6 +126,9 @@ def main(argv: list[str] | None = None) -> int:
     spark = SparkSession.builder.getOrCreate()
     try:
         report = run_batch(spark, config)
+    except (CalibrationError, FidelityError) as err:  # a refusal, not a crash: one line, nothing written
+        print(f"batch {config.batch_id}: REFUSED: {err}", file=sys.stderr)
+        return 1
     except Exception:
         traceback.print_exc()
         print(f"batch {config.batch_id}: FAILED", file=sys.stderr)

@@ -58,6 +58,7 @@ class DeployConfig:
     job_timeout_minutes: int
     log_retention_days: int
     alarm_email: str | None
+    job_calibration: str = ""  # int8: --calibration (empty: s3://<data bucket>/calibration/manifest.jsonl)
 
     @property
     def powertools_layer_arn(self) -> str:
@@ -111,6 +112,9 @@ def load_config(context: Mapping[str, Any], env: Mapping[str, str] | None = None
     if engine == "onnxruntime" and precision == "bfloat16":
         raise ConfigError("context 'jobEngine' onnxruntime refuses jobPrecision bfloat16: float32 only among the "
                           "float precisions (int8 too)")
+    calibration = str(context.get("jobCalibration") or "")
+    if calibration and not calibration.startswith("s3://"):
+        raise ConfigError(f"context 'jobCalibration' must be an s3:// calibration manifest URI, got {calibration!r}")
     if engine == "tensorflow" and precision == "int8":
         raise ConfigError("context 'jobPrecision' int8 runs on jobEngine openvino or onnxruntime, not tensorflow")
     return DeployConfig(
@@ -135,4 +139,5 @@ def load_config(context: Mapping[str, Any], env: Mapping[str, str] | None = None
         job_timeout_minutes=_int(context, "jobTimeoutMinutes", 120),
         log_retention_days=_int(context, "logRetentionDays", 30),
         alarm_email=str(alarm_email) if alarm_email else None,
+        job_calibration=calibration,
     )

@@ -53,6 +53,7 @@ class Processing(Construct):
         max_memory: str,
         max_disk: str,
         idle_stop_minutes: int,
+        int8_calibration: bool = False,
     ) -> None:
         super().__init__(scope, construct_id)
         stack = Stack.of(self)
@@ -97,12 +98,17 @@ class Processing(Construct):
         bucket.grant_read(self.execution_role, f"{r.CODE_PREFIX}*")
         bucket.grant_read_write(self.execution_role, f"{r.LAKE_PREFIX}*")
         bucket.grant_put(self.execution_role, f"{r.LOGS_PREFIX}*")
+        prefixes = (r.IMAGES_PREFIX, r.MANIFESTS_PREFIX, r.CODE_PREFIX, r.LAKE_PREFIX, r.LOGS_PREFIX)
+        if int8_calibration:  # --precision int8 reads its calibration manifest and photos (only then)
+            bucket.grant_read(self.execution_role, f"{r.CALIBRATION_PREFIX}*")
+            prefixes += (r.CALIBRATION_PREFIX,)
         acknowledge_s3_grant_actions(self.execution_role)
         acknowledge_object_prefixes(
             self.execution_role,
             bucket.bucket_arn,
-            (r.IMAGES_PREFIX, r.MANIFESTS_PREFIX, r.CODE_PREFIX, r.LAKE_PREFIX, r.LOGS_PREFIX),
-            "the job reads images/manifests/code, reads and writes the lake, writes its logs.",
+            prefixes,
+            "the job reads images/manifests/code (int8: its calibration set), reads and writes the lake, writes "
+            "its logs.",
         )
 
         self.application = emrs.CfnApplication(

@@ -129,3 +129,49 @@ def test_int8_engine_is_cached_close_to_f32_and_gated(engine: str, int8_spec, mo
     assert again["cached"] and again["mean_cosine"] == gate["mean_cosine"]
     with pytest.raises(FidelityError, match="refused by the fidelity gate"):
         quantization.fidelity_gate(int8_spec, engine, threads=2, min_mean_cosine=1.0)
+
+
+def test_job_arguments_tie_int8_to_a_calibration_source(photo_folder: Path, capsys) -> None:
+    from spark_jobs.main import main, parse_args
+
+    base = ["--manifest", "m.jsonl", "--lake", "/tmp/lake", "--batch-id", "b1"]
+    # GIVEN int8 with a calibration folder THEN the job config carries it and the gate's threshold
+    config = parse_args([*base, "--precision", "int8", "--calibration", str(photo_folder), "--min-mean-cosine",
+                         "0.995", "--calibration-images", "8", "--holdout-images", "16"])
+    assert (config.calibration, config.min_mean_cosine, config.calibration_images) == (str(photo_folder), 0.995, 8)
+    # AND int8 without a calibration source, or a calibration source without int8, is a bad argument (exit 2)
+    assert main([*base, "--precision", "int8"]) == 2
+    assert main([*base, "--calibration", str(photo_folder)]) == 2
+    assert main([*base, "--precision", "int8", "--calibration", "x", "--min-mean-cosine", "2"]) == 2
+    assert "--calibration" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_int8_job_records_the_gate_or_refuses_with_nothing_written(spark, photo_folder: Path, int8_spec,
+                                                                    sample_dir: Path, tmp_path: Path) -> None:
+    from spark_jobs import lake as lake_io
+    from spark_jobs.main import main
+
+    from .conftest import write_manifest
+
+    photos = sorted((sample_dir / "Test" / "Banana").glob("*.jpg"))[:3]
+    manifest = write_manifest(tmp_path / "m.jsonl", photos)
+    args = ["--manifest", manifest, "--weights", "random:5", "--image-size", str(SIZE), "--precision", "int8",
+            "--engine", "openvino", "--calibration", str(photo_folder), "--calibration-images", "8",
+            "--holdout-images", "16", "--pca-k", "2"]
+    # GIVEN a threshold no quantized model reaches WHEN the job runs THEN it is refused and writes nothing
+    refused = tmp_path / "refused"
+    assert main([*args, "--lake", str(refused), "--batch-id", "b000001-int8", "--min-mean-cosine", "1"]) == 1
+    assert not refused.exists() or not any(refused.rglob("*.json"))
+    # GIVEN the default threshold WHEN the job runs THEN the batch is featurized under the int8 model_id
+    lake = tmp_path / "lake"
+    assert main([*args, "--lake", str(lake), "--batch-id", "b000002-int8"]) == 0
+    report = lake_io.read_report(str(lake), "b000002-int8")
+    assert report["model_id"] == int8_spec.model_id and report["precision"] == "int8"
+    assert report["counts"]["featurized"] == 3
+    # AND the report carries the fidelity gate's figures on the 16 held-back photos
+    gate = report["fidelity"]
+    assert gate["passed"] and gate["images"] == 16 and gate["mean_cosine"] >= 0.999
+    assert gate["calibration"]["sha256"] == int8_spec.calibration.sha256 and gate["threshold"] == 0.999
+    rows = lake_io.read_features(spark, str(lake)).collect()
+    assert {r.model_id for r in rows} == {int8_spec.model_id}

@@ -16,7 +16,7 @@ ORDER = ("throughput", "engines", "profile", "demo_wall", "incremental", "ingest
          "run")
 TITLES = {
     "throughput": "1. Featurization throughput (ResNet50, 224x224)",
-    "engines": "1a. Inference engines side by side (raw rate, job end to end, % of the physical limit, cost)",
+    "engines": "1a. Inference engines side by side (raw rate, job end to end, % of the measured peak, cost)",
     "profile": "1b. Profile of the job's Python workers (`python -m bench.profile_job`, py-spy; not in make bench)",
     "demo_wall": "1c. `fruits demo`: wall time split, and time-to-feature under Poisson arrivals",
     "incremental": "2. Incremental cost (new batch vs history)",

@@ -89,8 +89,10 @@ def render_readme(results: dict[str, dict[str, Any]]) -> str:
         machine = any_doc.get("machine", {})
         versions = ", ".join(f"{k} {v}" for k, v in machine.get("versions", {}).items())
         bf16 = ", ".join(machine.get("cpu_bf16_instructions", [])) or "none"
+        int8 = ", ".join(machine.get("cpu_int8_instructions", [])) or "not recorded"
         parts.append(f"\n## Machine\n\n{machine.get('cores')} cores, {machine.get('cpu_model')} "
-                     f"({machine.get('machine')}), bf16/AMX CPU flags: {bf16}; Python {machine.get('python')}; "
+                     f"({machine.get('machine')}), bf16/AMX CPU flags: {bf16}; int8 dot-product flags: {int8}; "
+                     f"Python {machine.get('python')}; "
                      f"{versions}.\n")
     return "\n".join(parts)
 

@@ -354,6 +354,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="comma-separated ENGINE-PRECISION arms (default: all of ARMS)")
     parser.add_argument("--job-images", type=int, default=None, help="images of each job run (default: config)")
     parser.add_argument("--raw-images", type=int, default=None, help="images of each raw timing (default: config)")
+    parser.add_argument("--results-dir", type=Path, default=None, help="where engines.json goes (default: config)")
     args = parser.parse_args(argv)
     arms = tuple(tuple(arm.strip().rsplit("-", 1)) for arm in args.arms.split(","))
     if any(arm not in ARMS for arm in arms):
@@ -362,7 +363,8 @@ def main(argv: list[str] | None = None) -> int:
         cfg = TINY if args.tiny else FULL
         if args.tiny:
             cfg = replace(cfg, results_dir=Path(tmp) / "results")
-        cfg = replace(cfg, engine_job_images=args.job_images or cfg.engine_job_images,
+        cfg = replace(cfg, results_dir=args.results_dir or cfg.results_dir,
+                      engine_job_images=args.job_images or cfg.engine_job_images,
                       ceiling_images=args.raw_images or cfg.ceiling_images)
         doc = run(cfg, Path(tmp), arms)  # type: ignore[arg-type]
     doc["command"] = "python -m bench.engines " + " ".join(argv if argv is not None else sys.argv[1:])

@@ -67,7 +67,7 @@ def add_precision_argument(parser: argparse.ArgumentParser) -> None:
     ``--calibration`` (int8's calibration source)."""
     parser.add_argument("--precision", choices=JOB_PRECISIONS, default=JOB_PRECISIONS[0],
                         help="bfloat16: opt-in mixed precision, faster on CPUs with bf16 (model_id suffix -bf16); "
-                             "int8: opt-in post-training quantization, 2.3x the f32 job on a 2-core VNNI+AMX Xeon "
+                             "int8: opt-in post-training quantization, 2.9x the f32 job on a 2-core VNNI+AMX Xeon "
                              "(CPUs with int8 dot products: VNNI/AMX, Graviton) at a mean cosine to the f32 features "
                              ">= 0.999 (checked "
                              "by a fidelity gate on held-back photos before every batch; model_id suffix "

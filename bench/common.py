@@ -22,7 +22,7 @@ DEFAULT_SAMPLE_DIR = REPO_ROOT.parent / "shared" / "data" / "fruits-360-sample"
 SAMPLE_DIR = Path(os.environ.get("FRUITS_SAMPLE_DIR", DEFAULT_SAMPLE_DIR)).resolve()
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 PACKAGES = ("tensorflow-cpu", "tensorflow", "keras", "pyspark", "pyarrow", "numpy", "scikit-learn", "boto3", "moto",
-            "aws-lambda-powertools", "pillow", "openvino", "onnxruntime")
+            "aws-lambda-powertools", "pillow", "openvino", "onnxruntime", "nncf")
 
 
 def cpu_model() -> str:
@@ -62,6 +62,7 @@ def machine_info() -> dict[str, Any]:
         "cpu_model": cpu_model(),
         "machine": platform.machine(),
         "cpu_bf16_instructions": sorted(f for f in flags if "bf16" in f or f.startswith("amx")),
+        "cpu_int8_instructions": sorted(f for f in flags if "vnni" in f or f in ("amx_int8", "asimddp", "i8mm")),
         "python": platform.python_version(),
         "loadavg_1_5_15min": [round(v, 2) for v in os.getloadavg()],
         "versions": versions,

@@ -28,6 +28,11 @@ class BenchConfig:
     warmup_images: int = 8  # job warm-up run (worker start, TF import, model build), reported separately
     infer_batch_size: int = 32
     engine_job_images: int = 500  # batch of the per-engine job runs (bench/engines.py), Training photos
+    calibration_images: int = 300  # int8 calibration photos (Training folder, spark_jobs.quantization sample)
+    holdout_images: int = 100  # int8 fidelity gate's held-back photos
+    engine_repeats: int = 3  # rounds of raw f32/bf16/int8 measurements back to back (median reported)
+    job_repeats: int = 2  # back-to-back job runs of the default engine in f32 and int8
+    gemm_size: int = 1024  # side of the square MatMul of the peak-throughput measurement (best of 40 calls)
     incremental_n: int | None = None  # N of the incremental benchmark; None = history images // history_factor
     history_factor: int = 10
     lake_commit_n: int = 500  # rows of a batch in the lake_commit benchmark (a threshold-sized batch)
@@ -46,7 +51,8 @@ class BenchConfig:
 FULL = BenchConfig()
 TINY = replace(
     FULL, train_per_class=1, test_per_class=1, ceiling_images=4, seed_images=2, bf16_images=2, native_images=2,
-    warmup_images=2, engine_job_images=4,
+    warmup_images=2, engine_job_images=4, calibration_images=4, holdout_images=4, engine_repeats=1, job_repeats=1,
+    gemm_size=64,
     infer_batch_size=4, image_size=32, fast_image_size=32, pca_k=4, incremental_n=2, history_factor=2,
     pca_history_sizes=(8, 16), ingest_records=6, ingest_batch_size=3, lake_commit_n=5,
     demo_limit=12, demo_threshold=6, demo_arrival_limit=6, demo_arrival_rate=20.0, capacity_validate=False,

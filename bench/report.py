@@ -16,7 +16,7 @@ ORDER = ("throughput", "engines", "profile", "demo_wall", "incremental", "ingest
          "near_duplicates", "cost", "capacity", "run")
 TITLES = {
     "throughput": "1. Featurization throughput (ResNet50, 224x224)",
-    "engines": "1a. Inference engines side by side (raw rate, job end to end, % of the physical limit, cost)",
+    "engines": "1a. Inference engines side by side (raw rate, job end to end, % of the measured peak, cost)",
     "profile": "1b. Profile of the job's Python workers (`python -m bench.profile_job`, py-spy; not in make bench)",
     "demo_wall": "1c. `fruits demo`: wall time split, and time-to-feature under Poisson arrivals",
     "incremental": "2. Incremental cost (new batch vs history)",
@@ -93,8 +93,10 @@ def render_readme(results: dict[str, dict[str, Any]]) -> str:
         machine = any_doc.get("machine", {})
         versions = ", ".join(f"{k} {v}" for k, v in machine.get("versions", {}).items())
         bf16 = ", ".join(machine.get("cpu_bf16_instructions", [])) or "none"
+        int8 = ", ".join(machine.get("cpu_int8_instructions", [])) or "not recorded"
         parts.append(f"\n## Machine\n\n{machine.get('cores')} cores, {machine.get('cpu_model')} "
-                     f"({machine.get('machine')}), bf16/AMX CPU flags: {bf16}; Python {machine.get('python')}; "
+                     f"({machine.get('machine')}), bf16/AMX CPU flags: {bf16}; int8 dot-product flags: {int8}; "
+                     f"Python {machine.get('python')}; "
                      f"{versions}.\n")
     return "\n".join(parts)
 

@@ -16,7 +16,8 @@ from bench.common import stopwatch
 
 def job_argv(manifest: Path, lake: Path, batch_id: str, weights: str = "random:0", image_size: int = 224,
              pca_k: int = 150, infer_batch_size: int | None = None, precision: str = "float32",
-             engine: str | None = None) -> list[str]:
+             engine: str | None = None, calibration: str | None = None, calibration_images: int | None = None,
+             holdout_images: int | None = None) -> list[str]:
     """``entryPointArguments`` of one job run (contract: docs/contracts.md, "Spark job arguments")."""
     argv = ["--manifest", str(manifest), "--lake", str(lake), "--batch-id", batch_id, "--weights", weights,
             "--pca-k", str(pca_k), "--image-size", str(image_size)]
@@ -26,6 +27,12 @@ def job_argv(manifest: Path, lake: Path, batch_id: str, weights: str = "random:0
         argv += ["--precision", precision]
     if engine:
         argv += ["--engine", engine]
+    if precision == "int8":  # the int8 model's calibration source and sizes (spark_jobs.quantization)
+        argv += ["--calibration", str(calibration)]
+        if calibration_images:
+            argv += ["--calibration-images", str(calibration_images)]
+        if holdout_images:
+            argv += ["--holdout-images", str(holdout_images)]
     return argv
 
 

@@ -35,6 +35,7 @@ CONTEXT_KEYS = (
     "maxAttempts",
     "pcaK",
     "jobPrecision",
+    "jobCalibration",
     "jobTimeoutMinutes",
     "logRetentionDays",
     "ingestMaxConcurrency",

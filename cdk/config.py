@@ -79,6 +79,7 @@ class DeployConfig:
     reserved_concurrency: Mapping[str, int | None] = dataclasses.field(
         default_factory=lambda: dict(DEFAULT_RESERVED_CONCURRENCY)
     )
+    job_calibration: str = ""  # int8: --calibration (empty: s3://<data bucket>/calibration/manifest.jsonl)
 
     @property
     def powertools_layer_arn(self) -> str:
@@ -156,13 +157,19 @@ def load_config(context: Mapping[str, Any], env: Mapping[str, str] | None = None
     if precision not in resources.JOB_PRECISIONS:
         raise ConfigError(f"context 'jobPrecision' must be one of {resources.JOB_PRECISIONS}, got {precision!r}")
     engine = str(context.get("jobEngine") or resources.DEFAULT_JOB_ENGINE[architecture])
-    if not context.get("jobEngine") and engine == "onnxruntime" and precision != "float32":
+    if not context.get("jobEngine") and engine == "onnxruntime" and precision == "bfloat16":
         engine = "tensorflow"  # as spark_jobs.engines.default_engine: ONNX Runtime has no bf16 kernels here
     if engine not in resources.ENGINES_BY_ARCHITECTURE[architecture]:
         raise ConfigError(f"context 'jobEngine' must be one of {resources.ENGINES_BY_ARCHITECTURE[architecture]} on "
                           f"{architecture} (what installs in its EMR image), got {engine!r}")
-    if engine == "onnxruntime" and precision != "float32":
-        raise ConfigError("context 'jobEngine' onnxruntime runs jobPrecision float32 only")
+    if engine == "onnxruntime" and precision == "bfloat16":
+        raise ConfigError("context 'jobEngine' onnxruntime refuses jobPrecision bfloat16: float32 only among the "
+                          "float precisions (int8 too)")
+    calibration = str(context.get("jobCalibration") or "")
+    if calibration and not calibration.startswith("s3://"):
+        raise ConfigError(f"context 'jobCalibration' must be an s3:// calibration manifest URI, got {calibration!r}")
+    if engine == "tensorflow" and precision == "int8":
+        raise ConfigError("context 'jobPrecision' int8 runs on jobEngine openvino or onnxruntime, not tensorflow")
     return DeployConfig(
         account=env.get("CDK_DEFAULT_ACCOUNT") or None,
         region=region,
@@ -187,4 +194,5 @@ def load_config(context: Mapping[str, Any], env: Mapping[str, str] | None = None
         alarm_email=str(alarm_email) if alarm_email else None,
         ingest_max_concurrency=ingest_max_concurrency,
         reserved_concurrency=_reserved_concurrency(context, ingest_max_concurrency),
+        job_calibration=calibration,
     )

@@ -56,6 +56,7 @@ class FruitsStack(Stack):
             max_disk=config.emr_max_disk,
             idle_stop_minutes=config.emr_idle_stop_minutes,
             log_retention=retention_days(config.log_retention_days),
+            int8_calibration=config.job_precision == "int8",
         )
         lake_database = f"{config.stack_name.lower()}_lake"
         self.ingestion = Ingestion(
@@ -83,6 +84,7 @@ class FruitsStack(Stack):
                 batch_max_images=config.batch_max_images,
                 batch_max_wait_seconds=config.batch_max_wait_seconds,
                 max_attempts=config.max_attempts,
+                calibration=config.job_calibration,
             ),
             tick_rate_minutes=config.tick_rate_minutes,
             reconcile_rate_hours=config.reconcile_rate_hours,

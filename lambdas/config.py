@@ -35,6 +35,9 @@ class Settings(BaseModel):
     lake_uri: str = ""  # default s3://$DATA_BUCKET/lake (filled by the validator)
     job_weights: str = "imagenet"
     job_precision: str = contracts.DEFAULT_JOB_PRECISION  # contracts.JOB_PRECISIONS; bfloat16: opt-in (-bf16)
+    # int8: the job's --calibration (calibration manifest URI or, locally, a folder); default
+    # s3://$DATA_BUCKET/calibration/manifest.jsonl (filled by the validator); ignored by the other precisions
+    job_calibration: str = ""
     # --engine of the job (resources.JOB_ENGINES); empty: the job's default for its architecture
     job_engine: Literal["", "tensorflow", "openvino", "onnxruntime"] = ""
     # Iceberg catalog of the lake's tables, passed as --catalog: glue[:DATABASE] on AWS, sql:PATH locally;
@@ -71,6 +74,8 @@ class Settings(BaseModel):
             raise ValueError(f"IMAGES_PREFIX must be a non-empty relative key prefix, got {self.images_prefix!r}")
         if not self.lake_uri:
             object.__setattr__(self, "lake_uri", f"s3://{self.data_bucket}/{resources.LAKE_PREFIX.rstrip('/')}")
+        if not self.job_calibration and self.job_precision == "int8":
+            object.__setattr__(self, "job_calibration", f"s3://{self.data_bucket}/{resources.CALIBRATION_MANIFEST_KEY}")
         if not self.job_log_uri:
             object.__setattr__(self, "job_log_uri", f"s3://{self.data_bucket}/{resources.LOGS_PREFIX}")
         return self
@@ -103,6 +108,7 @@ def lambda_environment(
     lake_uri: str = "",
     job_weights: str = _default("job_weights"),
     job_precision: str = _default("job_precision"),
+    job_calibration: str = _default("job_calibration"),
     job_engine: str = _default("job_engine"),
     job_catalog: str = _default("job_catalog"),
     pca_k: int | str = _default("pca_k"),
@@ -133,6 +139,7 @@ def lambda_environment(
         "LAKE_URI": lake_uri or f"s3://{data_bucket}/{resources.LAKE_PREFIX.rstrip('/')}",
         "JOB_WEIGHTS": job_weights,
         "JOB_PRECISION": job_precision,
+        "JOB_CALIBRATION": job_calibration,
         "JOB_ENGINE": job_engine,
         "JOB_CATALOG": job_catalog,
         "PCA_K": str(pca_k),

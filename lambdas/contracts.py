@@ -15,8 +15,9 @@ from dataclasses import dataclass
 # Batch id: a partition value in the lake and a path segment of the manifest URI (docs/contracts.md "Batch id").
 BATCH_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
-# The Spark job's --precision choices; the first is the default (bfloat16: opt-in, model_id suffix -bf16).
-JOB_PRECISIONS: tuple[str, ...] = ("float32", "bfloat16")
+# The Spark job's --precision choices; the first is the default (bfloat16: opt-in, model_id suffix -bf16; int8:
+# opt-in post-training quantization, model_id suffix -int8-<calibration hash8>, needs --calibration).
+JOB_PRECISIONS: tuple[str, ...] = ("float32", "bfloat16", "int8")
 DEFAULT_JOB_PRECISION = JOB_PRECISIONS[0]
 
 # Powertools service name (the metrics' ``service`` dimension) and CloudWatch metrics namespace.

@@ -13,6 +13,10 @@ MANIFESTS_PREFIX = "manifests/"  # batch manifests written by the Lambdas, read 
 LAKE_PREFIX = "lake/"  # Iceberg tables (features, rejects, batches) + PCA state (pca/)
 CODE_PREFIX = "code/"  # Spark job code (entry point + zipped package)
 LOGS_PREFIX = "logs/"  # EMR Serverless job run logs
+# --precision int8: the calibration manifest (JSON lines: image_uri[, label]) the job reads by default, and the
+# prefix its photos may live under besides IMAGES_PREFIX (spark_jobs/quantization.py)
+CALIBRATION_PREFIX = "calibration/"
+CALIBRATION_MANIFEST_KEY = f"{CALIBRATION_PREFIX}manifest.jsonl"
 
 # Suffixes the ingest Lambda accepts, compared in lower case (.Jpg, .JPEG, .PnG are images). The bucket notifies
 # for every object under IMAGES_PREFIX with no suffix filter (S3 filters are case-sensitive): the Lambda decides.

@@ -9,14 +9,20 @@ runs the same network converted in-process, or loaded from a converted file cach
 | ``openvino``  | ``openvino.convert_model(keras_model)``              | ``<key>.xml`` + ``.bin`` (``save_model``)  |
 | ``onnxruntime``| ``keras_model.export(format="onnx")`` (tf2onnx)     | ``<key>.onnx``                             |
 
-The cache key is the model_id, the weights' sha256 (file weights), precision, engine and its version, so a
-cached file is never used for other weights. With a cached file a worker skips importing TensorFlow and
-building the Keras model (the per-run cold start; measured in ``bench/engines.py``).
+``--precision int8`` (:mod:`spark_jobs.quantization`): OpenVINO quantizes its f32 conversion with NNCF
+(``<key>.xml`` + ``.bin`` of the int8 model), ONNX Runtime its f32 export with ``quantize_static`` (``<key>.onnx``,
+QDQ); TensorFlow refuses int8. Both start from the cached f32 conversion when there is one.
+
+The cache key is the model_id, the weights' sha256 (file weights), precision, engine and its version (int8 also:
+the calibration set's sha256 and the quantization recipe), so a cached file is never used for other weights.
+With a cached file a worker skips importing TensorFlow and building the Keras model (the per-run cold start;
+measured in ``bench/engines.py``).
 
 Precision: ``float32`` asks each engine for f32 arithmetic (OpenVINO's default on CPUs with bf16 units is bf16:
 ``INFERENCE_PRECISION_HINT=f32`` turns it off), so features match Keras within 1e-5 relative (tests) and the
-model_id is unchanged. ``bfloat16`` uses OpenVINO's bf16 inference precision / Keras ``mixed_bfloat16``; ONNX
-Runtime has no bf16 CPU kernels for this graph, so it refuses bfloat16.
+model_id is unchanged; ``int8`` keeps f32 for the operations left unquantized. ``bfloat16`` uses OpenVINO's bf16
+inference precision / Keras ``mixed_bfloat16``; ONNX Runtime has no bf16 CPU kernels for this graph, so it
+refuses bfloat16.
 
 Installability (checked from the wheels' platform tags): OpenVINO 2026.4's manylinux aarch64 wheel needs glibc
 2.35, the EMR 7.x images are Amazon Linux 2023 (glibc 2.34), so on ARM64 the default is ONNX Runtime (its aarch64
@@ -58,7 +64,8 @@ class EngineError(ValueError):
 def default_engine(machine: str | None = None, precision: str = "float32") -> str:
     """Default engine of an architecture (``X86_64``/``ARM64`` or ``platform.machine()``; default: this machine).
 
-    :data:`DEFAULT_ENGINE` for ``float32``; for a precision the default engine does not support, ``tensorflow``.
+    :data:`DEFAULT_ENGINE` for ``float32`` and ``int8``; for a precision the default engine does not support,
+    ``tensorflow``.
     """
     key = (machine or platform.machine()).upper()
     key = _MACHINES.get(key.lower(), key)
@@ -73,8 +80,11 @@ def check_engine(engine: str, precision: str = "float32") -> str:
     """Validate an engine name and its precision; returns ``engine``. Raises :class:`EngineError`."""
     if engine not in ENGINES:
         raise EngineError(f"bad engine {engine!r}: expected one of {', '.join(ENGINES)}")
-    if engine == "onnxruntime" and precision != "float32":
-        raise EngineError("engine onnxruntime supports --precision float32 only (no bf16 CPU kernels)")
+    if engine == "onnxruntime" and precision == "bfloat16":
+        raise EngineError("engine onnxruntime runs --precision float32 or int8: bfloat16 refused, float32 only "
+                          "among the float precisions (no bf16 CPU kernels)")
+    if engine == "tensorflow" and precision == "int8":
+        raise EngineError("--precision int8 runs on engine openvino (x86_64) or onnxruntime, not tensorflow")
     return engine
 
 
@@ -89,8 +99,14 @@ def cache_dir() -> Path:
 
 
 def cache_key(spec: ModelSpec, engine: str, version: str) -> str:
-    """File stem of a converted model: model_id + 12 hex of sha256(model_id, weights sha256, engine, version)."""
-    ident = "|".join([spec.model_id, spec.weights_sha256 or "", spec.precision, engine, version])
+    """File stem of a converted model: model_id + 12 hex of sha256(model_id, weights sha256, engine, version;
+    int8 also the calibration set's sha256 and :data:`spark_jobs.quantization.RECIPE`)."""
+    parts = [spec.model_id, spec.weights_sha256 or "", spec.precision, engine, version]
+    if spec.calibration is not None:
+        from spark_jobs.quantization import RECIPE
+
+        parts += [spec.calibration.sha256, RECIPE]
+    ident = "|".join(parts)
     return f"{spec.model_id}-{engine}-{hashlib.sha256(ident.encode()).hexdigest()[:12]}"
 
 
@@ -129,22 +145,11 @@ def _tensorflow(spec: ModelSpec, threads: int) -> Featurizer:
 def _openvino(spec: ModelSpec, threads: int) -> Featurizer:
     import openvino as ov
 
-    directory = cache_dir()
-    stem = cache_key(spec, "openvino", ov.__version__)
-    xml = directory / f"{stem}.xml"
     core = ov.Core()
-    if xml.exists():
-        model = core.read_model(str(xml))
-    else:
-        from spark_jobs.models import _build_resnet
-
-        keras_spec = spec if spec.precision == "float32" else _f32(spec)  # OpenVINO applies bf16 itself
-        model = ov.convert_model(_build_resnet(keras_spec))
-        tmp = _atomic_dir(xml)
-        ov.save_model(model, str(tmp / xml.name), compress_to_fp16=False)
-        _publish(tmp, [f"{stem}.bin", xml.name], directory)
+    model = _openvino_model(spec, core)
     config = {
-        "INFERENCE_PRECISION_HINT": "f32" if spec.precision == "float32" else "bf16",
+        # int8: the quantized operations run int8, the others f32 (as measured by the fidelity gate)
+        "INFERENCE_PRECISION_HINT": "bf16" if spec.precision == "bfloat16" else "f32",
         "PERFORMANCE_HINT": "LATENCY",
         "INFERENCE_NUM_THREADS": str(threads),
         # OpenVINO pins its threads to cores by default: Spark's Python workers (one per task slot, each with its
@@ -162,19 +167,62 @@ def _openvino(spec: ModelSpec, threads: int) -> Featurizer:
     return run
 
 
-def _onnxruntime(spec: ModelSpec, threads: int) -> Featurizer:
+def _openvino_model(spec: ModelSpec, core):
+    """The OpenVINO model of ``spec``: read from the cache, else converted from Keras (f32 graph; bf16 is applied
+    at compile time) or, for int8, quantized from the f32 model; saved to the cache."""
+    import openvino as ov
+
+    directory = cache_dir()
+    stem = cache_key(spec, "openvino", ov.__version__)
+    xml = directory / f"{stem}.xml"
+    if xml.exists():
+        return core.read_model(str(xml))
+    if spec.precision == "int8":
+        from spark_jobs.quantization import load_pixels, quantize_openvino
+
+        assert spec.calibration is not None
+        model = quantize_openvino(_openvino_model(_f32(spec), core),
+                                  load_pixels(spec.calibration.calibration, spec.image_size))
+    else:
+        from spark_jobs.models import _build_resnet
+
+        keras_spec = spec if spec.precision == "float32" else _f32(spec)  # OpenVINO applies bf16 itself
+        model = ov.convert_model(_build_resnet(keras_spec))
+    tmp = _atomic_dir(xml)
+    ov.save_model(model, str(tmp / xml.name), compress_to_fp16=False)
+    _publish(tmp, [f"{stem}.bin", xml.name], directory)
+    return model
+
+
+def _onnx_file(spec: ModelSpec) -> Path:
+    """The cached ONNX file of ``spec``: exported from Keras (f32) or, for int8, quantized from the f32 file."""
     import onnxruntime as ort
 
     directory = cache_dir()
     path = directory / f"{cache_key(spec, 'onnxruntime', ort.__version__)}.onnx"
-    if not path.exists():
+    if path.exists():
+        return path
+    tmp = _atomic_dir(path)
+    if spec.precision == "int8":
+        from spark_jobs.quantization import load_pixels, quantize_onnx
+
+        assert spec.calibration is not None
+        quantize_onnx(_onnx_file(_f32(spec)), tmp / path.name,
+                      load_pixels(spec.calibration.calibration, spec.image_size))
+    else:
         from spark_jobs.models import _build_resnet
 
         model = _build_resnet(spec)
         model(np.zeros((1, spec.image_size, spec.image_size, 3), np.float32))  # Keras exports called models only
-        tmp = _atomic_dir(path)
         model.export(str(tmp / path.name), format="onnx", verbose=False)
-        _publish(tmp, [path.name], directory)
+    _publish(tmp, [path.name], directory)
+    return path
+
+
+def _onnxruntime(spec: ModelSpec, threads: int) -> Featurizer:
+    import onnxruntime as ort
+
+    path = _onnx_file(spec)
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
@@ -190,7 +238,7 @@ def _onnxruntime(spec: ModelSpec, threads: int) -> Featurizer:
 def _f32(spec: ModelSpec) -> ModelSpec:
     from dataclasses import replace
 
-    return replace(spec, precision="float32")
+    return replace(spec, precision="float32", calibration=None)
 
 
 _BUILDERS = {"tensorflow": _tensorflow, "openvino": _openvino, "onnxruntime": _onnxruntime}

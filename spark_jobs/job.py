@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import time
 from collections import Counter
 from collections.abc import Mapping
@@ -41,7 +42,7 @@ import pyarrow.compute as pc
 from pyspark.sql import SparkSession
 
 from lambdas.contracts import VersionStamp, is_newer
-from spark_jobs import erasure, liveness, near_duplicates, storage, tables
+from spark_jobs import erasure, liveness, near_duplicates, quantization, storage, tables
 from spark_jobs import lake as lake_io
 from spark_jobs.engines import check_engine, default_engine
 from spark_jobs.featurize_pass import BatchFeatures, featurize_batch
@@ -70,6 +71,10 @@ class JobConfig:
     catalog: str | None = None  # sql:PATH | glue[:DATABASE]; None: the SQLite file next to a local lake
     engine: str | None = None  # tensorflow | openvino | onnxruntime; None: engines.default_engine() of this machine
     near_duplicate_similarity: float = near_duplicates.DEFAULT_MIN_SIMILARITY  # centred cosine; pairs >= it recorded
+    calibration: str | None = None  # int8: folder or calibration manifest (spark_jobs.quantization)
+    calibration_images: int = quantization.CALIBRATION_IMAGES
+    holdout_images: int = quantization.HOLDOUT_IMAGES
+    min_mean_cosine: float = quantization.MIN_MEAN_COSINE  # int8 fidelity gate threshold
 
 
 class _Timer:
@@ -159,12 +164,20 @@ def run_batch(spark: SparkSession, config: JobConfig, spec: ModelSpec | None = N
         spark_jobs.manifest.ManifestError, FileNotFoundError (manifest), storage.ObjectExistsError (a
         concurrent job committed the same PCA version), pyiceberg CommitFailedException (a concurrent table
         commit), tables.CatalogSpecError (bad catalog setting), Spark/TensorFlow errors. Bad images never raise.
+        int8: quantization.CalibrationError (calibration source), quantization.FidelityError (gate refused the
+        model; nothing written).
     """
     timer = _Timer()
     with timer.stage("resolve_weights"):
-        spec = spec or resolve_weights(config.weights, config.image_size, config.precision)
+        calibration = None if spec or config.precision != "int8" else quantization.resolve_calibration(
+            config.calibration or "", config.calibration_images, config.holdout_images, config.image_size)
+        spec = spec or resolve_weights(config.weights, config.image_size, config.precision, calibration)
     engine = check_engine(config.engine or default_engine(precision=spec.precision), spec.precision)
     threads = int(spark.conf.get("spark.task.cpus", "1"))  # cores Spark reserves for each task
+    fidelity = None
+    if spec.precision == "int8":  # before anything is read or written: a refused model stops the job here
+        with timer.stage("fidelity_gate"):
+            fidelity = quantization.fidelity_gate(spec, engine, os.cpu_count() or 1, config.min_mean_cosine)
     previous = spark.conf.get(ARROW_BATCH_CONF, None)
     spark.conf.set(ARROW_BATCH_CONF, str(config.infer_batch_size))  # bounds pixels held per Arrow frame
     latest_pca = prefetch_latest(config.lake, spec.model_id)  # read while the executors featurize
@@ -180,7 +193,8 @@ def run_batch(spark: SparkSession, config: JobConfig, spec: ModelSpec | None = N
         else:
             spark.conf.set(ARROW_BATCH_CONF, previous)
     timer.seconds.update(batch.seconds)
-    return commit_batch(config, spec, engine, batch, records, timer=timer, prefetched=latest_pca.result())
+    return commit_batch(config, spec, engine, batch, records, timer=timer, prefetched=latest_pca.result(),
+                        fidelity=fidelity)
 
 
 def drop_stale(batch: BatchFeatures, stale: Mapping[str, str]) -> BatchFeatures:
@@ -234,7 +248,7 @@ def _erase_late(config: JobConfig, lake: tables.Lake, committed: Mapping[str, Ve
 
 def commit_batch(
     config: JobConfig, spec: ModelSpec, engine: str, batch: BatchFeatures, records: list[dict], *,
-    timer: _Timer | None = None, prefetched: PcaVersion | None = None,
+    timer: _Timer | None = None, prefetched: PcaVersion | None = None, fidelity: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Commit a featurized batch to the lake (module doc steps 1-4, then supersede and the erasure list); returns
     the batch report. Needs no Spark: ``batch`` may come from :func:`featurize_batch` or be built by a test.
@@ -249,7 +263,8 @@ def commit_batch(
         spec: the model (only its ``model_id``, ``precision`` and ``fallback_reason`` are used). engine: the
             inference engine that ran (reported). records: the parsed manifest (:func:`parse_manifest`).
         timer: stage timings to add to (the featurize pass's). prefetched: the model's latest PCA version if
-            loaded already (:func:`spark_jobs.pca.prefetch_latest`).
+            loaded already (:func:`spark_jobs.pca.prefetch_latest`). fidelity: the int8 fidelity gate's figures
+            (:func:`spark_jobs.quantization.fidelity_gate`), reported; None for the other precisions.
 
     Raises:
         storage.ObjectExistsError, pyiceberg CommitFailedException (concurrent commits), ValueError (bad erasure
@@ -299,6 +314,7 @@ def commit_batch(
         "weights_fallback": spec.fallback_reason,
         "precision": spec.precision,
         "engine": engine,
+        "fidelity": fidelity,  # int8: quantization.fidelity_gate figures; None otherwise
         "task": batch.task,
         "catalog": lake.catalog,
         "counts": {"listed": batch.listed, "featurized": featurized, "rejected": sum(reasons.values())},

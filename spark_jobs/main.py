@@ -2,8 +2,10 @@
 
     spark-submit spark_jobs/main.py --manifest URI --lake URI --batch-id ID \
         [--weights imagenet|random[:SEED]|PATH|s3://...] [--pca-k 150] [--image-size 224] [--infer-batch-size 32]
-        [--precision float32|bfloat16] [--catalog sql:PATH|glue[:DATABASE]]
+        [--precision float32|bfloat16|int8] [--catalog sql:PATH|glue[:DATABASE]]
         [--engine tensorflow|openvino|onnxruntime] [--near-duplicate-similarity 0.996]
+        [--calibration FOLDER|MANIFEST_URI] [--calibration-images 300] [--holdout-images 100]
+        [--min-mean-cosine 0.999]
 
 Exit code 0 on success, 2 on bad arguments, 1 on any failure (traceback on stderr). The SparkSession is
 obtained with ``getOrCreate()`` and never stopped (the local runner and tests reuse it).
@@ -23,6 +25,13 @@ try:  # on EMR the entry point runs as a script with the package (and lambdas.co
     from spark_jobs.engines import ENGINES, EngineError, check_engine, default_engine
     from spark_jobs.job import JobConfig, run_batch
     from spark_jobs.near_duplicates import DEFAULT_MIN_SIMILARITY
+    from spark_jobs.quantization import (
+        CALIBRATION_IMAGES,
+        HOLDOUT_IMAGES,
+        MIN_MEAN_COSINE,
+        CalibrationError,
+        FidelityError,
+    )
     from spark_jobs.tables import CatalogSpecError, parse_catalog
 except ImportError:  # pragma: no cover
     sys.path.insert(0, __file__.rsplit("/", 2)[0])
@@ -30,6 +39,13 @@ except ImportError:  # pragma: no cover
     from spark_jobs.engines import ENGINES, EngineError, check_engine, default_engine
     from spark_jobs.job import JobConfig, run_batch
     from spark_jobs.near_duplicates import DEFAULT_MIN_SIMILARITY
+    from spark_jobs.quantization import (
+        CALIBRATION_IMAGES,
+        HOLDOUT_IMAGES,
+        MIN_MEAN_COSINE,
+        CalibrationError,
+        FidelityError,
+    )
     from spark_jobs.tables import CatalogSpecError, parse_catalog
 
 def _batch_id(text: str) -> str:
@@ -45,7 +61,7 @@ def _positive(text: str) -> int:
     return int(text)
 
 
-def _similarity(text: str) -> float:
+def _cosine(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
@@ -73,12 +89,23 @@ def parse_args(argv: list[str] | None) -> JobConfig:
     parser.add_argument("--image-size", type=_positive, default=224)
     parser.add_argument("--infer-batch-size", type=_positive, default=32)
     parser.add_argument("--precision", choices=JOB_PRECISIONS, default=DEFAULT_JOB_PRECISION,
-                        help="bfloat16: opt-in mixed precision (model_id suffix -bf16)")
+                        help="bfloat16: opt-in mixed precision (model_id suffix -bf16); int8: opt-in post-training "
+                             "quantization, job 2.9x f32 measured on a VNNI+AMX Xeon (raw 5.5x), mean "
+                             "cosine to f32 >= 0.999 checked by a fidelity gate (model_id suffix -int8-<hash8>)")
+    parser.add_argument("--calibration", default=None,
+                        help="int8: the calibration source, a folder of photos (label = parent folder) or a "
+                             "calibration manifest (JSON lines/Parquet of image_uri[, label]; s3://… on AWS)")
+    parser.add_argument("--calibration-images", type=_positive, default=CALIBRATION_IMAGES,
+                        help="int8: photos of the source that calibrate (deterministic sample by name hash)")
+    parser.add_argument("--holdout-images", type=_positive, default=HOLDOUT_IMAGES,
+                        help="int8: further photos of the source held back for the fidelity gate")
+    parser.add_argument("--min-mean-cosine", type=_cosine, default=MIN_MEAN_COSINE,
+                        help="int8: the fidelity gate refuses the batch below this mean cosine to float32")
     parser.add_argument("--catalog", type=_catalog, default=None,
                         help="Iceberg catalog: sql:PATH (SQLite) | glue[:DATABASE]; default sql:<lake>/catalog.db")
     parser.add_argument("--engine", choices=ENGINES, default=None,
                         help=f"inference engine (default for this architecture: {default_engine()})")
-    parser.add_argument("--near-duplicate-similarity", type=_similarity, default=DEFAULT_MIN_SIMILARITY,
+    parser.add_argument("--near-duplicate-similarity", type=_cosine, default=DEFAULT_MIN_SIMILARITY,
                         help="centred cosine similarity from which two photos are recorded as near-duplicates "
                              "(spark_jobs/near_duplicates.py)")
     ns = parser.parse_args(argv)
@@ -86,9 +113,14 @@ def parse_args(argv: list[str] | None) -> JobConfig:
         check_engine(ns.engine or default_engine(precision=ns.precision), ns.precision)
     except EngineError as err:
         parser.error(str(err))
+    if (ns.precision == "int8") != (ns.calibration is not None):
+        parser.error("--precision int8 needs --calibration (a folder of photos or a calibration manifest), "
+                     "and only int8 takes one")
     return JobConfig(ns.manifest, ns.lake, ns.batch_id, ns.weights, ns.pca_k, ns.image_size, ns.infer_batch_size,
                      ns.precision, ns.catalog, ns.engine,
-                     near_duplicate_similarity=ns.near_duplicate_similarity)
+                     near_duplicate_similarity=ns.near_duplicate_similarity, calibration=ns.calibration,
+                     calibration_images=ns.calibration_images, holdout_images=ns.holdout_images,
+                     min_mean_cosine=ns.min_mean_cosine)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -100,6 +132,9 @@ def main(argv: list[str] | None = None) -> int:
     spark = SparkSession.builder.getOrCreate()
     try:
         report = run_batch(spark, config)
+    except (CalibrationError, FidelityError) as err:  # a refusal, not a crash: one line, nothing written
+        print(f"batch {config.batch_id}: REFUSED: {err}", file=sys.stderr)
+        return 1
     except Exception:
         traceback.print_exc()
         print(f"batch {config.batch_id}: FAILED", file=sys.stderr)

@@ -15,6 +15,11 @@ that every Python worker receives, so all workers build the same network and ``m
 compute bfloat16): faster on CPUs with bf16 instructions (Graviton3, AVX512-BF16/AMX x86), slightly different
 numbers, so its model_id gets a ``-bf16`` suffix and its PCA state is kept apart.
 
+``--precision int8`` (opt-in) runs a post-training statically quantized copy of the float32 network (OpenVINO +
+NNCF on x86_64, ONNX Runtime QDQ on ARM64; :mod:`spark_jobs.quantization`), calibrated on a named, fixed set of
+photos: its model_id is ``<f32 model_id>-int8-<first 8 hex of the calibration set's sha256>``, so features of
+different quantizations never mix, and a fidelity gate compares it with float32 before each batch uses it.
+
 On a worker the network is built once per Python process (module-level cache, Spark reuses workers) and run
 on batches by an inference engine (:mod:`spark_jobs.engines`: TensorFlow ``predict_on_batch``, OpenVINO or ONNX
 Runtime on the converted Keras model); intra-op threads are set to the cores Spark reserves per task.
@@ -36,10 +41,12 @@ from pyspark.sql import DataFrame
 from pyspark.sql import types as T
 
 from spark_jobs import storage
+from spark_jobs.quantization import CalibrationSet
 
 FEATURE_DIM = 2048
 # Keras dtype policy of each --precision (keras.io/api/mixed_precision/policy).
-PRECISIONS = {"float32": "float32", "bfloat16": "mixed_bfloat16"}
+# int8: the Keras network is built in float32 and quantized by the engine (spark_jobs.quantization).
+PRECISIONS = {"float32": "float32", "bfloat16": "mixed_bfloat16", "int8": "float32"}
 FEATURES_SCHEMA = T.StructType(
     [
         T.StructField("image_uri", T.StringType(), False),
@@ -70,7 +77,8 @@ class ModelSpec:
     seed: int = 0
     weights_uri: str | None = None
     weights_sha256: str | None = None
-    precision: str = "float32"  # or "bfloat16" (see PRECISIONS)
+    precision: str = "float32"  # or "bfloat16" / "int8" (see PRECISIONS)
+    calibration: CalibrationSet | None = None  # int8 only: the photos the quantized model is calibrated on
     fallback_reason: str | None = field(default=None, compare=False)  # not part of the identity
 
     @property
@@ -78,7 +86,11 @@ class ModelSpec:
         """Identifier of the feature space (features of different model_ids never mix)."""
         if self.kind == "projection":
             return f"projection{self.seed}-{self.image_size}"  # numpy featurizer: precision does not apply
-        suffix = "-bf16" if self.precision == "bfloat16" else ""
+        suffix = ""
+        if self.precision == "bfloat16":
+            suffix = "-bf16"
+        elif self.precision == "int8":
+            suffix = f"-int8-{self.calibration.sha256[:8] if self.calibration else 'uncalibrated'}"
         if self.kind == "imagenet":
             return f"resnet50-imagenet-{self.image_size}{suffix}"
         if self.kind == "random":
@@ -92,36 +104,46 @@ def _seed(text: str, source: str) -> int:
     return int(text)
 
 
-def resolve_weights(source: str, image_size: int = 224, precision: str = "float32") -> ModelSpec:
-    """Resolve ``--weights`` on the driver (see module table); ``precision`` is a key of :data:`PRECISIONS`.
+def resolve_weights(source: str, image_size: int = 224, precision: str = "float32",
+                    calibration: CalibrationSet | None = None) -> ModelSpec:
+    """Resolve ``--weights`` on the driver (see module table); ``precision`` is a key of :data:`PRECISIONS`;
+    ``calibration`` (:func:`spark_jobs.quantization.resolve_calibration`) is required by ``int8`` only.
 
     ``imagenet`` really fetches the Keras ImageNet weights file once into the Keras cache, md5-checked
     (:func:`fetch_imagenet_weights`, no TensorFlow import on the driver); if that fails (no network), prints a loud
     banner on stderr and returns ``random:0`` with ``fallback_reason`` set.
 
     Raises:
-        ValueError: malformed source or unknown precision. FileNotFoundError: weights file/object missing.
+        ValueError: malformed source, unknown precision, int8 without a calibration set or with the projection
+            featurizer. FileNotFoundError: weights file/object missing.
     """
     if precision not in PRECISIONS:
         raise ValueError(f"bad --precision {precision!r}: expected one of {', '.join(PRECISIONS)}")
+    if (precision == "int8") != (calibration is not None):
+        raise ValueError("--precision int8 needs a calibration set (--calibration), and only int8 takes one")
+    if precision == "int8" and source.partition(":")[0] == "projection":
+        raise ValueError("--precision int8 quantizes the ResNet50: not applicable to --weights projection")
     name, _, arg = source.partition(":")
     if source == "imagenet":
-        spec = ModelSpec("imagenet", image_size, precision=precision)
+        spec = ModelSpec("imagenet", image_size, precision=precision, calibration=calibration)
         try:
             fetch_imagenet_weights()
             return spec
         except (OSError, ValueError) as err:  # offline: URL fetch failure (URLError is an OSError); bad checksum
             reason = f"imagenet weights unavailable ({type(err).__name__}: {str(err)[:200]})"
-            fallback = ModelSpec("random", image_size, 0, precision=precision, fallback_reason=reason)
+            fallback = ModelSpec("random", image_size, 0, precision=precision, calibration=calibration,
+                                 fallback_reason=reason)
             banner = "!" * 100
             sys.stderr.write(f"{banner}\nWARNING: {reason}\nFALLING BACK to deterministic random weights "
                              f"(seed 0): model_id {fallback.model_id}\n{banner}\n")
             return fallback
     if name in ("random", "projection") and not source.startswith(("/", "s3://")):
-        return ModelSpec(name, image_size, _seed(arg, source) if arg else 0, precision=precision)
+        return ModelSpec(name, image_size, _seed(arg, source) if arg else 0, precision=precision,
+                         calibration=calibration)
     if storage.is_s3(source) or source.startswith("file://") or os.path.isabs(source) or Path(source).exists():
         digest = hashlib.sha256(storage.read_bytes(source)).hexdigest()
-        return ModelSpec("file", image_size, weights_uri=source, weights_sha256=digest, precision=precision)
+        return ModelSpec("file", image_size, weights_uri=source, weights_sha256=digest, precision=precision,
+                         calibration=calibration)
     raise ValueError(f"bad --weights {source!r}: expected imagenet, random[:SEED], a weights file path or s3:// URI")
 
 

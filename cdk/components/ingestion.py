@@ -48,6 +48,7 @@ class JobSettings:
     batch_max_images: int
     batch_max_wait_seconds: int
     max_attempts: int
+    calibration: str = ""  # int8 calibration manifest URI (empty: the Lambdas' default under calibration/)
 
 
 class Ingestion(Construct):
@@ -90,6 +91,7 @@ class Ingestion(Construct):
             job_py_files=job.py_files_uri,
             job_weights=job.weights,
             job_precision=job.precision,
+            job_calibration=job.calibration,
             job_engine=job.engine,
             job_catalog=job.catalog,
             pca_k=job.pca_k,

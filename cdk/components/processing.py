@@ -56,6 +56,7 @@ class Processing(Construct):
         max_disk: str,
         idle_stop_minutes: int,
         log_retention: logs.RetentionDays,
+        int8_calibration: bool = False,
     ) -> None:
         super().__init__(scope, construct_id)
         stack = Stack.of(self)
@@ -87,13 +88,16 @@ class Processing(Construct):
             ),
             description="Fruits! EMR Serverless job runs: read images/manifests/code, read+write lake, write logs",
         )
-        for statement in job_role_statements(bucket):
+        read_prefixes = JOB_READ_PREFIXES + ((r.CALIBRATION_PREFIX,) if int8_calibration else ())
+        for statement in job_role_statements(bucket, read_prefixes):  # int8 reads its calibration set (only then)
             self.execution_role.add_to_principal_policy(statement)
+        prefixes = (*read_prefixes, r.LOGS_PREFIX)
         acknowledge_object_prefixes(
             self.execution_role,
             bucket.bucket_arn,
-            (r.IMAGES_PREFIX, r.MANIFESTS_PREFIX, r.CODE_PREFIX, r.LAKE_PREFIX, r.LOGS_PREFIX),
-            "the job reads images/manifests/code, reads and writes the lake, writes its logs.",
+            prefixes,
+            "the job reads images/manifests/code (int8: its calibration set), reads and writes the lake, writes "
+            "its logs.",
         )
 
         self.application = emrs.CfnApplication(
@@ -221,9 +225,11 @@ def code_deployment_statements(
 JOB_READ_PREFIXES = (r.IMAGES_PREFIX, r.MANIFESTS_PREFIX, r.CODE_PREFIX, r.LAKE_PREFIX)
 
 
-def job_role_statements(bucket: s3.IBucket) -> list[iam.PolicyStatement]:
+def job_role_statements(bucket: s3.IBucket, read_prefixes: tuple[str, ...] = JOB_READ_PREFIXES
+                        ) -> list[iam.PolicyStatement]:
     """The job execution role's S3 permissions: explicit actions (no ``s3:List*``/``GetBucket*`` group, no object
-    lock actions), listing only under the prefixes it reads. The Glue grants are added by :class:`Query`.
+    lock actions), reading and listing only under ``read_prefixes`` (default :data:`JOB_READ_PREFIXES`; int8 adds
+    ``calibration/``). The Glue grants are added by :class:`Query`.
 
     Calls covered: ``spark_jobs.storage`` (boto3 get/put/list/delete/head), PyIceberg's PyArrow S3 file system
     (HEAD/GET/PUT, multipart uploads, prefix listings of ``lake/``) and EMR Serverless log upload to ``logs/``;
@@ -233,13 +239,13 @@ def job_role_statements(bucket: s3.IBucket) -> list[iam.PolicyStatement]:
         iam.PolicyStatement(
             sid="ReadInputsCodeAndLake",
             actions=["s3:GetObject", "s3:GetObjectVersion"],
-            resources=[bucket.arn_for_objects(f"{prefix}*") for prefix in JOB_READ_PREFIXES],
+            resources=[bucket.arn_for_objects(f"{prefix}*") for prefix in read_prefixes],
         ),
         iam.PolicyStatement(
             sid="ListOnlyWhatItReads",
             actions=["s3:ListBucket"],
             resources=[bucket.bucket_arn],
-            conditions={"StringLike": {"s3:prefix": [f"{prefix}*" for prefix in JOB_READ_PREFIXES]}},
+            conditions={"StringLike": {"s3:prefix": [f"{prefix}*" for prefix in read_prefixes]}},
         ),
         iam.PolicyStatement(
             sid="WriteTheLake",  # Iceberg data/metadata files, erasure requests (deleted once applied)

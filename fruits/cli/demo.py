@@ -88,6 +88,7 @@ def run(args: argparse.Namespace) -> int:
         weights=args.weights,
         pca_k=args.pca_k,
         precision=args.precision,
+        calibration=args.calibration,
         engine=args.engine,
         master=args.master,
         report=not args.no_report,

@@ -1,7 +1,8 @@
 """``fruits featurize``: run the Spark job in-process on local images or a manifest (no AWS needed).
 
     fruits featurize (--images DIR | --manifest FILE) --lake DIR [--batch-id ID] [--weights imagenet]
-                     [--pca-k 150] [--precision float32|bfloat16] [--engine E] [--limit N]
+                     [--pca-k 150] [--precision float32|bfloat16|int8] [--calibration SOURCE] [--engine E]
+                     [--limit N]
 
 With ``--images`` a JSON-lines manifest of the image files under DIR is built (label = the folder directly
 containing the image). Without ``--batch-id`` the id is derived from the manifest content
@@ -99,6 +100,11 @@ def run(args: argparse.Namespace) -> int:
         raise CliError(f"no images found in {args.images or args.manifest}")
     content = manifest_bytes(records)
     batch_id = args.batch_id or default_batch_id(content)
+    calibration = args.calibration or args.images
+    if args.precision == "int8" and calibration is None:
+        raise CliError("--precision int8 with --manifest needs --calibration FOLDER|MANIFEST", exit_code=2)
+    if args.precision != "int8" and args.calibration:
+        raise CliError("--calibration applies to --precision int8 only", exit_code=2)
     lake = args.lake if args.lake.startswith("s3://") else str(Path(args.lake).expanduser().resolve())
     if not lake.startswith("s3://"):
         Path(lake).mkdir(parents=True, exist_ok=True)
@@ -114,6 +120,8 @@ def run(args: argparse.Namespace) -> int:
         manifest.write_bytes(content)
         argv = ["--manifest", str(manifest), "--lake", lake, "--batch-id", batch_id,
                 "--weights", args.weights, "--pca-k", str(args.pca_k), "--precision", args.precision]
+        if args.precision == "int8":
+            argv += ["--calibration", str(calibration)]
         if args.engine:
             argv += ["--engine", args.engine]
         if args.catalog:

@@ -63,9 +63,19 @@ def add_engine_argument(parser: argparse.ArgumentParser) -> None:
 
 
 def add_precision_argument(parser: argparse.ArgumentParser) -> None:
-    """Add ``--precision float32|bfloat16`` (the Spark job's opt-in mixed precision; default float32)."""
+    """Add ``--precision float32|bfloat16|int8`` (the Spark job's opt-in reduced precisions; default float32) and
+    ``--calibration`` (int8's calibration source)."""
     parser.add_argument("--precision", choices=JOB_PRECISIONS, default=JOB_PRECISIONS[0],
-                        help="bfloat16: opt-in mixed precision, faster on CPUs with bf16 (model_id suffix -bf16)")
+                        help="bfloat16: opt-in mixed precision, faster on CPUs with bf16 (model_id suffix -bf16); "
+                             "int8: opt-in post-training quantization, 2.9x the f32 job on a 2-core VNNI+AMX Xeon "
+                             "(CPUs with int8 dot products: VNNI/AMX, Graviton) at a mean cosine to the f32 features "
+                             ">= 0.999 (checked "
+                             "by a fidelity gate on held-back photos before every batch; model_id suffix "
+                             "-int8-<calibration hash8>)")
+    parser.add_argument("--calibration", default=None, metavar="FOLDER|MANIFEST",
+                        help="int8: calibration photos, a folder (label = parent folder) or a calibration manifest; "
+                             "300 calibrate, 100 more are held back for the fidelity gate (default: the --images "
+                             "folder)")
 
 
 def existing_dir(text: str) -> Path:

@@ -51,6 +51,7 @@ class DemoConfig:
     weights: str = "imagenet"
     pca_k: int = 150
     precision: str = "float32"
+    calibration: str | None = None  # int8: calibration folder/manifest (None: the images folder)
     engine: str = ""  # empty: the job's default engine for this machine (spark_jobs.engines.default_engine)
     master: str = "local[*]"
     report: bool = True
@@ -154,6 +155,7 @@ def run_demo(config: DemoConfig, console: Console | None = None) -> DemoResult:
                 max_images=config.max_images,
                 pca_k=config.pca_k,
                 precision=config.precision,
+                calibration=str(config.calibration or config.images) if config.precision == "int8" else "",
                 engine=config.engine,
                 max_wait=config.max_wait,
             )

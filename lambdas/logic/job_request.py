@@ -61,6 +61,8 @@ def build_start_job_run_request(
     }
     if settings.job_precision != "float32":  # the default request stays the same
         submit["entryPointArguments"] += ["--precision", settings.job_precision]
+    if settings.job_precision == "int8":  # the named calibration set of the quantized model
+        submit["entryPointArguments"] += ["--calibration", settings.job_calibration]
     if settings.job_engine:
         submit["entryPointArguments"] += ["--engine", settings.job_engine]
     if settings.job_catalog:

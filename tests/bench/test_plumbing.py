@@ -154,12 +154,15 @@ def test_profile_classifies_py_spy_stacks() -> None:
     assert counts["other"] == 2 and sum(counts.values()) == 87
 
 
-def test_physical_limit_formula() -> None:
-    from bench.engines import physical_limit
+def test_measured_peak_replaces_the_guessed_physical_limit() -> None:
+    from bench.engines import GFLOP_PER_IMAGE, RELEVANT_FLAGS, cpu_record, peak_gemm
 
-    # GIVEN 2 AVX-512 cores with bf16 at 3 GHz WHEN the limit is computed THEN 2 x 64 x 3 / 8.2 images/s, bf16 2x
-    limit = physical_limit(2, {"avx512f", "fma", "avx512_bf16"}, 3000.0)
-    assert limit["flop_per_cycle_f32"] == 64 and limit["images_per_s_f32"] == 46.8
-    assert limit["images_per_s_bf16"] == 93.7
-    assert physical_limit(1, {"avx2"}, 2000.0)["images_per_s_bf16"] == physical_limit(1, {"avx2"}, 2000.0)[
-        "images_per_s_f32"] == 7.8
+    # GIVEN a small MatMul WHEN the peak is measured in f32, bf16 and int8 (NNCF-quantized)
+    peak = peak_gemm(size=64, calls=2)
+    # THEN each precision has a positive rate and its ResNet50 images/s bound is rate / 8.2 G operations
+    for key in ("f32", "bf16", "int8"):
+        rate = peak["gflop_per_s"][key]
+        assert rate > 0 and peak[f"images_per_s_{key}"] == round(rate / GFLOP_PER_IMAGE, 1)
+    # AND the CPU it ran on is recorded: model, cores and the relevant flags it has
+    cpu = cpu_record()
+    assert peak["cpu"] == cpu and cpu["model"] and cpu["cores"] >= 1 and set(cpu["flags"]) <= set(RELEVANT_FLAGS)

@@ -56,6 +56,11 @@ def test_job_engine_defaults_to_what_installs_on_the_architecture() -> None:
         load_config({"jobEngine": "tensorrt", "emrArchitecture": "X86_64"}, env={})
     with pytest.raises(ConfigError, match="float32 only"):
         load_config({"jobEngine": "onnxruntime", "jobPrecision": "bfloat16"}, env={})
+    # AND int8 keeps each architecture's default engine, and is refused on Keras TF
+    assert load_config({"jobPrecision": "int8"}, env={}).job_engine == "onnxruntime"
+    assert load_config({"jobPrecision": "int8", "emrArchitecture": "X86_64"}, env={}).job_engine == "openvino"
+    with pytest.raises(ConfigError, match="int8"):
+        load_config({"jobEngine": "tensorflow", "jobPrecision": "int8"}, env={})
 
 
 def test_powertools_layer_arn_is_the_official_arm64_python312_layer_with_a_context_version() -> None:

@@ -181,7 +181,14 @@ def test_start_job_run_request_and_client_tokens() -> None:
     args = build_start_job_run_request(bf16, batch_id="b1", attempt=1, manifest_uri="s3://m")["jobDriver"][
         "sparkSubmit"
     ]["entryPointArguments"]
-    assert args[-2:] == ["--precision", "bfloat16"]
+    assert args[-2:] == ["--precision", "bfloat16"] and "--calibration" not in args
+    # int8 also passes its calibration manifest: JOB_CALIBRATION, by default the data bucket's calibration/ one
+    for env, want in (({}, "s3://fruits-data/calibration/manifest.jsonl"), ({"JOB_CALIBRATION": "/photos"}, "/photos")):
+        int8 = settings_from_env({**ENV, "JOB_PRECISION": "int8", **env})
+        args = build_start_job_run_request(int8, batch_id="b1", attempt=1, manifest_uri="s3://m")["jobDriver"][
+            "sparkSubmit"
+        ]["entryPointArguments"]
+        assert args[-4:] == ["--precision", "int8", "--calibration", want]
     with pytest.raises(SettingsError, match="JOB_PRECISION"):
         settings_from_env({**ENV, "JOB_PRECISION": "float16"})
     # the engine setting is passed as --engine; empty (the default) leaves the job's per-architecture default

@@ -69,3 +69,17 @@ def test_malformed_manifest_or_empty_folder_is_a_cli_error(tmp_path) -> None:
     with pytest.raises(CliError, match="no images"):
         featurize.run(parser().parse_args(["featurize", "--images", str(tmp_path / "empty"),
                                            "--lake", str(tmp_path / "l")]))
+
+
+def test_int8_needs_a_calibration_source_and_only_int8_takes_one(tmp_path) -> None:
+    # GIVEN a manifest of one image (no photo folder to calibrate on)
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text('{"image_uri": "/a.jpg"}\n')
+    base = ["featurize", "--manifest", str(manifest), "--lake", str(tmp_path / "l")]
+    # WHEN int8 is asked without --calibration, or --calibration without int8 THEN a CliError exiting 2, nothing run
+    with pytest.raises(CliError, match="needs --calibration") as exc:
+        featurize.run(parser().parse_args([*base, "--precision", "int8"]))
+    assert exc.value.exit_code == 2
+    with pytest.raises(CliError, match="int8 only"):
+        featurize.run(parser().parse_args([*base, "--calibration", str(tmp_path)]))
+    assert not (tmp_path / "l").exists()

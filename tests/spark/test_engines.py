@@ -45,6 +45,12 @@ def test_defaults_per_architecture() -> None:
         engines.check_engine("tensorrt")
     with pytest.raises(engines.EngineError, match="float32 only"):
         engines.check_engine("onnxruntime", "bfloat16")
+    # AND int8 runs on the default engine of both architectures, never on Keras TF
+    assert engines.default_engine("X86_64", "int8") == "openvino"
+    assert engines.default_engine("ARM64", "int8") == "onnxruntime"
+    assert engines.check_engine("onnxruntime", "int8") == "onnxruntime"
+    with pytest.raises(engines.EngineError, match="int8"):
+        engines.check_engine("tensorflow", "int8")
 
 
 def test_preprocess_matches_keras(photos: np.ndarray) -> None:

@@ -62,7 +62,8 @@ def commit_batch(lake_uri: str, batch, batch_id: str, model_id: str, k: int, *, 
 
     from spark_jobs import tables
     from spark_jobs.job import batch_row, feature_rows, reject_rows
-    from spark_jobs.pca import commit_version, plan_version, prefetch_latest
+    from spark_jobs.pca import commit_version, land, landed_in_features, plan_version, prefetch_latest
+    from spark_jobs.table_stats import rows_statistics
 
     lake = tables.Lake.at(lake_uri)
     ids = {"batch_id": batch_id, "model_id": model_id}
@@ -70,13 +71,16 @@ def commit_batch(lake_uri: str, batch, batch_id: str, model_id: str, k: int, *, 
     prefetched = prefetch_latest(lake_uri, model_id).result() if prefetch else None
     start = time.perf_counter()
     load_seconds = start - load_start
-    planned = plan_version(lake_uri, model_id, batch_id, batch.stats, k, prefetched=prefetched)
-    commit_version(lake_uri, planned, batch.stats)
+    replaced = rows_statistics(lake, model_id, batch.stats.dim, batch_id=batch_id)  # a re-run's old rows
+    planned = plan_version(lake_uri, model_id, batch_id, batch.stats, k, replaced=replaced, prefetched=prefetched,
+                           landed=landed_in_features(lake, model_id))
+    commit_version(lake_uri, planned, land_now=False)
     pca_seconds = time.perf_counter() - start
     now = dt.datetime.now(dt.UTC)
     tables.replace_batch_rows(lake, tables.REJECTS, reject_rows(batch, **ids), **ids)
     tables.replace_batch_rows(lake, tables.FEATURES, feature_rows(batch, planned, batch_id=batch_id, committed_at=now),
                               **ids, summary={"fruits.pca_version": str(planned.version)})
+    land(lake_uri, model_id, planned.version)
     report = {"batch_id": batch_id, "model_id": model_id, "counts": {"listed": batch.listed,
               "featurized": batch.listed, "rejected": 0}, "pca_version": planned.version, "n_total": planned.state.n,
               "explained_variance_ratio": list(map(float, planned.fit.explained_variance_ratio)),

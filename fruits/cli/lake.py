@@ -103,12 +103,14 @@ def run_expire(args: argparse.Namespace) -> int:
 
 def run_erase(args: argparse.Namespace) -> int:
     """Erase images (URIs and/or a prefix) from every model: rows deleted, PCA downdated; print what was done."""
-    from spark_jobs import erasure, tables
+    from spark_jobs import erasure, storage, tables
 
     try:
         report = erasure.erase_images(args.lake, args.uris, prefix=args.prefix, catalog=args.catalog)
     except (erasure.ErasureError, tables.CatalogSpecError) as err:
         raise CliError(str(err)) from None
+    except storage.ObjectExistsError as err:  # pca.ConcurrentCommitError included
+        raise CliError(f"another commit of the same model is in progress, retry later ({err})") from None
     for model in report.models:
         print(f"{model.model_id}: {model.rows} feature row(s) erased; PCA version {model.pca_version} "
               f"({model.n_total} vectors)")

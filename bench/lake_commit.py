@@ -2,7 +2,7 @@
 
 Commit = what :func:`spark_jobs.job.run_batch` does after the executors: plan the PCA version (merge the batch's
 statistics into the previous state, eigendecompose 2048x2048), store it, and replace the rows of (batch, model) in
-``rejects``, ``features`` and ``batches`` (one PyIceberg transaction each). The previous state (35 MB) is loaded
+``rejects``, ``features`` and ``batches`` (one PyIceberg transaction each). The previous state (17 MB packed) is loaded
 before the clock starts, as the job loads it on a driver thread while the executors featurize
 (``spark_jobs.pca.prefetch_latest``); that load is reported apart, with the ratio it would give inside the commit.
 It is timed for a batch of N rows on an empty lake and on a lake already holding H = 10 N rows of the same model
@@ -140,7 +140,7 @@ def run(cfg: BenchConfig, workdir: Path) -> dict[str, Any]:
                         note=f"{part_best['empty']['pca']} s vs {part_best['history']['pca']} s; the history "
                              "plan merges into the previous (d x d) state, the empty one starts from the batch's"),
             summary_row("state load, prefetched while the executors featurize (not in the commit)", load_history,
-                        "s", note="the previous d x d float64 state, 35 MB; a fixed cost of d, not of history"),
+                        "s", note="the previous d x d float64 state, 17 MB packed; a fixed cost of d, not of history"),
             summary_row("history / empty ratio if the state load were not overlapped", load_ratio, "",
                         note=f"{loaded['empty']} s vs {loaded['history']} s"),
             summary_row(f"full-table scan of features ({rows} rows, {files} data files, all columns)",

@@ -25,6 +25,8 @@ TITLES = {
     "quality": "5. Feature quality (linear probe, `fruits evaluate`)",
     "cost": "6. Cost model (EMR Serverless, eu-west-3)",
     "run": "Run time",
+    "pca_history": "PCA state vs history (`python -m bench.pca_history`, not in make bench): storage per batch run, "
+                   "commit after 10,000 runs, exactness",
 }
 HEADER = """# Benchmarks
 

@@ -192,7 +192,7 @@ def erase_images(
 
     Args:
         lake_uri: lake root (local directory or ``s3://``). catalog: ``sql:PATH | glue[:DATABASE]`` (default:
-            the SQLite file next to a local lake). erasure_id: recorded in the PCA ledger and snapshot summaries
+            the SQLite file next to a local lake). erasure_id: recorded in the PCA version JSON and snapshot summaries
             (default: ``e<UTC time>-<8 hex>``).
 
     Returns:

@@ -112,6 +112,11 @@ def test_a_version_is_never_overwritten(tmp_path) -> None:
     with pytest.raises(storage.ObjectExistsError):
         pca.commit_version(lake, second)
     assert pca.load_version(lake, "m").batch_id == "b"
+    # AND the loser's retry re-plans from the winner's state: exact, as version 3
+    rows.by_batch["b"] = batch(2, 10)
+    retry = commit(lake, rows, "c", batch(2, 10))
+    assert retry.version == 3 and retry.parent == 2
+    assert_same_state(retry.state, rows.all())
 
 
 def test_a_version_that_never_landed_is_dropped_by_the_rerun_and_blocks_others_while_young(tmp_path) -> None:

@@ -64,7 +64,7 @@ def pca_refit_seconds(history_sizes: tuple[int, ...], n_new: int, real: np.ndarr
         base = workdir / f"pca-history-{history}"
         shutil.rmtree(base, ignore_errors=True)
         old = SufficientStats.from_array(vectors(history))
-        commit_version(str(base), plan_version(str(base), "bench-model", "history", old, k), old)
+        commit_version(str(base), plan_version(str(base), "bench-model", "history", old, k))
         times = []
         for attempt in range(repeats):
             lake = workdir / f"pca-history-{history}-run{attempt}"
@@ -72,7 +72,7 @@ def pca_refit_seconds(history_sizes: tuple[int, ...], n_new: int, real: np.ndarr
             shutil.copytree(base, lake)
             with stopwatch() as t:
                 planned = plan_version(str(lake), "bench-model", "new", new, k)
-                commit_version(str(lake), planned, new)
+                commit_version(str(lake), planned)
             times.append(round(t["seconds"], 3))
         rows.append({"history": history, "seconds": min(times), "all_seconds": times})
     return rows

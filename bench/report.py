@@ -29,6 +29,8 @@ TITLES = {
     "capacity": "7. Capacity model (`bench/capacity.py`: the deployed pipeline under a Poisson stream, simulated; "
                 "validated against local demos; plot `docs/capacity_p95.png`)",
     "run": "Run time",
+    "pca_history": "PCA state vs history (`python -m bench.pca_history`, not in make bench): storage per batch run, "
+                   "commit after 10,000 runs, exactness",
 }
 HEADER = """# Benchmarks
 

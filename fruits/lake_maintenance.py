@@ -154,3 +154,81 @@ def expire_snapshots(lake: tables.Lake, retention_days: int = DEFAULT_RETENTION_
 
 def _plain(path: str) -> str:
     return path.removeprefix("file://")
+
+
+DEFAULT_PCA_CHECKPOINTS = 3  # newest checkpoint states kept by expire_pca (spark_jobs.pca.CHECKPOINT_EVERY apart)
+
+
+@dataclass(frozen=True)
+class PcaExpiryResult:
+    """Per model: PCA state and fit files deleted, and the bytes they held."""
+
+    model_id: str
+    states_deleted: int
+    fits_deleted: int
+    bytes_deleted: int
+
+
+def _version_files(names: list[str]) -> dict[int, list[str]]:
+    by_version: dict[int, list[str]] = {}
+    for name in names:
+        if name.startswith("v") and name[1:7].isdigit() and not name.endswith(".json"):
+            by_version.setdefault(int(name[1:7]), []).append(name)
+    return by_version
+
+
+def expire_pca(
+    lake: tables.Lake, retention_days: int = DEFAULT_RETENTION_DAYS, keep_checkpoints: int = DEFAULT_PCA_CHECKPOINTS,
+    now: dt.datetime | None = None,
+) -> list[PcaExpiryResult]:
+    """Delete PCA files of versions created before the retention (``<lake>/pca/<model_id>/``, format 2):
+
+    * a full state (``.state``) unless it is the latest landed version's or one of the newest ``keep_checkpoints``
+      checkpoints' (spark_jobs.pca module doc);
+    * a fit (``.fit.npz``: components, mean) unless its version is the latest, a kept checkpoint, or carried by a
+      current ``features`` row (``pca_version``; a row stays projectable with the version it was written with).
+
+    Version JSONs (a few KB: the record of each version) and legacy files (``fruits migrate-lake`` converts them)
+    are kept; versions younger than the retention are never touched (snapshots that time travel to may carry them).
+
+    Raises:
+        ValueError: ``retention_days`` or ``keep_checkpoints`` < 0.
+    """
+    from spark_jobs import pca, storage
+
+    if retention_days < 0 or keep_checkpoints < 0:
+        raise ValueError(f"retention days and checkpoints must be >= 0, got {retention_days}, {keep_checkpoints}")
+    cutoff = (now or dt.datetime.now(dt.UTC)) - dt.timedelta(days=retention_days)
+    root = storage.join(lake.uri, "pca")
+    results = []
+    for model_id in storage.list_dirs(root):
+        latest = pca.latest_version(lake.uri, model_id)
+        if latest is None:
+            continue
+        rows = tables.scan(lake, tables.FEATURES, model_id=model_id, columns=("pca_version",))
+        carried = {v for v in rows.column("pca_version").to_pylist() if v is not None}
+        folder = pca.model_dir(lake.uri, model_id)
+        files = _version_files(storage.list_names(folder))
+        metas = {}
+        for version in files:
+            try:
+                metas[version] = pca.read_metadata(lake.uri, model_id, version)
+            except FileNotFoundError:  # a version killed before its JSON: orphan files
+                metas[version] = {"format": pca.FORMAT, "created_at": "1970-01-01T00:00:00+00:00"}
+        checkpoints = sorted(v for v, m in metas.items() if m.get("checkpoint") and v <= latest)
+        kept = {latest, *checkpoints[len(checkpoints) - keep_checkpoints:]} if keep_checkpoints else {latest}
+        states = fits = freed = 0
+        for version, names in files.items():
+            meta = metas[version]
+            old = dt.datetime.fromisoformat(meta.get("created_at") or "1970-01-01T00:00:00+00:00") < cutoff
+            if pca.is_legacy(meta) or version in kept or not old:
+                continue
+            for name in names:
+                is_state = name.endswith(".state")
+                if is_state or (name.endswith(".fit.npz") and version not in carried):
+                    uri = storage.join(folder, name)
+                    freed += storage.size(uri)
+                    storage.delete(uri)
+                    states, fits = states + is_state, fits + (not is_state)
+        results.append(PcaExpiryResult(model_id, states, fits, freed))
+    return results

@@ -1,5 +1,6 @@
 """Migrate a Parquet lake written before the Iceberg tables (``features/batch_id=<id>/``, ``rejects/batch_id=<id>/``,
-``batches/<id>.json``) into the tables, in place; ``pca/`` is kept as it is (same layout).
+``batches/<id>.json``) into the tables, in place; a legacy ``pca/`` tree is compacted by :mod:`fruits.migrate_pca`
+(``fruits migrate-lake`` runs both).
 
 Each (batch_id, model_id) becomes one batch-run commit (:func:`spark_jobs.tables.replace_batch_rows`), so the
 migration can be re-run safely. Old rejects have no ``model_id``: it is taken from the batch report (or the
@@ -35,6 +36,11 @@ class MigrationResult:
     rejects: int
     batches: int
     features_sha256: str
+
+
+def has_legacy_tables(root: Path) -> bool:
+    """True when ``root`` holds a legacy Parquet ``features/batch_id=*/`` folder."""
+    return any(root.glob("features/batch_id=*"))
 
 
 def _legacy_rows(root: Path, name: str) -> pa.Table | None:

@@ -8,12 +8,12 @@ photo uploaded again after its delete keeps its row. For each model with such ro
 each atomic:
 
 1. **PCA version** (commit marker: its JSON): the statistics of the erased rows' feature vectors (float32 as
-   stored, widened to float64, as the batch statistics were) are stored per source batch, the request
-   (``pca/<model_id>/erase_requests/<erasure_id>.json``: the row filter) next to them, and a new version whose
-   state is the previous one downdated by them (:func:`spark_jobs.stats.downdate`, the exact inverse of the
-   Chan–Golub–LeVeque merge) and whose ledger gains ``kind: "erase"`` entries (``spark_jobs.pca`` module doc).
+   stored, widened to float64, as the batch statistics were) are computed per source batch; the request
+   (``pca/<model_id>/erase_requests/<erasure_id>.json``: the row filter) is stored, then a new version (kind
+   ``erase``, its JSON lists the rows removed per source batch) whose state is the previous one downdated by them
+   (:func:`spark_jobs.stats.downdate`, the exact inverse of the Chan–Golub–LeVeque merge; ``spark_jobs.pca``).
 2. **Delete** the rows from ``features`` in one Iceberg commit (snapshot summary ``fruits.pca_version``,
-   ``fruits.erasure_id``).
+   ``fruits.erasure_id``, ``fruits.model_id``); the version then lands (``pca/<model_id>/LATEST.json``).
 3. **Done**: the request file is removed.
 
 Killed between 1 and 2, the PCA already excludes rows the table still holds: the next erasure or batch commit of
@@ -39,7 +39,7 @@ from pyiceberg.expressions import And, BooleanExpression, EqualTo, In, NotEqualT
 
 from lambdas.contracts import VersionStamp, is_newer
 from spark_jobs import liveness, near_duplicates, pca, storage, tables
-from spark_jobs.stats import SufficientStats, downdate, merge
+from spark_jobs.stats import SufficientStats
 
 KIND_ERASE = "erase"
 
@@ -112,24 +112,30 @@ def complete_pending(lake: tables.Lake, lake_uri: str, model_id: str) -> str | N
 
     Returns the erasure id it completed, or None when nothing was pending. Call before planning a new version.
     """
-    latest = pca.load_version(lake_uri, model_id)
-    if latest is None or not latest.batch_id.startswith(f"{KIND_ERASE}:"):
-        return None
-    erasure_id = latest.batch_id.split(":", 1)[1]
-    request = _request_uri(lake_uri, model_id, erasure_id)
-    if not storage.exists(request):
-        return None
-    spec = json.loads(storage.read_bytes(request))
-    _delete_rows(lake, model_id, _spec_filter(spec), latest.version, erasure_id)
-    storage.delete(request)
-    return erasure_id
+    latest = pca.latest_version(lake_uri, model_id)
+    candidates = [] if latest is None else [pca.read_metadata(lake_uri, model_id, latest)]
+    for meta in [*candidates, *pca.pending(lake_uri, model_id)]:
+        if meta["kind"] != pca.KIND_ERASE:
+            continue
+        erasure_id = meta["batch_id"].split(":", 1)[1]
+        request = _request_uri(lake_uri, model_id, erasure_id)
+        if not storage.exists(request):  # done: only the pointer update was lost (a no-op if it was not)
+            pca.land(lake_uri, model_id, int(meta["version"]))
+            continue
+        spec = json.loads(storage.read_bytes(request))
+        _delete_rows(lake, model_id, _spec_filter(spec), int(meta["version"]), erasure_id)
+        pca.land(lake_uri, model_id, int(meta["version"]))
+        storage.delete(request)
+        return erasure_id
+    return None
 
 
 def _delete_rows(lake: tables.Lake, model_id: str, where: BooleanExpression, version: int, erasure_id: str) -> None:
     table = lake.table(tables.FEATURES)
     table.delete(
         delete_filter=And(EqualTo("model_id", model_id), where),
-        snapshot_properties={"fruits.pca_version": str(version), "fruits.erasure_id": erasure_id},
+        snapshot_properties={"fruits.pca_version": str(version), "fruits.erasure_id": erasure_id,
+                             "fruits.model_id": model_id},
     )
 
 
@@ -153,7 +159,8 @@ def erase_model(
 
     Raises:
         ValueError: the model has rows but no committed PCA version (a lake written outside the job).
-        storage.ObjectExistsError: a concurrent commit of the same model won (run the erasure again).
+        storage.ObjectExistsError (or its subclass pca.ConcurrentCommitError): a concurrent commit of the same model
+        won or is in flight (run the erasure again).
     """
     complete_pending(lake, lake_uri, model_id)
     table = lake.table(tables.FEATURES)
@@ -161,29 +168,17 @@ def erase_model(
     if table.scan(row_filter=selected, selected_fields=("image_uri",)).to_arrow().num_rows == 0:
         return None  # the common case is cheap: one column read, no feature vectors
     rows = table.scan(row_filter=selected, selected_fields=("image_uri", "batch_id", "features")).to_arrow()
-    latest = pca.load_version(lake_uri, model_id)
-    if latest is None:
+    base = pca.resolve_base(lake_uri, model_id, batch_id=None, landed=pca.landed_in_features(lake, model_id))
+    if base.version is None:
         raise ValueError(f"{model_id}: feature rows but no PCA version under {pca.model_dir(lake_uri, model_id)}")
-    version, run_id = latest.version + 1, uuid.uuid4().hex[:12]
-    by_batch = _statistics_by_batch(rows)
-    removed = SufficientStats.empty(latest.state.dim)
-    entries = []
-    root = pca.model_dir(lake_uri, model_id)
-    for batch_id, stats in by_batch.items():
-        name = f"erase_stats/{erasure_id}-{batch_id}.npz"
-        storage.write_bytes(storage.join(root, name), stats.to_bytes(), exclusive=True)
-        entries.append({"kind": KIND_ERASE, "batch_id": batch_id, "n": stats.n, "version": version, "stats": name})
-        removed = merge(removed, stats)
-    state = downdate(latest.state, removed)
-    planned = pca.PcaVersion(
-        model_id, version, f"{KIND_ERASE}:{erasure_id}", run_id, state, pca.fit_pca(state, latest.fit.k),
-        [*latest.ledger, *entries], datetime.now(UTC).isoformat(timespec="seconds"),
-    )
+    planned = pca.plan_erasure(pca.load_version(lake_uri, model_id, base.version), base.next_version, erasure_id,
+                               _statistics_by_batch(rows))
     storage.write_bytes(_request_uri(lake_uri, model_id, erasure_id), json.dumps(spec).encode(), exclusive=True)
-    pca.write_version(lake_uri, planned)  # step 1: the commit marker
-    _delete_rows(lake, model_id, where, version, erasure_id)  # step 2
+    pca.commit_version(lake_uri, planned, land_now=False)  # step 1: the commit marker
+    _delete_rows(lake, model_id, where, planned.version, erasure_id)  # step 2
+    pca.land(lake_uri, model_id, planned.version)
     storage.delete(_request_uri(lake_uri, model_id, erasure_id))  # step 3
-    return ModelErasure(model_id, rows.num_rows, version, state.n)
+    return ModelErasure(model_id, rows.num_rows, planned.version, planned.state.n)
 
 
 def supersede(
@@ -223,7 +218,7 @@ def erase_images(
 
     Args:
         lake_uri: lake root (local directory or ``s3://``). catalog: ``sql:PATH | glue[:DATABASE]`` (default:
-            the SQLite file next to a local lake). erasure_id: recorded in the PCA ledger, the erasure ledger and
+            the SQLite file next to a local lake). erasure_id: recorded in the PCA version JSON, the erasure ledger and
             snapshot summaries (default: ``e<UTC time>-<8 hex>``).
         stamps: ``image_uri`` -> stamp of its erasure (a batch's erasure list: the delete event's); URIs without
             one, and ``prefix``, get ``VersionStamp(None, <now>, None)`` (a request: every version before now).

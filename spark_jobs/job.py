@@ -13,10 +13,11 @@ of the model):
    checked against the lake's ``erasures`` ledger and the stamps of the ``features`` / ``rejects`` rows of the
    batch's URIs);
 1. ``rejects``: the rows of (batch, model) replaced in one Iceberg transaction;
-2. the PCA version: statistics, state and finally its JSON marker, never overwritten (:mod:`spark_jobs.pca`;
-   re-running a batch id replaces its contribution exactly);
+2. the PCA version: fit, state and finally its JSON marker, never overwritten (:mod:`spark_jobs.pca`; re-running a
+   batch id downdates the statistics of its rows read back from ``features`` and merges the new ones);
 3. ``features``: the rows of (batch, model) replaced in one Iceberg transaction, each row carrying the PCA
-   version it was projected on, also named in the snapshot summary (``fruits.pca_version``);
+   version it was projected on, also named in the snapshot summary (``fruits.pca_version``); then the version
+   lands (``pca/<model_id>/LATEST.json``; a version killed before its ``features`` commit is dropped by the re-run);
 4. ``near_duplicates``: the batch's pairs replaced, after the supersede step (:mod:`spark_jobs.near_duplicates`);
 5. ``batches``: the batch run's row, then the JSON report ``batches/<batch_id>.json``.
 
@@ -48,9 +49,10 @@ from spark_jobs.engines import check_engine, default_engine
 from spark_jobs.featurize_pass import BatchFeatures, featurize_batch
 from spark_jobs.manifest import Arrival, Erasure, arrivals, manifest_frame, parse_manifest, read_erasures
 from spark_jobs.models import ModelSpec, resolve_weights
-from spark_jobs.pca import PcaVersion, commit_version, plan_version, prefetch_latest
+from spark_jobs.pca import PcaVersion, commit_version, land, landed_in_features, plan_version, prefetch_latest
 from spark_jobs.projection import project_vectors
 from spark_jobs.stats import SufficientStats
+from spark_jobs.table_stats import rows_statistics
 from spark_jobs.time_to_feature import time_to_feature
 
 ARROW_BATCH_CONF = "spark.sql.execution.arrow.maxRecordsPerBatch"
@@ -283,17 +285,22 @@ def commit_batch(
     featurized, reasons = batch.features.num_rows, batch.rejected_by_reason
     with timer.stage("pca_fit"):
         erasure.complete_pending(lake, config.lake, spec.model_id)  # an erasure killed mid-way rolls forward first
+        dim = batch.stats.dim
+        replaced = rows_statistics(lake, spec.model_id, dim, batch_id=config.batch_id)  # a re-run's old rows
         planned = plan_version(config.lake, spec.model_id, config.batch_id, batch.stats, config.pca_k,
-                               prefetched=prefetched)
+                               replaced=replaced, prefetched=prefetched,
+                               landed=landed_in_features(lake, spec.model_id),
+                               refresh=lambda: rows_statistics(lake, spec.model_id, dim, exclude_batch=config.batch_id))
     committed_at = dt.datetime.now(dt.UTC)
     with timer.stage("write_rejects"):
         tables.replace_batch_rows(lake, tables.REJECTS, reject_rows(batch, **ids, arrivals=arrived), **ids)
     with timer.stage("pca_commit"):
-        commit_version(config.lake, planned, batch.stats)
+        commit_version(config.lake, planned, land_now=False)
     with timer.stage("write_features"):
         rows = feature_rows(batch, planned, batch_id=config.batch_id, committed_at=committed_at, arrivals=arrived)
         tables.replace_batch_rows(lake, tables.FEATURES, rows, **ids,
                                   summary={"fruits.pca_version": str(planned.version)})
+        land(config.lake, spec.model_id, planned.version)
     with timer.stage("supersede"):  # an overwritten photo keeps one row, its newest content (erasure.supersede)
         uris = batch.features.column("image_uri").to_pylist()  # a newest version rejected leaves no older row
         committed = [*uris, *batch.rejects.column("image_uri").to_pylist()]

@@ -157,6 +157,33 @@ def list_names(prefix_uri: str) -> list[str]:
     return sorted(p.name for p in path.iterdir() if p.is_file()) if path.is_dir() else []
 
 
+def list_dirs(prefix_uri: str) -> list[str]:
+    """Names of the "sub-directories" directly under a directory URI (S3 common prefixes), sorted; [] if absent."""
+    if is_s3(prefix_uri):
+        bucket, key = split_s3(prefix_uri)
+        key = key.rstrip("/") + "/"
+        names: list[str] = []
+        paginator = _s3_client().get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=bucket, Prefix=key, Delimiter="/"):
+            names.extend(p["Prefix"][len(key) :].rstrip("/") for p in page.get("CommonPrefixes", []))
+        return sorted(names)
+    path = local_path(prefix_uri)
+    return sorted(p.name for p in path.iterdir() if p.is_dir()) if path.is_dir() else []
+
+
+def size(uri: str) -> int:
+    """Size in bytes of an object/file. Raises FileNotFoundError when absent."""
+    if is_s3(uri):
+        from botocore.exceptions import ClientError
+
+        bucket, key = split_s3(uri)
+        try:
+            return int(_s3_client().head_object(Bucket=bucket, Key=key)["ContentLength"])
+        except ClientError as err:
+            raise FileNotFoundError(uri) from err
+    return local_path(uri).stat().st_size
+
+
 def delete(uri: str) -> None:
     """Delete an object/file; no error if it is already absent."""
     if is_s3(uri):

@@ -13,7 +13,7 @@ import argparse
 import re
 
 from fruits.cli.errors import CliError
-from fruits.cli.types import existing_dir, lake_location, positive_int
+from fruits.cli.types import existing_dir, lake_location, non_negative_int, positive_int
 
 LAKE_HELP = "lake root"
 CATALOG_HELP = "Iceberg catalog: sql:PATH | glue[:DATABASE] (default: sql:<lake>/catalog.db)"
@@ -97,23 +97,30 @@ def run_compact(args: argparse.Namespace) -> int:
 
 
 def run_expire(args: argparse.Namespace) -> int:
-    """Expire snapshots older than the retention and delete the data files nothing references any more."""
-    from fruits.lake_maintenance import expire_snapshots
+    """Expire snapshots older than the retention and delete the data files nothing references any more; then the
+    PCA states and fits beyond the retention (never the latest, a kept checkpoint, or a fit a row carries)."""
+    from fruits.lake_maintenance import expire_pca, expire_snapshots
 
-    for result in expire_snapshots(_lake(args), args.retention_days):
+    lake = _lake(args)
+    for result in expire_snapshots(lake, args.retention_days):
         print(f"{result.table}: {result.snapshots_expired} snapshot(s) expired, {result.files_deleted} "
               "unreferenced data file(s) deleted")
+    for done in expire_pca(lake, args.retention_days, args.pca_checkpoints):
+        print(f"pca/{done.model_id}: {done.states_deleted} state(s) and {done.fits_deleted} fit(s) deleted "
+              f"({done.bytes_deleted / 1e6:.1f} MB)")
     return 0
 
 
 def run_erase(args: argparse.Namespace) -> int:
     """Erase images (URIs and/or a prefix) from every model: rows deleted, PCA downdated; print what was done."""
-    from spark_jobs import erasure, tables
+    from spark_jobs import erasure, storage, tables
 
     try:
         report = erasure.erase_images(args.lake, args.uris, prefix=args.prefix, catalog=args.catalog)
     except (erasure.ErasureError, tables.CatalogSpecError) as err:
         raise CliError(str(err)) from None
+    except storage.ObjectExistsError as err:  # pca.ConcurrentCommitError included
+        raise CliError(f"another commit of the same model is in progress, retry later ({err})") from None
     for model in report.models:
         print(f"{model.model_id}: {model.rows} feature row(s) erased; PCA version {model.pca_version} "
               f"({model.n_total} vectors)")
@@ -125,21 +132,31 @@ def run_erase(args: argparse.Namespace) -> int:
 
 
 def run_migrate(args: argparse.Namespace) -> int:
-    """Migrate a legacy Parquet lake into the tables; print what was migrated."""
-    from fruits.migrate import MigrationError, migrate_lake
+    """Migrate a legacy Parquet lake into the tables and compact a legacy ``pca/`` tree; print what was done."""
+    from fruits.migrate import MigrationError, has_legacy_tables, migrate_lake
+    from fruits.migrate_pca import compact_pca_tree
 
-    try:
-        result = migrate_lake(args.lake, args.catalog, remove_legacy=args.remove_legacy)
-    except MigrationError as err:
-        raise CliError(str(err)) from None
-    print(f"migrated {result.features} features rows, {result.rejects} rejects, {result.batches} batch reports; "
-          f"contents equal (features sha256 {result.features_sha256[:16]}…)")
+    tables_migrated = has_legacy_tables(args.lake)
+    if tables_migrated:
+        try:
+            result = migrate_lake(args.lake, args.catalog, remove_legacy=args.remove_legacy)
+        except MigrationError as err:
+            raise CliError(str(err)) from None
+        print(f"migrated {result.features} features rows, {result.rejects} rejects, {result.batches} batch reports; "
+              f"contents equal (features sha256 {result.features_sha256[:16]}…)")
+    compacted = compact_pca_tree(str(args.lake))
+    for done in compacted:
+        print(f"pca/{done.model_id}: {done.versions} legacy version(s) converted, {done.stats_files_deleted} "
+              f"statistics file(s) deleted, {done.bytes_before / 1e6:.1f} MB -> {done.bytes_after / 1e6:.1f} MB")
+    if not tables_migrated and not compacted:
+        raise CliError(f"{args.lake} has no legacy features/batch_id=*/ folder and no legacy pca/ version: "
+                       "nothing to migrate")
     return 0
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``sql``, ``compact``, ``expire``, ``erase`` and ``migrate-lake`` sub-commands."""
-    from fruits.lake_maintenance import DEFAULT_RETENTION_DAYS
+    from fruits.lake_maintenance import DEFAULT_PCA_CHECKPOINTS, DEFAULT_RETENTION_DAYS
 
     sql = subparsers.add_parser("sql", help="run SQL (DuckDB) over the lake tables (features, rejects, batches, …)",
                                 description=__doc__.split("\n\n", 1)[1])
@@ -162,6 +179,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     expire = subparsers.add_parser("expire", help="expire old snapshots so deleted rows disappear from storage")
     expire.add_argument("--retention-days", type=int, default=DEFAULT_RETENTION_DAYS,
                         help="keep snapshots younger than this (0: keep only the current one)")
+    expire.add_argument("--pca-checkpoints", type=non_negative_int, default=DEFAULT_PCA_CHECKPOINTS,
+                        help="full PCA states kept besides the latest (checkpoints, every 100 versions)")
     expire.add_argument("--lake", type=existing_dir, default="lake", help=LAKE_HELP)
     expire.add_argument("--catalog", default=None, help=CATALOG_HELP)
     expire.set_defaults(func=run_expire)
@@ -177,7 +196,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     erase.add_argument("--catalog", default=None, help=CATALOG_HELP)
     erase.set_defaults(func=run_erase)
 
-    migrate = subparsers.add_parser("migrate-lake", help="turn a Parquet lake (features/batch_id=…) into the tables")
+    migrate = subparsers.add_parser(
+        "migrate-lake", help="turn a Parquet lake (features/batch_id=…) into the tables; compact a legacy pca/ tree")
     migrate.add_argument("lake", type=existing_dir, help="the legacy lake root (migrated in place)")
     migrate.add_argument("--catalog", default=None, help=CATALOG_HELP)
     migrate.add_argument("--remove-legacy", action="store_true",

@@ -100,7 +100,7 @@ def test_stale_rows_are_reprojected_on_latest_pca_version(tmp_path: Path) -> Non
     for batch_id, part in (("b1", first), ("b2", second)):
         stats = SufficientStats.from_array(np.array([r["features"] for r in part], dtype=np.float32))
         planned = plan_version(str(tmp_path), model_id, batch_id, stats, 3)
-        commit_version(str(tmp_path), planned, stats)
+        commit_version(str(tmp_path), planned)
         versions.append(planned)
         for r in part:
             r["pca"] = planned.fit.components @ (np.float32(r["features"]).astype(np.float64) - planned.mean)

@@ -47,7 +47,7 @@ def lake(tmp_path: Path) -> Path:
                                   batch_id=batch_id, model_id=MODEL)  # fmt: skip
     stats = SufficientStats.from_array(np.array([r["features"] for r in rows]))
     planned = pca.plan_version(str(tmp_path), MODEL, "b000002-aaaa", stats, k=6)
-    pca.commit_version(str(tmp_path), planned, stats)
+    pca.commit_version(str(tmp_path), planned)
     return tmp_path
 
 

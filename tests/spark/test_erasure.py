@@ -78,9 +78,9 @@ def test_erasing_5_of_50_leaves_45_rows_an_exact_pca_and_after_expiry_no_file_ho
     assert [(m.model_id, m.rows, m.pca_version, m.n_total) for m in report.models] == [(model_id, 5, before + 1, 45)]
     assert report.rejects_deleted == 1
     assert_pca_is_batch_pca_of_rows(lake, model_id)
-    ledger = pca.load_version(str(lake), model_id).ledger
-    assert [(e.get("kind", "batch"), e["batch_id"], e["n"]) for e in ledger[-2:]] == [
-        ("erase", "b000001-aaaaaaaa", 3), ("erase", "b000002-bbbbbbbb", 2)]
+    meta = pca.read_metadata(str(lake), model_id, before + 1)
+    assert (meta["kind"], meta["parent"], meta["erased"]) == (
+        "erase", before, {"b000001-aaaaaaaa": 3, "b000002-bbbbbbbb": 2})
     # WHEN old snapshots expire (retention 0 days)
     lake_tables = tables.Lake.at(str(lake))
     expire_snapshots(lake_tables, retention_days=0)

@@ -1,0 +1,49 @@
+"""Sufficient statistics of feature rows read back from the ``features`` table (driver side, PyIceberg, streamed).
+
+The PCA state never stores a batch's own statistics: they are those of its rows in ``features`` (float32 as
+stored, widened to float64, as the executors computed them), read here when a re-run or an erasure replaces them,
+and for an exact rebuild of a model's state (:mod:`spark_jobs.pca` "Cancellation").
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from pyiceberg.expressions import And, BooleanExpression, EqualTo, NotEqualTo
+
+from spark_jobs import tables
+from spark_jobs.stats import SufficientStats, merge
+
+CHUNK_ROWS = 1024  # rows stacked per two-pass statistics call: driver memory CHUNK_ROWS x d float64
+
+
+def rows_statistics(lake: tables.Lake, model_id: str, dim: int, *, batch_id: str | None = None,
+                    exclude_batch: str | None = None) -> SufficientStats:
+    """Exact ``(n, mean, M2)`` (float64) of the ``features`` vectors of ``model_id``'s current rows.
+
+    Args:
+        dim: feature dimension d (the result's when no row matches).
+        batch_id: only this batch's rows (O(rows of the batch): Iceberg prunes the other data files by their
+            ``batch_id`` bounds). exclude_batch: every row except this batch's (an exact rebuild).
+
+    Raises:
+        ValueError: a stored vector does not have ``dim`` values.
+    """
+    if not lake.exists(tables.FEATURES):
+        return SufficientStats.empty(dim)
+    where: BooleanExpression = EqualTo("model_id", model_id)
+    if batch_id is not None:
+        where = And(where, EqualTo("batch_id", batch_id))
+    if exclude_batch is not None:
+        where = And(where, NotEqualTo("batch_id", exclude_batch))
+    table = lake.table(tables.FEATURES, create=False)
+    total = SufficientStats.empty(dim)
+    for chunk in table.scan(row_filter=where, selected_fields=("features",)).to_arrow_batch_reader():
+        for start in range(0, chunk.num_rows, CHUNK_ROWS):
+            column = chunk.column(0).slice(start, CHUNK_ROWS)
+            if len(column) == 0:
+                continue
+            x = np.asarray(column.flatten().to_numpy(zero_copy_only=False), dtype=np.float32).reshape(len(column), -1)
+            if x.shape[1] != dim:
+                raise ValueError(f"{model_id}: stored feature vectors have {x.shape[1]} values, expected {dim}")
+            total = merge(total, SufficientStats.from_array(x.astype(np.float64)), overwrite_a=total.n > 0)
+    return total

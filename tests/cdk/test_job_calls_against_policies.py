@@ -40,7 +40,6 @@ JOB_KEY_ID = "JOBEXECUTIONROLE"  # the job's calls are signed with this access k
 # Granted to the job role, used by no recorded call: why each stays.
 JUSTIFIED_UNUSED = {
     "s3:AbortMultipartUpload": "PyArrow aborts a failed multipart upload of a large Iceberg data file (lake/, logs/)",
-    "s3:DeleteObject": "erasure requests are deleted once applied; Iceberg cleanup after a failed commit (lake/)",
     "s3:GetObjectVersion": "manifests name image versions on a versioned bucket (moto here is unversioned)",
     "s3:PutObject@logs": "EMR Serverless uploads the job's driver/executor logs to logs/ with the execution role",
     "glue:GetDatabases": "PyIceberg GlueCatalog list_namespaces (fruits status/report through the job role)",

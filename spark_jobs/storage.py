@@ -143,16 +143,24 @@ def write_bytes(uri: str, data: bytes, *, exclusive: bool = False) -> None:
     tmp.replace(path)  # atomic on POSIX: readers never see a half-written report
 
 
+def _s3_children(prefix_uri: str) -> tuple[list[str], list[str]]:
+    """Object names and "sub-directory" names directly under an ``s3://`` directory URI (ListObjectsV2 with
+    delimiter ``/``, every page): ``(names, dirs)``, unsorted."""
+    bucket, key = split_s3(prefix_uri)
+    key = key.rstrip("/") + "/"
+    names: list[str] = []
+    dirs: list[str] = []
+    paginator = _s3_client().get_paginator("list_objects_v2")
+    for page in paginator.paginate(Bucket=bucket, Prefix=key, Delimiter="/"):
+        names.extend(obj["Key"][len(key) :] for obj in page.get("Contents", []))
+        dirs.extend(p["Prefix"][len(key) :].rstrip("/") for p in page.get("CommonPrefixes", []))
+    return names, dirs
+
+
 def list_names(prefix_uri: str) -> list[str]:
     """Names (last path segment) of the objects/files directly under a "directory" URI; [] if absent."""
     if is_s3(prefix_uri):
-        bucket, key = split_s3(prefix_uri)
-        key = key.rstrip("/") + "/"
-        names: list[str] = []
-        paginator = _s3_client().get_paginator("list_objects_v2")
-        for page in paginator.paginate(Bucket=bucket, Prefix=key, Delimiter="/"):
-            names.extend(obj["Key"][len(key) :] for obj in page.get("Contents", []))
-        return sorted(names)
+        return sorted(_s3_children(prefix_uri)[0])
     path = local_path(prefix_uri)
     return sorted(p.name for p in path.iterdir() if p.is_file()) if path.is_dir() else []
 
@@ -160,13 +168,7 @@ def list_names(prefix_uri: str) -> list[str]:
 def list_dirs(prefix_uri: str) -> list[str]:
     """Names of the "sub-directories" directly under a directory URI (S3 common prefixes), sorted; [] if absent."""
     if is_s3(prefix_uri):
-        bucket, key = split_s3(prefix_uri)
-        key = key.rstrip("/") + "/"
-        names: list[str] = []
-        paginator = _s3_client().get_paginator("list_objects_v2")
-        for page in paginator.paginate(Bucket=bucket, Prefix=key, Delimiter="/"):
-            names.extend(p["Prefix"][len(key) :].rstrip("/") for p in page.get("CommonPrefixes", []))
-        return sorted(names)
+        return sorted(_s3_children(prefix_uri)[1])
     path = local_path(prefix_uri)
     return sorted(p.name for p in path.iterdir() if p.is_dir()) if path.is_dir() else []
 

@@ -36,6 +36,8 @@ def test_write_read_list_and_exclusive_create(backend: str, tmp_path, request) -
     assert storage.read_bytes(storage.join(root, "pca", "m", "b.npz")) == b"2"
     assert storage.list_names(storage.join(root, "pca", "m")) == ["b.npz", "v000001.json"]
     assert storage.list_names(storage.join(root, "pca", "absent")) == []
+    assert storage.list_dirs(storage.join(root, "pca")) == ["m"] and storage.list_dirs(storage.join(root, "no")) == []
+    assert storage.list_names(storage.join(root, "pca")) == []  # only the sub-directory "m" is there
     with pytest.raises(storage.ObjectExistsError):
         storage.write_bytes(storage.join(root, "pca", "m", "v000001.json"), b"other", exclusive=True)
     assert storage.read_bytes(storage.join(root, "pca", "m", "v000001.json")) == b"{}"

@@ -29,7 +29,7 @@ from bench.report import summary_row
 # (category, substrings of a frame); the first category with a matching frame wins.
 CATEGORIES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("ResNet50 inference (TF predict_on_batch)", ("predict_on_batch",)),
-    ("model build", ("_build_resnet",)),
+    ("model build", ("build_resnet",)),
     ("image read + decode (Pillow)", ("_decode_partition", "decode_image", "fetch_bytes")),
     ("PCA sufficient statistics", ("_partition_stats",)),
     ("PCA projection", ("_project_partition",)),

@@ -26,18 +26,18 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 def build_resnet50(image_size: int, seed: int = 0) -> Any:
     """ResNet50 (include_top=False, pooling="avg"), ``image_size`` square RGB input, seeded random weights.
 
-    Built by the job's own builder (:mod:`spark_jobs.models`, ``--weights random:SEED``) so the arms measure
+    Built by the job's own builder (:mod:`spark_jobs.network`, ``--weights random:SEED``) so the arms measure
     exactly the network the Spark job runs; plain ``keras.applications.ResNet50`` if that module is absent.
     """
     try:
-        from spark_jobs.models import ModelSpec, _build_resnet
+        from spark_jobs.network import ModelSpec, build_resnet
     except ImportError:
         import keras
 
         keras.utils.set_random_seed(seed)
         return keras.applications.ResNet50(weights=None, include_top=False, pooling="avg",
                                            input_shape=(image_size, image_size, 3))
-    return _build_resnet(ModelSpec("random", image_size, seed))
+    return build_resnet(ModelSpec("random", image_size, seed))
 
 
 def decode_batch(paths: Sequence[Path], image_size: int) -> np.ndarray:

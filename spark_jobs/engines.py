@@ -1,6 +1,6 @@
 """Inference engines for the Keras ResNet50: TensorFlow (Keras itself), OpenVINO, ONNX Runtime.
 
-Keras stays the model definition and the weights source (:func:`spark_jobs.models._build_resnet`); an engine
+Keras stays the model definition and the weights source (:func:`spark_jobs.network.build_resnet`); an engine
 runs the same network converted in-process, or loaded from a converted file cached on the worker's disk:
 
 | engine        | conversion                                           | cached file (under :func:`cache_dir`)     |
@@ -43,16 +43,17 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from spark_jobs import network
+from spark_jobs.network import preprocess
+
 if TYPE_CHECKING:  # pragma: no cover
-    from spark_jobs.models import ModelSpec
+    from spark_jobs.network import ModelSpec
 
 ENGINES = ("tensorflow", "openvino", "onnxruntime")
 # Default engine per EMR architecture (cdk context emrArchitecture) / platform.machine(): the fastest engine whose
 # f32 features match Keras within 1e-5 relative and whose wheel installs on Amazon Linux 2023 (module doc).
 DEFAULT_ENGINE = {"X86_64": "openvino", "ARM64": "onnxruntime"}
 _MACHINES = {"x86_64": "X86_64", "amd64": "X86_64", "aarch64": "ARM64", "arm64": "ARM64"}
-# ImageNet channel means in BGR order, Keras "caffe" preprocessing (keras.applications.imagenet_utils).
-_CAFFE_MEAN_BGR = np.array([103.939, 116.779, 123.68], dtype=np.float32)
 
 Featurizer = Callable[[np.ndarray], np.ndarray]
 
@@ -86,11 +87,6 @@ def check_engine(engine: str, precision: str = "float32") -> str:
     if engine == "tensorflow" and precision == "int8":
         raise EngineError("--precision int8 runs on engine openvino (x86_64) or onnxruntime, not tensorflow")
     return engine
-
-
-def preprocess(pixels: np.ndarray) -> np.ndarray:
-    """uint8 RGB (n, s, s, 3) -> float32 BGR minus the ImageNet means: Keras ``resnet50.preprocess_input`` in numpy."""
-    return pixels[..., ::-1].astype(np.float32) - _CAFFE_MEAN_BGR
 
 
 def cache_dir() -> Path:
@@ -127,14 +123,12 @@ def _publish(tmp: Path, names: list[str], directory: Path) -> None:
 def _tensorflow(spec: ModelSpec, threads: int) -> Featurizer:
     import tensorflow as tf
 
-    from spark_jobs.models import _build_resnet
-
     try:
         tf.config.threading.set_intra_op_parallelism_threads(threads)
         tf.config.threading.set_inter_op_parallelism_threads(1)
     except RuntimeError:  # runtime already initialised in this worker: keep its setting
         pass
-    model = _build_resnet(spec)
+    model = network.build_resnet(spec)
 
     def run(pixels: np.ndarray) -> np.ndarray:
         return np.asarray(model.predict_on_batch(preprocess(pixels)), dtype=np.float32)
@@ -184,10 +178,8 @@ def _openvino_model(spec: ModelSpec, core):
         model = quantize_openvino(_openvino_model(_f32(spec), core),
                                   load_pixels(spec.calibration.calibration, spec.image_size))
     else:
-        from spark_jobs.models import _build_resnet
-
         keras_spec = spec if spec.precision == "float32" else _f32(spec)  # OpenVINO applies bf16 itself
-        model = ov.convert_model(_build_resnet(keras_spec))
+        model = ov.convert_model(network.build_resnet(keras_spec))
     tmp = _atomic_dir(xml)
     ov.save_model(model, str(tmp / xml.name), compress_to_fp16=False)
     _publish(tmp, [f"{stem}.bin", xml.name], directory)
@@ -210,9 +202,7 @@ def _onnx_file(spec: ModelSpec) -> Path:
         quantize_onnx(_onnx_file(_f32(spec)), tmp / path.name,
                       load_pixels(spec.calibration.calibration, spec.image_size))
     else:
-        from spark_jobs.models import _build_resnet
-
-        model = _build_resnet(spec)
+        model = network.build_resnet(spec)
         model(np.zeros((1, spec.image_size, spec.image_size, 3), np.float32))  # Keras exports called models only
         model.export(str(tmp / path.name), format="onnx", verbose=False)
     _publish(tmp, [path.name], directory)

@@ -32,7 +32,6 @@ import os
 import sys
 import tempfile
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -41,12 +40,10 @@ from pyspark.sql import DataFrame
 from pyspark.sql import types as T
 
 from spark_jobs import storage
+from spark_jobs.engines import build_engine
+from spark_jobs.network import FEATURE_DIM, PRECISIONS, ModelSpec
 from spark_jobs.quantization import CalibrationSet
 
-FEATURE_DIM = 2048
-# Keras dtype policy of each --precision (keras.io/api/mixed_precision/policy).
-# int8: the Keras network is built in float32 and quantized by the engine (spark_jobs.quantization).
-PRECISIONS = {"float32": "float32", "bfloat16": "mixed_bfloat16", "int8": "float32"}
 FEATURES_SCHEMA = T.StructType(
     [
         T.StructField("image_uri", T.StringType(), False),
@@ -66,36 +63,6 @@ IMAGENET_WEIGHTS_FILE = "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"
 IMAGENET_WEIGHTS_URL = f"https://storage.googleapis.com/tensorflow/keras-applications/resnet/{IMAGENET_WEIGHTS_FILE}"
 IMAGENET_WEIGHTS_MD5 = "4d473c1dd8becc155b73f8504c6f6626"
 IMAGENET_DOWNLOAD_TIMEOUT_SECONDS = 60
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """Resolved feature extractor: ``kind`` in imagenet|random|file|projection, input side in pixels."""
-
-    kind: str
-    image_size: int = 224
-    seed: int = 0
-    weights_uri: str | None = None
-    weights_sha256: str | None = None
-    precision: str = "float32"  # or "bfloat16" / "int8" (see PRECISIONS)
-    calibration: CalibrationSet | None = None  # int8 only: the photos the quantized model is calibrated on
-    fallback_reason: str | None = field(default=None, compare=False)  # not part of the identity
-
-    @property
-    def model_id(self) -> str:
-        """Identifier of the feature space (features of different model_ids never mix)."""
-        if self.kind == "projection":
-            return f"projection{self.seed}-{self.image_size}"  # numpy featurizer: precision does not apply
-        suffix = ""
-        if self.precision == "bfloat16":
-            suffix = "-bf16"
-        elif self.precision == "int8":
-            suffix = f"-int8-{self.calibration.sha256[:8] if self.calibration else 'uncalibrated'}"
-        if self.kind == "imagenet":
-            return f"resnet50-imagenet-{self.image_size}{suffix}"
-        if self.kind == "random":
-            return f"resnet50-random{self.seed}-{self.image_size}{suffix}"
-        return f"resnet50-file{(self.weights_sha256 or '')[:12]}-{self.image_size}{suffix}"
 
 
 def _seed(text: str, source: str) -> int:
@@ -201,45 +168,6 @@ def fetch_imagenet_weights(timeout: float = IMAGENET_DOWNLOAD_TIMEOUT_SECONDS) -
     return path
 
 
-def _local_weights_file(spec: ModelSpec) -> str:
-    """Local path of the weights file, downloading s3:// objects once per worker; sha256 is verified."""
-    assert spec.weights_uri is not None and spec.weights_sha256 is not None
-    if not storage.is_s3(spec.weights_uri):
-        path = str(storage.local_path(spec.weights_uri))
-        data = Path(path).read_bytes()
-    else:
-        suffix = "".join(Path(spec.weights_uri).suffixes[-2:]) or ".h5"  # Keras dispatches on .weights.h5 / .h5
-        path = os.path.join(tempfile.gettempdir(), f"fruits-weights-{spec.weights_sha256[:16]}{suffix}")
-        data = storage.read_bytes(spec.weights_uri)
-        # Several Python workers of one executor may download at once: each writes its own temporary file and
-        # renames it into place (atomic on POSIX), so Keras never opens a half-written file.
-        with tempfile.NamedTemporaryFile(dir=tempfile.gettempdir(), suffix=suffix, delete=False) as tmp:
-            tmp.write(data)
-        os.replace(tmp.name, path)
-    if hashlib.sha256(data).hexdigest() != spec.weights_sha256:
-        raise RuntimeError(f"weights file {spec.weights_uri} changed while the job ran (sha256 mismatch)")
-    return path
-
-
-def _build_resnet(spec: ModelSpec):
-    import keras
-
-    size = spec.image_size
-    if spec.kind == "random":
-        keras.utils.set_random_seed(spec.seed)  # same seed + same construction order -> identical weights
-    weights = "imagenet" if spec.kind == "imagenet" else None
-    previous = keras.mixed_precision.global_policy().name
-    keras.mixed_precision.set_global_policy(PRECISIONS[spec.precision])  # layers take the policy when built
-    try:
-        model = keras.applications.ResNet50(include_top=False, weights=weights, pooling="avg",
-                                            input_shape=(size, size, 3))
-    finally:
-        keras.mixed_precision.set_global_policy(previous)
-    if spec.kind == "file":
-        model.load_weights(_local_weights_file(spec))
-    return model
-
-
 def _projection_featurizer(spec: ModelSpec) -> Callable[[np.ndarray], np.ndarray]:
     """Cheap deterministic stand-in for tests: 16x16 block means -> fixed Gaussian projection -> ReLU."""
     rng = np.random.default_rng(spec.seed)
@@ -274,12 +202,7 @@ def get_featurizer(spec: ModelSpec, threads: int = 1, engine: str = "tensorflow"
     cached = _FEATURIZERS.get(key)
     if cached is not None:
         return cached
-    if spec.kind == "projection":
-        fn = _projection_featurizer(spec)
-    else:
-        from spark_jobs.engines import build_engine
-
-        fn = build_engine(spec, engine, threads)
+    fn = _projection_featurizer(spec) if spec.kind == "projection" else build_engine(spec, engine, threads)
     _FEATURIZERS[key] = fn
     return fn
 

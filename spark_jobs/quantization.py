@@ -38,7 +38,7 @@ import numpy as np
 from spark_jobs import storage
 
 if TYPE_CHECKING:  # pragma: no cover
-    from spark_jobs.models import ModelSpec
+    from spark_jobs.network import ModelSpec
 
 CALIBRATION_IMAGES = 300  # NNCF's default subset_size (nncf.quantize); the issue's measured setting
 HOLDOUT_IMAGES = 100
@@ -69,7 +69,7 @@ class Photo:
 class CalibrationSet:
     """A resolved calibration source: ``calibration`` photos (quantize) and ``holdout`` photos (fidelity gate).
 
-    Immutable and hashable (it is part of :class:`spark_jobs.models.ModelSpec`, shipped to every worker)."""
+    Immutable and hashable (it is part of :class:`spark_jobs.network.ModelSpec`, shipped to every worker)."""
 
     source: str
     calibration: tuple[Photo, ...]
@@ -177,7 +177,7 @@ def quantize_openvino(model: Any, pixels: np.ndarray) -> Any:
     """
     import nncf
 
-    from spark_jobs.engines import preprocess
+    from spark_jobs.network import preprocess
 
     dataset = nncf.Dataset([pixels[i : i + 1] for i in range(len(pixels))], preprocess)
     return nncf.quantize(model, dataset, preset=nncf.QuantizationPreset.MIXED, subset_size=len(pixels))
@@ -191,7 +191,7 @@ class _Reader:
         self._name = name
 
     def get_next(self) -> dict[str, np.ndarray] | None:
-        from spark_jobs.engines import preprocess
+        from spark_jobs.network import preprocess
 
         item = next(self._items, None)
         return None if item is None else {self._name: preprocess(item[None])}

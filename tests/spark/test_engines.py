@@ -70,7 +70,7 @@ def test_engine_matches_keras_and_caches_the_conversion(engine, photos, keras_fe
     assert _relative(got, keras_features) <= TOLERANCE
     # AND the converted file is cached under model_id + key, and a second build loads it without Keras
     assert list(cache.glob(f"{SPEC.model_id}-{engine}-*"))
-    import spark_jobs.models as models
+    import spark_jobs.network as network
 
-    monkeypatch.setattr(models, "_build_resnet", lambda spec: pytest.fail("rebuilt instead of the cached file"))
+    monkeypatch.setattr(network, "build_resnet", lambda spec: pytest.fail("rebuilt instead of the cached file"))
     np.testing.assert_array_equal(engines.build_engine(SPEC, engine, threads=1)(photos), got)

@@ -11,7 +11,8 @@ from moto import mock_aws
 
 from spark_jobs import storage
 from spark_jobs.manifest import ManifestError, parse_manifest
-from spark_jobs.models import ModelSpec, _local_weights_file, resolve_weights
+from spark_jobs.models import resolve_weights
+from spark_jobs.network import ModelSpec, _local_weights_file
 
 
 @pytest.fixture
@@ -170,14 +171,14 @@ def test_weights_file_reproduces_the_network_it_was_saved_from(tmp_path) -> None
     # GIVEN the weights of ResNet50 random:1 (small 64x64 input: same weights, less compute) saved to a file
     import numpy as np
 
-    from spark_jobs.models import _build_resnet
+    from spark_jobs.network import build_resnet
 
-    source = _build_resnet(ModelSpec("random", 64, 1))
+    source = build_resnet(ModelSpec("random", 64, 1))
     weights = tmp_path / "r1.weights.h5"
     source.save_weights(str(weights))
     # WHEN the file is resolved as --weights and the network is built from it
     spec = resolve_weights(str(weights), 64)
-    loaded = _build_resnet(spec)
+    loaded = build_resnet(spec)
     # THEN it computes exactly what the source network computes, under a file-derived model_id
     x = np.random.default_rng(0).uniform(-100, 100, (2, 64, 64, 3)).astype(np.float32)
     np.testing.assert_array_equal(loaded.predict_on_batch(x), source.predict_on_batch(x))

@@ -426,3 +426,25 @@ def test_dry_run_shows_the_next_run_with_every_waiting_batch(small_batches, even
     assert len(watch.requests) == 1 and [table().get_batch(b)["status"] for b in waiting] == ["SEALED"] * 3
     # AND a dry run of one batch is the request of that batch alone
     assert [b for b, _ in run_batches(get_pipeline().dry_run_request(waiting[1]))] == [waiting[1]]
+
+
+def test_the_tick_reports_the_images_waiting_in_sealed_batches_behind_the_slot(
+    small_batches, events_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN a job run holding the slot and 3 batches of 5 sealed behind it, metrics on
+    from fruits.local.lambda_runtime import LocalLambdaContext
+    from lambdas.handlers import tick
+
+    three_waiting(events_dir)
+    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "false")
+    capsys.readouterr()
+    # WHEN the scheduled tick runs
+    result = tick.handler({"source": "aws.events", "detail-type": "Scheduled Event"}, LocalLambdaContext("tick"))
+    # THEN it emits SealedBacklogImages = 15 (Count, Fruits namespace) and starts nothing (the slot is busy)
+    documents = emf(capsys)
+    assert values(documents, "SealedBacklogImages") == [15.0] and result["sealed_backlog_images"] == 15
+    assert result["started"] == [] and values(documents, "ImagesPerJobRun") == []
+    [directive] = next(d for d in documents if "SealedBacklogImages" in d)["_aws"]["CloudWatchMetrics"]
+    assert (
+        directive["Namespace"] == "Fruits" and {"Name": "SealedBacklogImages", "Unit": "Count"} in directive["Metrics"]
+    )

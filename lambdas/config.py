@@ -51,6 +51,13 @@ class Settings(BaseModel):
     batch_max_images: int = Field(default=1000, ge=1)
     # a pending image older than this is sealed even below the threshold (count or age, whichever first); 0 = off
     batch_max_wait_seconds: int = Field(default=900, ge=0, le=86400)
+    # images one job run featurizes at most (whole sealed batches, in seal order; the oldest batch always goes even
+    # if alone it has more). 20,000: at the application's default maximum capacity (16 vCPU: a 4-vCPU driver and
+    # three 4-vCPU executors) and the slowest job rate measured on this project (bench/results/engines.json,
+    # openvino float32: 4.77 photos/s on 2 cores = 0.42 vCPU-s per photo) a full run featurizes in
+    # 20,000 x 0.42 / 12 = 700 s (~12 min), a tenth of the default JOB_TIMEOUT_MINUTES (120); at the ARM64 default
+    # engine's 0.06 vCPU-s per photo, 100 s. bench/capacity.py models the same cap.
+    job_max_images: int = Field(default=20_000, ge=1)
     max_attempts: int = Field(default=3, ge=1, le=20)
     # the tick (and reconcile) apply a job run's terminal state read with GetJobRun when its EventBridge event is this
     # late (the repair bound, lambdas.service.base.REPAIR_AFTER_SECONDS); 0 = never (set 0 against moto, whose job
@@ -118,6 +125,7 @@ def lambda_environment(
     batch_max_images: int | str = _default("batch_max_images"),
     batch_max_wait_seconds: int | str = _default("batch_max_wait_seconds"),
     max_attempts: int | str = _default("max_attempts"),
+    job_max_images: int | str = _default("job_max_images"),
     reconcile_lost_event_minutes: int | str = _default("reconcile_lost_event_minutes"),
 ) -> dict[str, str]:
     """The Lambdas' environment (docs/contracts.md "Lambda environment"): one block for CDK and the local run.
@@ -150,6 +158,7 @@ def lambda_environment(
         "BATCH_MAX_IMAGES": str(batch_max_images),
         "BATCH_MAX_WAIT_SECONDS": str(batch_max_wait_seconds),
         "MAX_ATTEMPTS": str(max_attempts),
+        "JOB_MAX_IMAGES": str(job_max_images),
         "RECONCILE_LOST_EVENT_MINUTES": str(reconcile_lost_event_minutes),
         "POWERTOOLS_SERVICE_NAME": contracts.SERVICE_NAME,
         "POWERTOOLS_METRICS_NAMESPACE": contracts.METRICS_NAMESPACE,

@@ -2,8 +2,9 @@
 
 Flow: ``ingest`` records an image (exact pending count) → when pending ≥ BATCH_THRESHOLD a batch is reserved,
 filled by exclusive claims, its manifest written to S3 and sealed → ``start_next_batch`` takes the single job
-run slot for the oldest SEALED batch and calls EMR Serverless ``start_job_run`` → ``job_state`` events end the
-job run (SUCCESS: images DONE, slot freed, next batch started; FAILED/CANCELLED: retry or quarantine).
+run slot for a job run of every SEALED batch waiting (seal order, up to JOB_MAX_IMAGES) and calls EMR Serverless
+``start_job_run`` → ``job_state`` events end the job run (SUCCESS: every batch's images DONE, slot freed, next job
+run started; FAILED/CANCELLED: each batch retried or quarantined).
 ``flush`` seals whatever is pending; ``reconcile`` repairs lost events and crashed invocations; ``backfill``
 records a prefix's objects page by page with a cursor stored in the table (resumable).
 

@@ -60,7 +60,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     status = subparsers.add_parser(
         "status", parents=[common], help="pending images, batches by state, the running job run, quarantine, lake rows",
         description="What an operator asks first: pending images and the oldest one's age, batches by state with "
-        "their job run ids and attempts, the running job run and its age, quarantined batches, and the lake's row "
+        "their job run ids and attempts, job runs with their batches and images, the running job run and its age, "
+        "quarantined batches, and the lake's row "
         "counts (Iceberg snapshot summaries).",
     )  # fmt: skip
     status.add_argument("--json", action="store_true", help="print the status as JSON instead of tables")
@@ -123,7 +124,9 @@ def run_start_job(args: argparse.Namespace) -> int:
     for batch_id in outcome.sealed:
         console.print(f"sealed batch {batch_id}")
     for run in outcome.started:
-        console.print(f"started job run {run.job_run_id} for batch {run.batch_id} (attempt {run.attempt})")
+        more = f": {len(run.batch_ids)} batches ({' '.join(run.batch_ids)}), {run.images} images"
+        console.print(f"started job run {run.job_run_id} for batch {run.batch_id} (attempt {run.attempt})"
+                      + (more if len(run.batch_ids) > 1 else ""), soft_wrap=True)  # fmt: skip
     if not outcome.started:
         holder = pipeline.table.get_slot().get("holder")
         console.print(f"no job run started ({'slot busy with batch ' + holder if holder else 'nothing sealed'})")

@@ -1,7 +1,8 @@
 """``fruits status``: what an operator asks first, from the manifest table and the lake.
 
-Pending images and the age of the oldest, batches by state (job run ids, attempts), the running job run and its
-age, quarantined batches, and the lake's row counts (Iceberg snapshot summaries: no data file is read).
+Pending images and the age of the oldest, batches by state (job run ids, attempts), job runs with their batches
+(issue 19: a job run takes every sealed batch waiting), the running job run and its age, quarantined batches, and
+the lake's row counts (Iceberg snapshot summaries: no data file is read).
 """
 
 from __future__ import annotations
@@ -50,8 +51,10 @@ def operator_status(pipeline: Any, *, now: dt.datetime | None = None, lake: bool
     """The status snapshot: :meth:`lambdas.pipeline.Pipeline.status` plus what an operator asks first.
 
     Added keys: ``oldest_pending`` (``recorded_at`` and ``age_s``, or None), ``batches_by_status`` (status →
-    count), ``running`` (``batch_id``, ``job_run_id``, ``attempt``, ``started_at``, ``age_s``; None when the
-    slot is free), ``quarantined`` (batches), ``lake`` (:func:`lake_row_counts`, when ``lake``). Ages in seconds.
+    count), ``running`` (``batch_id`` = the run's lead, ``batch_ids`` = every batch of the run, ``images``,
+    ``job_run_id``, ``attempt``, ``started_at``, ``age_s``; None when the slot is free), ``quarantined``
+    (batches), ``lake`` (:func:`lake_row_counts`, when ``lake``). Ages in seconds. ``runs`` (job runs with their
+    batches and images) comes from :meth:`lambdas.pipeline.Pipeline.status`.
     """
     now = now or dt.datetime.now(dt.UTC)
     snapshot = dict(pipeline.status())
@@ -69,7 +72,10 @@ def operator_status(pipeline: Any, *, now: dt.datetime | None = None, lake: bool
         job_run_id = batch.get("job_run_id")
         run = batch.get("job_runs", {}).get(job_run_id, {}) if job_run_id else {}
         started = run.get("started_at") or snapshot["slot"].get("since")
+        members = batch.get("run_batches") or [{"batch_id": holder, "images": batch.get("image_count", 0)}]
+        images = sum(int(member.get("images", 0)) for member in members)
         running = {"batch_id": holder, "status": batch.get("status"), "job_run_id": job_run_id,
+                   "batch_ids": [member["batch_id"] for member in members], "images": images,
                    "attempt": run.get("attempt", batch.get("attempts")), "started_at": started,
                    "age_s": _age_seconds(started, now)}  # fmt: skip
     snapshot["running"] = running
@@ -102,9 +108,11 @@ def render(snapshot: dict[str, Any], console: Console) -> None:
     console.print(counts)
     running = snapshot["running"]
     if running:
+        others = running["batch_ids"][1:]
+        more = f" + {len(others)} more ({', '.join(others)})" if others else ""
         console.print(f"[bold]running[/]: job run {running['job_run_id'] or '(starting)'} for batch "
-                      f"{running['batch_id']} ({running['status']}, attempt {running['attempt']}), "
-                      f"started {_age(running['age_s'])} ago", soft_wrap=True)  # fmt: skip
+                      f"{running['batch_id']}{more}, {running['images']} images ({running['status']}, attempt "
+                      f"{running['attempt']}), started {_age(running['age_s'])} ago", soft_wrap=True)  # fmt: skip
     else:
         console.print("[bold]running[/]: no job run (slot free)")
     by_status = ", ".join(f"{status}={n}" for status, n in snapshot["batches_by_status"].items()) or "none"
@@ -112,16 +120,16 @@ def render(snapshot: dict[str, Any], console: Console) -> None:
     for column in ("batch", "status", "images", "attempts", "failures", "job run", "sealed at"):
         batches.add_column(column)
     runs = Table(title="Job runs")
-    for column in ("job run", "batch", "attempt", "state", "client token", "started at"):
+    for column in ("job run", "state", "batches", "images", "attempt", "client token", "started at"):
         runs.add_column(column)
     for batch in snapshot["batches"]:
         style = "red" if batch["status"] == "QUARANTINED" else None
         batches.add_row(batch["batch_id"], batch["status"], str(batch.get("image_count") or batch.get("claimed", 0)),
                         str(batch.get("attempts", 0)), str(batch.get("failures", 0)), batch.get("job_run_id", ""),
                         batch.get("sealed_at", ""), style=style)  # fmt: skip
-        for job_run_id, run in sorted(batch.get("job_runs", {}).items(), key=lambda kv: kv[1]["started_at"]):
-            runs.add_row(job_run_id, batch["batch_id"], str(run["attempt"]), run["state"], run["client_token"],
-                         run["started_at"])  # fmt: skip
+    for run in snapshot.get("runs", []):
+        runs.add_row(run["job_run_id"], str(run.get("state")), " ".join(run["batch_ids"]), str(run["images"]),
+                     str(run.get("attempt")), str(run.get("client_token")), str(run.get("started_at")))  # fmt: skip
     console.print(batches)
     console.print(runs)
     quarantined = snapshot["quarantined"]

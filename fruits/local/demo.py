@@ -57,6 +57,7 @@ class DemoConfig:
     report: bool = True
     arrival_rate: float | None = None  # photos/s of a Poisson stream; None: `waves` bursts as fast as S3 takes them
     max_wait: int = 60  # BATCH_MAX_WAIT_SECONDS of the demo's Lambdas (deployed default 900)
+    job_max_images: int | None = None  # JOB_MAX_IMAGES of the demo's Lambdas (None: the deployed default, 20,000)
     tick_seconds: float = 2.0  # period of the local tick schedule (deployed: every minute)
     seed: int = 0  # of the Poisson arrival times
 
@@ -158,6 +159,7 @@ def run_demo(config: DemoConfig, console: Console | None = None) -> DemoResult:
                 calibration=str(config.calibration or config.images) if config.precision == "int8" else "",
                 engine=config.engine,
                 max_wait=config.max_wait,
+                job_max_images=config.job_max_images,
             )
         )
         _reset_cached_settings()

@@ -129,10 +129,11 @@ def lambda_environment(
     catalog: str = "",
     engine: str = "",
     max_wait: int | None = None,
+    job_max_images: int | None = None,
 ) -> dict[str, str]:
     """The env vars the Lambdas get on AWS (:func:`lambdas.config.lambda_environment`, the block CDK sets), filled
     with the local resources, plus local-only Powertools switches (no metrics, no tracing, warnings only).
-    ``max_wait``: BATCH_MAX_WAIT_SECONDS (None: the deployed default)."""
+    ``max_wait``: BATCH_MAX_WAIT_SECONDS, ``job_max_images``: JOB_MAX_IMAGES (None: the deployed defaults)."""
     return {
         **settings_environment(
             data_bucket=res.bucket,
@@ -152,6 +153,7 @@ def lambda_environment(
             batch_max_images=max_images,
             reconcile_lost_event_minutes=0,  # moto's job runs say SUCCESS at once: only the runner's events count
             **({} if max_wait is None else {"batch_max_wait_seconds": max_wait}),
+            **({} if job_max_images is None else {"job_max_images": job_max_images}),
         ),
         "POWERTOOLS_METRICS_DISABLED": "true",
         "POWERTOOLS_TRACE_DISABLED": "true",

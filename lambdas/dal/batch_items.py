@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
+import random
 from typing import Any
 
 from botocore.exceptions import ClientError
 
-from lambdas.dal.codec import to_item, values
+from lambdas.dal.codec import from_item, to_item, values
 from lambdas.dal.records import Batch
 from lambdas.dal.table_core import (
     COUNTER_KEY,
@@ -174,6 +175,30 @@ class BatchItems(TableCore):
         """The batch as a typed record (strongly consistent) or None."""
         item = self._get(batch_key(batch_id))
         return Batch.from_item(item) if item else None
+
+    def batches(self, batch_ids: list[str]) -> list[Batch]:
+        """The batches ``batch_ids`` as typed records, strongly consistent, in the order given (unknown ids left
+        out): BatchGetItem, 100 keys per call, unprocessed keys retried with jittered backoff."""
+        found: dict[str, Batch] = {}
+        unique = list(dict.fromkeys(batch_ids))
+        for start in range(0, len(unique), 100):
+            request: dict[str, Any] = {
+                self.table_name: {
+                    "Keys": [_key(batch_key(batch_id)) for batch_id in unique[start : start + 100]],
+                    "ConsistentRead": True,
+                }
+            }
+            attempt = 0
+            while request:
+                response = self._client.batch_get_item(RequestItems=request)
+                for raw in response.get("Responses", {}).get(self.table_name, []):
+                    batch = Batch.from_item(from_item(raw) or {})
+                    found[batch.batch_id] = batch
+                request = response.get("UnprocessedKeys") or {}
+                if request:
+                    self._sleep(random.uniform(0, min(1.0, 0.02 * 2**attempt)))
+                    attempt += 1
+        return [found[batch_id] for batch_id in unique if batch_id in found]
 
     def batches_by_status(self, status: BatchStatus, *, limit: int | None = None) -> list[dict[str, Any]]:
         """Batches in ``status``, oldest (lowest batch id) first (GSI, eventually consistent)."""

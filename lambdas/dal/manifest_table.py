@@ -33,14 +33,21 @@ Item shapes (all timestamps ISO-8601 UTC strings, sizes in bytes):
   ``manifest_uri``, ``attempts`` (job runs attempted; attempt n uses client token ``<id>-a<n>``),
   ``start_errors`` / ``last_error`` / ``start_retry_at`` / ``start_retry_attempt`` (failed StartJobRun calls of
   the attempt, retried by the tick; never counted as failures),
-  ``failures`` (failed attempts since the last manual re-run), ``job_run_id`` (latest),
-  ``job_runs`` (map jobRunId → ``{attempt, client_token, state, started_at, updated_at}``),
+  ``failures`` (failed job runs it was in since the last manual re-run), ``job_run_id`` (latest),
+  ``job_runs`` (map jobRunId → ``{attempt, client_token, state, lead, batches, started_at, updated_at}``;
+  ``attempt`` is the batch's own, ``lead``/``batches`` the run's lead and size, absent before issue 19),
   ``created_at``, ``sealed_at``, ``updated_at``. GSI: ``gsi1pk = "BATCHES#<status>"``, ``gsi1sk = batch_id``.
-* **Job run** — ``pk = "JOBRUN#<jobRunId>"``, ``sk = "JOBRUN"``: ``batch_id``, ``attempt``, ``client_token``,
+  Job runs of several batches (issue 19): ``run_lead`` (the batch id leading its latest job run) and ``run_token``
+  (that run attempt's clientToken ``<lead>-a<n>``) on every batch of a run; the lead alone has ``run_batches``
+  (list of ``{batch_id, manifest_uri, images, attempt}`` in seal order, itself first: what a re-driven start
+  sends again). A batch without them runs alone (started before issue 19).
+* **Job run** — ``pk = "JOBRUN#<jobRunId>"``, ``sk = "JOBRUN"``: ``batch_id`` (the lead), ``batch_ids`` (every
+  batch of the run, seal order; absent before issue 19 = the lead alone), ``attempt``, ``client_token``,
   ``started_at`` (lookup for EventBridge job state events).
-* **Job run slot** — ``pk = "META"``, ``sk = "JOB_RUN_SLOT"``: ``holder`` (batch id, absent when free),
-  ``attempt``, ``since``. Taken and released only inside transactions with the batch's status change, so at
-  most one batch is ``STARTING``/``RUNNING`` at any time.
+* **Job run slot** — ``pk = "META"``, ``sk = "JOB_RUN_SLOT"``: ``holder`` (the lead batch id of the run, absent
+  when free), ``attempt``, ``batches`` (the run's batch count), ``since``. Taken and released only inside
+  transactions with the status change of every batch of the run, so at most one job run is ``STARTING``/
+  ``RUNNING`` at any time, and a batch is in at most one run.
 * **Backfill cursor** — ``pk = "META"``, ``sk = "BACKFILL#<prefix>"`` (one per listed key prefix): ``type =
   "backfill_cursor"``, ``prefix``, ``continuation_token`` (ListObjectsV2 ``NextContinuationToken`` after the last
   recorded page), ``start_after`` (that page's last key: the fallback if S3 rejects the token),

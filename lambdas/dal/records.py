@@ -55,6 +55,36 @@ class Image:
 
 
 @dataclass(frozen=True)
+class RunBatch:
+    """One batch of a job run: its id, manifest URI and images (``image_count``), and the batch's own attempt
+    number in this run (each batch counts its attempts; the run's clientToken uses the lead's)."""
+
+    batch_id: str
+    manifest_uri: str
+    images: int = 0
+    attempt: int = 0
+
+    def to_map(self) -> dict[str, Any]:
+        """The map stored in the lead batch's ``run_batches`` list."""
+        return {
+            "batch_id": self.batch_id,
+            "manifest_uri": self.manifest_uri,
+            "images": self.images,
+            "attempt": self.attempt,
+        }
+
+    @classmethod
+    def from_map(cls, item: dict[str, Any]) -> RunBatch:
+        """From a ``run_batches`` map (``KeyError`` without ``batch_id``)."""
+        return cls(
+            item["batch_id"],
+            str(item.get("manifest_uri") or ""),
+            int(item.get("images", 0)),
+            int(item.get("attempt", 0)),
+        )
+
+
+@dataclass(frozen=True)
 class Batch:
     """A batch item: its status, reservation counts (images) and job run attempts."""
 
@@ -74,6 +104,11 @@ class Batch:
     start_errors: int = 0  # StartJobRun calls of attempt ``start_retry_attempt`` that failed
     start_retry_at: str | None = None  # when the tick may call StartJobRun again (ISO-8601 UTC)
     start_retry_attempt: int | None = None
+    # job runs of several batches (issue 19): every batch in a run has the run's lead (first batch) and clientToken;
+    # the lead alone lists the run's batches (None: a batch never in a run, or started before runs took several)
+    run_lead: str | None = None
+    run_token: str | None = None
+    run_batches: tuple[RunBatch, ...] | None = None
 
     @classmethod
     def from_item(cls, item: dict[str, Any]) -> Batch:
@@ -95,7 +130,17 @@ class Batch:
             start_errors=int(item.get("start_errors", 0)),
             start_retry_at=item.get("start_retry_at"),
             start_retry_attempt=None if item.get("start_retry_attempt") is None else int(item["start_retry_attempt"]),
+            run_lead=item.get("run_lead"),
+            run_token=item.get("run_token"),
+            run_batches=None if item.get("run_batches") is None else tuple(map(RunBatch.from_map, item["run_batches"])),
         )
+
+    def run(self) -> tuple[RunBatch, ...]:
+        """The batches of the job run this batch leads (itself first): ``run_batches``, or only itself when none
+        are recorded (a batch started before job runs took several batches)."""
+        if self.run_batches:
+            return self.run_batches
+        return (RunBatch(self.batch_id, self.manifest_uri or "", self.image_count, self.attempts),)
 
 
 @dataclass(frozen=True)

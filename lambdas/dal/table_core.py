@@ -79,7 +79,7 @@ def _free_slot(batch_id: str, now: dt.datetime) -> dict[str, Any]:
     return {
         "Update": {
             "Key": _key(SLOT_KEY),
-            "UpdateExpression": "REMOVE holder, attempt SET since = :now",
+            "UpdateExpression": "REMOVE holder, attempt, batches SET since = :now",
             "ConditionExpression": "holder = :b",
             "ExpressionAttributeValues": values(b=batch_id, now=now),
         }
@@ -132,6 +132,34 @@ def claim_update(item: dict[str, Any], batch_id: str, *, gsi_pk: str) -> dict[st
             "ExpressionAttributeValues": values(
                 claimed=ImageStatus.CLAIMED.value, b=batch_id, gpk=gsi_pk, pending=ImageStatus.PENDING.value
             ),
+        }
+    }
+
+
+def transition_update(
+    batch_id: str,
+    to: BatchStatus,
+    *,
+    expect: str,
+    now: dt.datetime,
+    set_clause: str = "",
+    remove_clause: str = "",
+    names: dict[str, str] | None = None,
+    **vals: Any,
+) -> dict[str, Any]:
+    """The transaction item moving batch ``batch_id`` to status ``to`` (its GSI partition and ``updated_at`` with
+    it), conditioned on ``expect`` (``#s`` names ``status``); ``set_clause`` / ``remove_clause`` add ``SET`` /
+    ``REMOVE`` actions, ``names``/``vals`` their attribute names/values (``:to``, ``:to_gpk``, ``:now`` are taken)."""
+    update = "SET #s = :to, #gpk = :to_gpk, updated_at = :now" + (f", {set_clause}" if set_clause else "")
+    if remove_clause:
+        update += f" REMOVE {remove_clause}"
+    return {
+        "Update": {
+            "Key": _key(batch_key(batch_id)),
+            "UpdateExpression": update,
+            "ConditionExpression": expect,
+            "ExpressionAttributeNames": {"#s": "status", "#gpk": GSI_PK, **(names or {})},
+            "ExpressionAttributeValues": values(to=to.value, to_gpk=f"BATCHES#{to.value}", now=now, **vals),
         }
     }
 
@@ -196,17 +224,8 @@ class TableCore:
         actions, ``names``/``vals`` their attribute names/values (``:to``, ``:to_gpk``, ``:now`` are taken);
         ``also`` adds transaction items such as the job run slot's. False when any condition fails.
         """
-        update = "SET #s = :to, #gpk = :to_gpk, updated_at = :now" + (f", {set_clause}" if set_clause else "")
-        batch_update = {
-            "Update": {
-                "Key": _key(batch_key(batch_id)),
-                "UpdateExpression": update,
-                "ConditionExpression": expect,
-                "ExpressionAttributeNames": {"#s": "status", "#gpk": GSI_PK, **(names or {})},
-                "ExpressionAttributeValues": values(to=to.value, to_gpk=f"BATCHES#{to.value}", now=now, **vals),
-            }
-        }
-        return self._transact([batch_update, *also]) is None
+        update = transition_update(batch_id, to, expect=expect, now=now, set_clause=set_clause, names=names, **vals)
+        return self._transact([update, *also]) is None
 
     def _get(self, key: dict[str, str]) -> dict[str, Any] | None:
         response = self._client.get_item(TableName=self.table_name, Key=_key(key), ConsistentRead=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from lambdas.handlers.observability import count, count_job_starts, logger, metrics, tracer
+from lambdas.handlers.observability import count, count_job_starts, job_run_metrics, logger, metrics, tracer
 from lambdas.pipeline import get_pipeline
 
 
@@ -17,4 +17,5 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     logger.info("flush done", extra={"sealed": outcome.sealed, "started": [r.job_run_id for r in outcome.started]})
     count("BatchesSealed", len(outcome.sealed))
     count_job_starts(len(outcome.started), outcome.start_failures, outcome.start_quarantined)
+    job_run_metrics((run.images for run in outcome.started), outcome.sealed_backlog_images)
     return {"sealed": outcome.sealed, "started": [run.job_run_id for run in outcome.started]}

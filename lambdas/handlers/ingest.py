@@ -7,7 +7,15 @@ from typing import Any
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
-from lambdas.handlers.observability import count, count_job_starts, key_hash, logger, metrics, tracer
+from lambdas.handlers.observability import (
+    count,
+    count_job_starts,
+    job_run_metrics,
+    key_hash,
+    logger,
+    metrics,
+    tracer,
+)
 from lambdas.logic.events import MalformedRecord, s3_changes
 from lambdas.logic.keys import ImageRef
 from lambdas.pipeline import IngestOutcome, get_pipeline
@@ -57,6 +65,7 @@ def record_handler(record: SQSRecord) -> None:
         count("ImagesSuperseded", outcome.superseded)
         count("BatchesSealed", len(outcome.sealed))
         count_job_starts(len(outcome.started), outcome.start_failures, outcome.start_quarantined)
+        job_run_metrics((run.images for run in outcome.started), outcome.sealed_backlog_images)
 
 
 def _log_recorded(ref: ImageRef, outcome: IngestOutcome) -> None:

@@ -7,7 +7,7 @@ from typing import Any
 from aws_lambda_powertools.utilities.data_classes import EventBridgeEvent, event_source
 
 from lambdas import resources
-from lambdas.handlers.observability import count, count_job_starts, gauge, logger, metrics, tracer
+from lambdas.handlers.observability import count, count_job_starts, gauge, job_run_metrics, logger, metrics, tracer
 from lambdas.pipeline import JobStateAction, get_pipeline
 
 
@@ -53,6 +53,8 @@ def handler(event: EventBridgeEvent, context: Any) -> dict[str, Any]:
             "action": outcome.action,
             "reason": outcome.reason,
             "batch_id": outcome.batch_id,
+            "batch_ids": outcome.batch_ids,
+            "quarantined": outcome.quarantined,
             "images_done": outcome.images_done,
             "max_time_to_feature_s": max(outcome.time_to_feature_seconds, default=None),
         },
@@ -63,11 +65,12 @@ def handler(event: EventBridgeEvent, context: Any) -> dict[str, Any]:
     # the EMF limit per document); @metrics.log_metrics prints the rest: 250 images → 100 + 100 + 50 values.
     for seconds in outcome.time_to_feature_seconds:
         gauge("TimeToFeatureSeconds", seconds)
-    quarantined = int(outcome.action is JobStateAction.QUARANTINED) + outcome.start_quarantined
-    count_job_starts(len(outcome.started), outcome.start_failures, quarantined)
+    count_job_starts(len(outcome.started), outcome.start_failures, len(outcome.quarantined) + outcome.start_quarantined)
+    job_run_metrics((run.images for run in outcome.started), outcome.sealed_backlog_images)
     return {
         "action": outcome.action,
         "reason": outcome.reason,
         "batch_id": outcome.batch_id,
+        "batch_ids": outcome.batch_ids,
         "started": [run.job_run_id for run in outcome.started],
     }

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 import warnings
+from collections.abc import Iterable
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
@@ -51,6 +52,16 @@ def gauge(name: str, value: float, unit: MetricUnit = MetricUnit.Seconds) -> Non
     """Add a level metric (0 included, e.g. OldestPendingAgeSeconds); skipped when metrics are disabled."""
     if not is_metrics_disabled():
         metrics.add_metric(name=name, unit=unit, value=value)
+
+
+def job_run_metrics(images_per_run: Iterable[int], sealed_backlog_images: int | None) -> None:
+    """The job run size metrics (issue 19), unit Count: ``ImagesPerJobRun``, one value per job run started (the
+    images of all its batches), and ``SealedBacklogImages`` = images waiting in SEALED batches behind the slot (when
+    measured: a run started, or the tick ran; 0 included)."""
+    for images in images_per_run:
+        gauge("ImagesPerJobRun", images, MetricUnit.Count)
+    if sealed_backlog_images is not None:
+        gauge("SealedBacklogImages", sealed_backlog_images, MetricUnit.Count)
 
 
 def count_job_starts(started: int, failures: int, quarantined: int) -> None:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from lambdas.handlers.observability import count, count_job_starts, logger, metrics, tracer
-from lambdas.pipeline import JobStateAction, get_pipeline
+from lambdas.handlers.observability import count, count_job_starts, job_run_metrics, logger, metrics, tracer
+from lambdas.pipeline import get_pipeline
 
 
 @logger.inject_lambda_context
@@ -33,9 +33,13 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     count("ObjectsBackfilled", outcome.missing_recorded)
     count("BatchesSealed", len(outcome.sealed))
     recovered = outcome.recovered
-    started = len(outcome.started) + len(outcome.redriven) + len(recovered.started if recovered else [])
+    runs = [*outcome.started, *outcome.redriven, *(recovered.started if recovered else [])]
     failed_run = bool(recovered and recovered.action.failed_run)
     count("JobRunsFailed", int(failed_run))
-    quarantined = outcome.start_quarantined + int(bool(recovered and recovered.action is JobStateAction.QUARANTINED))
-    count_job_starts(started, outcome.start_failures, quarantined)
+    quarantined = outcome.start_quarantined + len(recovered.quarantined if recovered else [])
+    count_job_starts(len(runs), outcome.start_failures, quarantined)
+    backlog = outcome.sealed_backlog_images  # the last start's measure: its own, else the recovered run's next start
+    if backlog is None and recovered is not None:
+        backlog = recovered.sealed_backlog_images
+    job_run_metrics((run.images for run in runs), backlog)
     return result

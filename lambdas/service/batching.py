@@ -111,8 +111,9 @@ class Batching(ServiceBase):
 
         Nothing pending: no GSI query for images. Otherwise one GSI query for the oldest pending image, then a seal
         (``reason="max_wait"`` or ``"threshold"``) if due. Then, always, the repair (:meth:`repair_stuck`: stuck
-        CLAIMING / STARTING batches, a lost terminal job state, the next SEALED batch when the slot is free).
-        ``oldest_pending_age_seconds`` is reported for the OldestPendingAgeSeconds metric (None when none).
+        CLAIMING / STARTING batches, a lost terminal job state, the next job run when the slot is free).
+        ``oldest_pending_age_seconds`` is reported for the OldestPendingAgeSeconds metric (None when none), and
+        ``sealed_backlog_images`` for SealedBacklogImages (one more GSI query when the slot is busy).
         """
         counts = self.table.counts()
         outcome = TickOutcome(pending=counts.pending)
@@ -122,6 +123,8 @@ class Batching(ServiceBase):
             if reason is not None:
                 outcome.sealed = self.seal_pending(reason=reason)
         self.repair_stuck(outcome)  # type: ignore[attr-defined]
+        if outcome.sealed_backlog_images is None:  # not measured by a start: the slot is busy
+            outcome.sealed_backlog_images = self.sealed_backlog_images()  # type: ignore[attr-defined]
         return outcome
 
     def oldest_pending_age(self) -> float | None:

@@ -37,10 +37,15 @@ class JobStateAction(StrEnum):
 
 @dataclass
 class StartedJobRun:
+    """A job run EMR Serverless accepted: its lead batch and attempt, id and token, every batch it takes (seal
+    order, the lead first) and their images (the ImagesPerJobRun metric)."""
+
     batch_id: str
     attempt: int
     job_run_id: str
     client_token: str
+    batch_ids: list[str] = field(default_factory=list)
+    images: int = 0
 
 
 @dataclass(frozen=True)
@@ -52,6 +57,9 @@ class JobRunStart:
     attempt: int
     run: StartedJobRun | None = None
     error: Exception | None = None
+    # images left in SEALED batches behind the slot once this run took its batches (None: not measured, e.g. a
+    # re-driven start): the SealedBacklogImages metric
+    sealed_backlog_images: int | None = None
 
 
 @dataclass(kw_only=True)
@@ -60,16 +68,21 @@ class JobStarts:
 
     ``start_quarantined`` counts the batches such a failure quarantined (their MAX_ATTEMPTS-th failure): the
     handlers report them as ``BatchesQuarantined`` like a quarantine after a failed job run.
+    ``sealed_backlog_images``: images waiting in SEALED batches behind the slot, last measured (None: not
+    measured by this operation).
     """
 
     started: list[StartedJobRun] = field(default_factory=list)
     start_failures: int = 0
     start_quarantined: int = 0
+    sealed_backlog_images: int | None = None
 
     def add(self, start: JobRunStart | None) -> StartedJobRun | None:
         """Count one start (None: nothing was started); returns the job run when it started."""
         if start is None:
             return None
+        if start.sealed_backlog_images is not None:
+            self.sealed_backlog_images = start.sealed_backlog_images
         if start.result is StartResult.STARTED:
             self.started.append(start.run)  # type: ignore[arg-type]
             return start.run
@@ -95,15 +108,20 @@ class IngestOutcome(JobStarts):
 
 @dataclass
 class JobStateOutcome(JobStarts):
-    """What a job state event did (``action``), why (``reason``), to which batch.
+    """What a job state event did (``action``), why (``reason``), to which job run: ``batch_id`` its lead,
+    ``batch_ids`` all its batches (seal order). A failed run: ``action`` RETRY, or QUARANTINED when at least one of
+    its batches reached MAX_ATTEMPTS failures (``quarantined`` lists them; the others went back to SEALED).
 
-    ``time_to_feature_seconds``: when this event moved the batch to SUCCEEDED, one value per live image that has
-    an S3 event time: seconds from that event time to the event's handling (the TimeToFeatureSeconds metric).
+    ``time_to_feature_seconds``: when this event moved the run's batches to SUCCEEDED, one value per live image
+    that has an S3 event time: seconds from that event time to the event's handling (the TimeToFeatureSeconds
+    metric).
     """
 
     action: JobStateAction
     reason: str = ""
     batch_id: str | None = None
+    batch_ids: list[str] = field(default_factory=list)
+    quarantined: list[str] = field(default_factory=list)
     images_done: int = 0
     time_to_feature_seconds: list[float] = field(default_factory=list)
 

@@ -44,7 +44,7 @@ class Repair(ServiceBase):
         3. re-drive the batch holding the job run slot without a job run (crash between claim and start:
            same attempt, same ``clientToken``, so AWS cannot start it twice);
         4. apply the terminal state of the RUNNING job run when its event is RECONCILE_LOST_EVENT_MINUTES late;
-        5. seal by threshold, then start the next sealed batch if the slot is free.
+        5. seal by threshold, then start the next job run (every sealed batch waiting) if the slot is free.
         """
         outcome = ReconcileOutcome()
         listing = self.backfill(time_left_ms=time_left_ms)  # type: ignore[attr-defined]
@@ -75,8 +75,8 @@ class Repair(ServiceBase):
            PutObject failed) is filled and sealed (:meth:`fill_and_seal`, safe beside a live sealer);
         2. the RUNNING job run holding the slot whose terminal state's event is RECONCILE_LOST_EVENT_MINUTES late
            is ended by that state read with GetJobRun (frees the slot, starts the next batch);
-        3. a batch STARTING whose start is due again is re-driven (same attempt and clientToken), or, when the
-           slot is free, the oldest SEALED batch is started.
+        3. a job run STARTING whose start is due again is re-driven (same batches, attempt and clientToken), or,
+           when the slot is free, the next job run (every SEALED batch waiting, seal order) is started.
         A repair step that fails (an AWS error, GSI lag) is logged and left to the next tick.
         """
         now = self.clock()

@@ -73,3 +73,38 @@ def test_an_unreachable_lake_does_not_hide_the_manifest(
     out = capsys.readouterr().out
     assert "pending images: 0" in out and "running: no job run" in out
     assert "lake s3://nowhere/lake: not reachable" in out
+
+
+def test_status_shows_job_runs_with_their_batches(
+    moto_aws, events_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN threshold 3: a first batch ran alone, then one job run took the 3 batches sealed behind it (issue 19)
+    for name, value in {"BATCH_THRESHOLD": "3", "BATCH_MAX_IMAGES": "3"}.items():
+        monkeypatch.setenv(name, value)
+    get_settings.cache_clear()
+    watch = JobRunWatch().install()
+    ingest_objects(events_dir, [Obj(f"images/Test/Fig/{i}.jpg", f"{i:032x}", 9) for i in range(12)])
+    first, *waiting = (b["batch_id"] for b in table().all_batches())
+    send_job_state(events_dir, "SUCCESS", watch.job_run_ids[0])
+    job_run_id = watch.job_run_ids[-1]
+    capsys.readouterr()
+
+    # WHEN status runs with --json
+    assert main(["status", "--json", "--no-lake"]) == 0
+    snapshot = json.loads(capsys.readouterr().out)
+
+    # THEN the running job run names its 3 batches and 9 images, and the runs list both job runs with their batches
+    running = snapshot["running"]
+    assert (running["job_run_id"], running["batch_id"], running["batch_ids"], running["images"]) == (
+        job_run_id, waiting[0], waiting, 9
+    )  # fmt: skip
+    assert [(r["job_run_id"], r["state"], r["batch_ids"], r["images"]) for r in snapshot["runs"]] == [
+        (watch.job_run_ids[0], "SUCCESS", [first], 3),
+        (job_run_id, "SUBMITTED", waiting, 9),
+    ]
+
+    # WHEN status prints tables THEN the running line and the job runs table show the run's batches
+    assert main(["status", "--no-lake"]) == 0
+    out = capsys.readouterr().out
+    assert f"job run {job_run_id} for batch {waiting[0]} + 2 more ({waiting[1]}, {waiting[2]}), 9 images" in out
+    assert all(batch_id in out for batch_id in waiting)

@@ -1,4 +1,5 @@
-"""Many ingest Lambdas at once: exact batches, exclusive claims, one job run at a time, in order."""
+"""Many ingest Lambdas at once: exact batches, exclusive claims, one job run at a time, in order (a job run takes
+every sealed batch waiting: issue 19)."""
 
 from __future__ import annotations
 
@@ -57,23 +58,24 @@ def test_eight_threads_deliver_1000_events_across_threshold_100(moto_aws, events
         running = table().batches_by_status(BatchStatus.RUNNING)
         if not running:
             break
-        assert len(running) == 1
-        job_run_id = running[0]["job_run_id"]
+        [job_run_id] = {batch["job_run_id"] for batch in running}  # one job run at a time
         watch.finished(job_run_id)
         event = job_state_event(events_dir, "SUCCESS", job_run_id, app_id)
         with ThreadPoolExecutor(2) as pool:
             actions = sorted(r["action"] for r in pool.map(lambda e: job_state.handler(e, context), [event, event]))
         assert actions == ["stale", "succeeded"]
 
-    # THEN 10 job runs were started, in batch order, with distinct client tokens, never two at once
+    # THEN 2 job runs were started, never two at once: the first batch alone (the only one sealed when the slot
+    # was free), then the 9 batches sealed while it ran, in one job run, in batch order, led by the second batch
     batches = table().all_batches()
-    assert len(watch.requests) == 10
-    assert len(set(watch.client_tokens)) == 10
-    assert watch.client_tokens == [f"{b['batch_id']}-a1" for b in batches]
+    assert len(watch.requests) == 2
+    assert watch.client_tokens == [f"{batches[0]['batch_id']}-a1", f"{batches[1]['batch_id']}-a1"]
+    args = watch.requests[1]["jobDriver"]["sparkSubmit"]["entryPointArguments"]
+    assert [args[i + 1] for i, arg in enumerate(args) if arg == "--batch-id"] == [b["batch_id"] for b in batches[1:]]
     assert watch.overlaps == [] and watch.max_active == 1
     assert all(b["status"] == "SUCCEEDED" for b in batches)
     images = [image for batch in batches for image in table().batch_images(batch["batch_id"])]
     assert len(images) == N_IMAGES and all(image["status"] == "DONE" for image in images)
     total_calls = Counter(op for _, op, _ in moto_aws.calls)
     print(f"\n{N_IMAGES} images, 8 threads: ingest {ingest_seconds:.1f}s; calls while ingesting {dict(ingest_calls)}")
-    print(f"all calls incl. 10 job runs: {sum(total_calls.values())} = {dict(total_calls)}")
+    print(f"all calls incl. 2 job runs (10 batches): {sum(total_calls.values())} = {dict(total_calls)}")

@@ -38,7 +38,8 @@ def images(n: int, start: int = 0) -> list[Obj]:
 def test_failed_job_run_is_retried_then_quarantined_with_images_attached(
     small_batches, events_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    # GIVEN two sealed batches of 5 images (MAX_ATTEMPTS=3); the first one is running attempt 1
+    # GIVEN two sealed batches of 5 images (MAX_ATTEMPTS=3); the first one is running attempt 1 alone (the second
+    # was sealed while it ran)
     watch = JobRunWatch().install()
     ingest_objects(events_dir, images(10))
     first, second = (b["batch_id"] for b in table().all_batches())
@@ -51,25 +52,33 @@ def test_failed_job_run_is_retried_then_quarantined_with_images_attached(
         job_run_id = table().get_batch(first)["job_run_id"]
         watch.finished(job_run_id)
         result = send_job_state(events_dir, state, job_run_id)
-        # THEN each time the same batch gets a new attempt with a new client token (it is the oldest sealed)
+        # THEN each time the next job run takes both sealed batches (issue 19), led by the first (the oldest), with
+        # a new attempt and client token
         assert result["action"] == "retry"
         assert watch.client_tokens[-1] == f"{first}-a{attempt + 1}"
+        args = watch.requests[-1]["jobDriver"]["sparkSubmit"]["entryPointArguments"]
+        assert [args[i + 1] for i, arg in enumerate(args) if arg == "--batch-id"] == [first, second]
         batch = table().get_batch(first)
         assert (batch["status"], batch["attempts"], batch["failures"]) == ("RUNNING", attempt + 1, attempt)
+        other = table().get_batch(second)
+        assert (other["status"], other["attempts"], other["failures"]) == ("RUNNING", attempt, attempt - 1)
 
     # WHEN the third attempt fails too
     job_run_id = table().get_batch(first)["job_run_id"]
     watch.finished(job_run_id)
     result = send_job_state(events_dir, "FAILED", job_run_id)
 
-    # THEN the batch is quarantined, its 5 images are still attached to it, and the next batch starts
+    # THEN the first batch is quarantined (its own third failure), its 5 images still attached to it; the second
+    # (2 failures of its own) goes back and runs alone, its third attempt
     assert result["action"] == "quarantined"
     batch = table().get_batch(first)
     assert (batch["status"], batch["attempts"], batch["failures"]) == ("QUARANTINED", 3, 3)
     assert sorted(run["state"] for run in batch["job_runs"].values()) == ["CANCELLED", "FAILED", "FAILED"]
     attached = table().batch_images(first)
     assert len(attached) == 5 and {i["status"] for i in attached} == {"CLAIMED"}
-    assert watch.client_tokens == [f"{first}-a1", f"{first}-a2", f"{first}-a3", f"{second}-a1"]
+    assert watch.client_tokens == [f"{first}-a1", f"{first}-a2", f"{first}-a3", f"{second}-a3"]
+    other = table().get_batch(second)
+    assert (other["status"], other["attempts"], other["failures"]) == ("RUNNING", 3, 2)
     assert watch.overlaps == []
     # AND the failures and the quarantine were emitted as metrics for the alarm
     emf = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith('{"_aws"')]

@@ -35,7 +35,7 @@ from datetime import UTC, datetime
 
 import numpy as np
 import pyarrow as pa
-from pyiceberg.expressions import And, BooleanExpression, EqualTo, In, NotEqualTo, Or, StartsWith
+from pyiceberg.expressions import And, BooleanExpression, EqualTo, In, NotEqualTo, NotIn, Or, StartsWith
 
 from lambdas.contracts import VersionStamp, is_newer
 from spark_jobs import liveness, near_duplicates, pca, storage, tables
@@ -91,7 +91,8 @@ def row_filter(uris: Sequence[str] = (), prefix: str | None = None) -> BooleanEx
 
 def _spec_filter(spec: dict) -> BooleanExpression:
     """The row filter a stored request describes: ``rows`` (``{batch_id: [image_uri, …]}``: exactly those rows),
-    else ``uris`` / ``prefix`` with an optional ``keep_batch`` (rows of other batches only)."""
+    else ``uris`` / ``prefix`` with an optional ``keep_batch`` (rows of other batches only: one batch id, or the
+    list of a job run's batch ids)."""
     if spec.get("rows"):
         parts = [And(EqualTo("batch_id", batch_id), liveness.uri_filter(uris))
                  for batch_id, uris in spec["rows"].items()]
@@ -100,7 +101,12 @@ def _spec_filter(spec: dict) -> BooleanExpression:
             where = Or(where, part)
         return where
     where = row_filter(spec["uris"], spec["prefix"])
-    return And(where, NotEqualTo("batch_id", spec["keep_batch"])) if spec.get("keep_batch") else where
+    keep = spec.get("keep_batch")
+    if not keep:
+        return where
+    if isinstance(keep, str):  # one batch (requests written before job runs took several batches)
+        return And(where, NotEqualTo("batch_id", keep))
+    return And(where, NotIn("batch_id", set(keep)) if len(keep) > 1 else NotEqualTo("batch_id", keep[0]))
 
 
 def _request_uri(lake_uri: str, model_id: str, erasure_id: str) -> str:
@@ -182,20 +188,22 @@ def erase_model(
 
 
 def supersede(
-    lake: tables.Lake, lake_uri: str, model_id: str, uris: Sequence[str], *, keep_batch: str
+    lake: tables.Lake, lake_uri: str, model_id: str, uris: Sequence[str], *, keep_batch: str | Sequence[str]
 ) -> ModelErasure | None:
     """Remove older rows of ``uris`` (rows of ``model_id`` in batches other than ``keep_batch``), PCA downdated.
 
-    Called by the job right after batch ``keep_batch`` committed its rows (featurized or rejected): an overwritten
-    photo then has one row, its newest content, or none when its newest version was rejected. The job commits only
-    live versions (:mod:`spark_jobs.liveness`: none older than a row of the key), so every other row of ``uris`` is
-    of an older or the same version. Same steps and crash safety as an erasure (module doc); erasure id
-    ``<keep_batch>-s<6 hex>``.
+    Called by the job right after its run committed the rows (featurized or rejected) of ``keep_batch`` (one batch
+    id, or the batch ids of a job run): an overwritten photo then has one row, its newest content, or none when its
+    newest version was rejected. The job commits only live versions (:mod:`spark_jobs.liveness`: none older than a
+    row of the key), so every other row of ``uris`` is of an older or the same version. Same steps and crash safety
+    as an erasure (module doc); erasure id ``<first keep_batch>-s<6 hex>``.
     """
     if not uris:
         return None
-    spec = {"uris": sorted(set(uris)), "prefix": None, "keep_batch": keep_batch}
-    return erase_model(lake, lake_uri, model_id, _spec_filter(spec), spec, f"{keep_batch}-s{uuid.uuid4().hex[:6]}")
+    keep = keep_batch if isinstance(keep_batch, str) else tables.batch_ids_of(keep_batch)
+    spec = {"uris": sorted(set(uris)), "prefix": None, "keep_batch": keep}
+    first = keep if isinstance(keep, str) else keep_batch[0]
+    return erase_model(lake, lake_uri, model_id, _spec_filter(spec), spec, f"{first}-s{uuid.uuid4().hex[:6]}")
 
 
 def erase_images(

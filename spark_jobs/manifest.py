@@ -9,13 +9,14 @@ from __future__ import annotations
 import datetime as dt
 import io
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pyarrow.parquet as pq
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import types as T
 
-from lambdas.contracts import VersionStamp
+from lambdas.contracts import VersionStamp, is_newer
 from spark_jobs import storage
 
 MANIFEST_SCHEMA = T.StructType(
@@ -115,6 +116,50 @@ def arrivals(records: list[dict]) -> dict[str, Arrival]:
         r["image_uri"]: Arrival(r.get("event_time"), r.get("sequencer"), r.get("last_modified"), r.get("version_id"))
         for r in records
     }
+
+
+@dataclass(frozen=True)
+class RunManifests:
+    """The merged manifests of a job run (:func:`merge_manifests`).
+
+    Attributes:
+        records: one parsed record per distinct image URI of the run (:func:`parse_manifest` fields), the newest
+            version when two batches list the URI; what the executors featurize.
+        owner: ``image_uri`` -> the batch whose version is featurized (its rows carry that batch id).
+        listed: batch id -> the distinct URIs its own manifest lists (its ``listed`` count).
+        superseded: batch id -> the URIs it listed whose version lost to a newer one in another batch of the run.
+    """
+
+    records: list[dict]
+    owner: dict[str, str]
+    listed: dict[str, list[str]]
+    superseded: dict[str, list[str]]
+
+
+def merge_manifests(parsed: Sequence[tuple[str, list[dict]]]) -> RunManifests:
+    """Merge the parsed manifests of a run's batches (``(batch_id, records)`` in seal order).
+
+    A URI in two batches is kept once: the newest version by :func:`lambdas.contracts.is_newer` on the manifests'
+    stamps (:attr:`spark_jobs.manifest.Arrival.stamp`); equal stamps: the later batch in seal order (it was
+    sealed later). The loser is ``superseded`` in its batch, never featurized.
+    """
+    chosen: dict[str, tuple[str, dict]] = {}
+    listed: dict[str, list[str]] = {}
+    for batch_id, records in parsed:
+        listed[batch_id] = [r["image_uri"] for r in records]
+        for record in records:
+            uri = record["image_uri"]
+            known = chosen.get(uri)
+            if known is None or not is_newer(_stamp(known[1]), _stamp(record)):
+                chosen[uri] = (batch_id, record)
+    superseded = {b: [u for u in uris if chosen[u][0] != b] for b, uris in listed.items()}
+    return RunManifests([record for _, record in chosen.values()], {u: b for u, (b, _) in chosen.items()}, listed,
+                        superseded)
+
+
+def _stamp(record: dict) -> VersionStamp:
+    return Arrival(record.get("event_time"), record.get("sequencer"), record.get("last_modified"),
+                   record.get("version_id")).stamp
 
 
 def read_manifest(spark: SparkSession, uri: str, num_partitions: int | None = None) -> DataFrame:

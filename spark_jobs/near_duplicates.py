@@ -32,7 +32,7 @@ photos still have a ``features`` row (:func:`live_pairs`).
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -112,12 +112,15 @@ def vectors_of(column: pa.ChunkedArray | pa.Array, dim: int | None = None) -> np
 
 
 def history_filter(
-    model_id: str, exclude_batch: str | None = None, exclude_uris: Sequence[str] = ()
+    model_id: str, exclude_batch: str | Sequence[str] | None = None, exclude_uris: Sequence[str] = ()
 ) -> BooleanExpression:
-    """``features`` rows of ``model_id``, minus the rows of ``exclude_batch`` and of ``exclude_uris``."""
+    """``features`` rows of ``model_id``, minus the rows of ``exclude_batch`` (one batch id, or a job run's batch
+    ids) and of ``exclude_uris``."""
     where: BooleanExpression = EqualTo("model_id", model_id)
-    if exclude_batch is not None:
+    if isinstance(exclude_batch, str):
         where = And(where, NotEqualTo("batch_id", exclude_batch))
+    elif exclude_batch is not None:
+        where = And(where, Not(tables.batch_filter(exclude_batch, model_id)))
     if exclude_uris:
         where = And(where, Not(In("image_uri", set(exclude_uris))))
     return where
@@ -202,8 +205,10 @@ def top_k(
     return [Neighbour(i, str(uris[i]), float(sims[i])) for i in hits]
 
 
-def pair_rows(pairs: Sequence[tuple[str, str, float]], *, model_id: str, batch_id: str) -> pa.Table:
-    """``near_duplicates`` rows (schema :data:`spark_jobs.tables.NEAR_DUPLICATES_SCHEMA`) of a batch's pairs."""
+def pair_rows(pairs: Sequence[tuple[str, str, float]], *, model_id: str, batch_id: str | Mapping[str, str]
+              ) -> pa.Table:
+    """``near_duplicates`` rows (schema :data:`spark_jobs.tables.NEAR_DUPLICATES_SCHEMA`) of a batch's pairs;
+    ``batch_id``: the batch, or ``image_uri`` -> its batch (a job run of several batches)."""
     schema = tables.NEAR_DUPLICATES_SCHEMA.as_arrow()
     return pa.Table.from_pydict(
         {
@@ -211,7 +216,7 @@ def pair_rows(pairs: Sequence[tuple[str, str, float]], *, model_id: str, batch_i
             "duplicate_uri": [p[1] for p in pairs],
             "similarity": [p[2] for p in pairs],
             "model_id": [model_id] * len(pairs),
-            "batch_id": [batch_id] * len(pairs),
+            "batch_id": [batch_id] * len(pairs) if isinstance(batch_id, str) else [batch_id[p[0]] for p in pairs],
         },
         schema=schema,
     )
@@ -233,22 +238,25 @@ def naming(uris: Sequence[str] = (), prefix: str | None = None) -> BooleanExpres
     return where
 
 
-def replace_pairs(lake: tables.Lake, pairs: pa.Table, *, batch_id: str, model_id: str, uris: Sequence[str]) -> None:
+def replace_pairs(lake: tables.Lake, pairs: pa.Table, *, batch_id: str | Sequence[str], model_id: str,
+                  uris: Sequence[str]) -> None:
     """ONE Iceberg commit on ``near_duplicates``: the pairs of ``(batch_id, model_id)`` replaced by ``pairs``, and
     every pair of ``model_id`` from another batch naming one of the batch's photos ``uris`` deleted (module doc).
+    ``batch_id``: one batch, or the batch ids of a job run (its pairs replaced together).
 
     Raises:
         ValueError: a row of another batch or model. pyiceberg CommitFailedException: a concurrent commit won.
     """
     table = lake.table(NEAR_DUPLICATES)
     data = tables.to_table_schema(pairs, NEAR_DUPLICATES, table.schema())
-    for column, expected in (("batch_id", batch_id), ("model_id", model_id)):
-        if data.num_rows and set(data.column(column).to_pylist()) != {expected}:
-            raise ValueError(f"{NEAR_DUPLICATES}: rows of another {column} than {expected!r}")
-    where = tables.batch_filter(batch_id, model_id)
+    ids = tables.batch_ids_of(batch_id)
+    for column, expected in (("batch_id", set(ids)), ("model_id", {model_id})):
+        if data.num_rows and not set(data.column(column).to_pylist()) <= expected:
+            raise ValueError(f"{NEAR_DUPLICATES}: rows of another {column} than {', '.join(sorted(expected))}")
+    where = tables.batch_filter(ids, model_id)
     if uris:
         where = Or(where, And(EqualTo("model_id", model_id), naming(uris)))
-    properties = {"fruits.batch_id": batch_id, "fruits.model_id": model_id}
+    properties = {"fruits.batch_id": ",".join(ids), "fruits.model_id": model_id}
     with warnings.catch_warnings(), table.transaction() as tx:
         warnings.filterwarnings("ignore", "Delete operation did not match any records")
         if data.num_rows:
@@ -260,13 +268,14 @@ def replace_pairs(lake: tables.Lake, pairs: pa.Table, *, batch_id: str, model_id
 def record_batch_pairs(
     lake: tables.Lake,
     *,
-    batch_id: str,
+    batch_id: str | Sequence[str],
     model_id: str,
     uris: Sequence[str],
     vectors: np.ndarray,
     mean: np.ndarray,
     min_similarity: float = DEFAULT_MIN_SIMILARITY,
     chunk_rows: int = CHUNK_ROWS,
+    row_batch_ids: Sequence[str] | None = None,
 ) -> int:
     """Find and commit the near-duplicate pairs of a batch run's photos (module doc); returns the pairs recorded.
 
@@ -274,12 +283,27 @@ def record_batch_pairs(
     batch's ``features`` rows and the supersede step are committed, so the history holds every other live photo.
 
     Args:
+        batch_id: the batch, or the batch ids of a job run (the pairs of all of them are replaced; pairs between
+            two photos of the run are found once, as pairs within a batch are).
         uris, vectors: the batch's photos and their feature vectors (n, d). mean: (d,) the model's mean feature
             vector (the PCA version the batch committed). min_similarity: centred cosine threshold.
+        row_batch_ids: the batch of each of ``uris`` (a job run's; default: ``batch_id``, one batch): a pair row
+            carries the batch of its ``image_uri``.
+
+    Raises:
+        ValueError: ``row_batch_ids`` does not match ``uris`` or names a batch outside ``batch_id``.
     """
+    if row_batch_ids is None:
+        if not isinstance(batch_id, str):
+            raise ValueError("a job run of several batches needs row_batch_ids (the batch of each photo)")
+        owner: str | dict[str, str] = batch_id
+    else:
+        if len(row_batch_ids) != len(uris) or not set(row_batch_ids) <= set(tables.batch_ids_of(batch_id)):
+            raise ValueError("row_batch_ids must give, for each photo, one of the run's batch ids")
+        owner = dict(zip(uris, row_batch_ids, strict=True))
     where = history_filter(model_id, exclude_batch=batch_id, exclude_uris=uris)
     pairs = pairs_above(uris, vectors, history_chunks(lake, where, chunk_rows), min_similarity, mean)
-    replace_pairs(lake, pair_rows(pairs, model_id=model_id, batch_id=batch_id), batch_id=batch_id,
+    replace_pairs(lake, pair_rows(pairs, model_id=model_id, batch_id=owner), batch_id=batch_id,
                   model_id=model_id, uris=uris)
     return len(pairs)
 

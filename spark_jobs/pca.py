@@ -35,8 +35,9 @@ cannot both win), then *lands*: the job commits the ``features`` rows carrying i
 (which never moves backwards). The latest version is found in O(1): the pointer, then a probe of the next version
 number (a version written but whose pointer update was lost). A version that never landed is *pending*: landed
 after all if the ``features`` table has a snapshot naming it (summary ``fruits.model_id``/``fruits.pca_version``,
-only snapshots younger than it are walked), else dead when it was the same batch's earlier attempt (or older than
-``LEASE_SECONDS``) — the new version is then planned from its parent, whose state is still kept — else in flight:
+only snapshots younger than it are walked), else dead when it was an earlier attempt of one of the same batches (a
+job run's retry may group its batches differently; or older than ``LEASE_SECONDS``) — the new version is then
+planned from its parent, whose state is still kept — else in flight:
 :class:`ConcurrentCommitError`. An erasure's version is rolled forward instead (:mod:`spark_jobs.erasure`).
 
 Invariant at rest: the state of the latest landed version equals the statistics of the model's current
@@ -65,7 +66,7 @@ import json
 import re
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -349,12 +350,23 @@ def _created_seconds(meta: dict[str, Any]) -> float:
         return 0.0
 
 
-def resolve_base(lake: str, model_id: str, *, batch_id: str | None, landed: Landed | None = None) -> Base:
-    """The version a new commit of ``batch_id`` (None: an erasure) starts from, and the number it writes.
+def version_batch_ids(meta: dict[str, Any]) -> list[str]:
+    """The batch ids a version of kind ``batch`` was committed for: its ``batch_ids`` (a job run of several
+    batches), else its ``batch_id`` (versions written before job runs took several batches)."""
+    return list(meta.get("batch_ids") or [meta["batch_id"]])
+
+
+def resolve_base(lake: str, model_id: str, *, batch_id: str | Sequence[str] | None,
+                 landed: Landed | None = None) -> Base:
+    """The version a new commit of ``batch_id`` (one batch id, the batch ids of a job run, or None: an erasure)
+    starts from, and the number it writes.
 
     Reads the pointer and probes the version numbers after it (normally one probe): a pending version that
     ``landed`` confirms (its ``features`` commit happened, the pointer update was lost) is landed now; one that
-    did not land is dead when it is ``batch_id``'s own earlier attempt or older than ``LEASE_SECONDS`` (module doc).
+    did not land is dead when it is an earlier attempt of the same batches, or older than ``LEASE_SECONDS``
+    (module doc). A job run's retry may group its batches differently: a pending version of a run that shares a
+    batch with this commit is its own earlier attempt (a batch is never in two job runs at the same time), never a
+    concurrent commit.
 
     Raises:
         ConcurrentCommitError: a pending version of another commit is in flight.
@@ -371,7 +383,8 @@ def resolve_base(lake: str, model_id: str, *, batch_id: str | None, landed: Land
             land(lake, model_id, number)
             base = number
             continue
-        own = meta["kind"] == KIND_BATCH and meta["batch_id"] == batch_id
+        mine = set() if batch_id is None else {batch_id} if isinstance(batch_id, str) else set(batch_id)
+        own = meta["kind"] == KIND_BATCH and bool(mine & set(version_batch_ids(meta)))
         if not own and time.time() - _created_seconds(meta) < LEASE_SECONDS:
             raise ConcurrentCommitError(f"{model_id}: version {number} ({meta['batch_id']}) is being committed")
 
@@ -413,14 +426,19 @@ def needs_refresh(state: SufficientStats, bound: tuple[float, float]) -> bool:
     return bound[0] > REFRESH_TOLERANCE * scale_m2 or bound[1] > REFRESH_TOLERANCE * max(scale_mean, 1e-300)
 
 
-def plan_version(lake: str, model_id: str, batch_id: str, batch_stats: SufficientStats, k: int, *,
+def plan_version(lake: str, model_id: str, batch_id: str | Sequence[str], batch_stats: SufficientStats, k: int, *,
                  replaced: SufficientStats | None = None, prefetched: PcaVersion | None = None,
                  landed: Landed | None = None, refresh: Callable[[], SufficientStats] | None = None) -> PcaVersion:
     """Next version of ``model_id``: the latest landed state, minus ``replaced``, plus ``batch_stats`` (not stored).
 
+    One version per job run: ``batch_id`` is one batch id or the batch ids of the run (seal order), ``batch_stats``
+    the statistics of all the run's new rows. The version's metadata names them all (``batch_ids``; ``batch_id``
+    is the first).
+
     Args:
-        replaced: statistics of the model's rows of ``batch_id`` now in ``features`` (a re-run replaces them), read
-            back from the table by the caller (float32 widened to float64); None or n = 0 for a new batch.
+        replaced: statistics of the model's rows of ``batch_id`` (all the run's batches) now in ``features`` (a
+            re-run replaces them), read back from the table by the caller (float32 widened to float64); None or
+            n = 0 for new batches.
         prefetched: the latest version as loaded earlier (:func:`prefetch_latest`); used only if it is still the
             base (otherwise loaded again). Consumed: its state's memory becomes the new version's.
         landed: tells whether a pending version landed in ``features`` (:func:`resolve_base`).
@@ -443,14 +461,16 @@ def plan_version(lake: str, model_id: str, batch_id: str, batch_stats: Sufficien
     bound = latest.error_bound if latest is not None else (0.0, 0.0)
     removed = replaced if replaced is not None and replaced.n else None
     state, bound = apply(start, bound, remove=removed, add=batch_stats)
-    details: dict[str, Any] = {"added": batch_stats.n, "removed": removed.n if removed is not None else 0}
+    ids = [batch_id] if isinstance(batch_id, str) else list(batch_id)
+    details: dict[str, Any] = {"batch_ids": ids, "added": batch_stats.n,
+                               "removed": removed.n if removed is not None else 0}
     if refresh is not None and needs_refresh(state, bound):
         others = refresh()
         state, bound = apply(others, (0.0, 0.0), add=batch_stats)
         details["refreshed"] = True
     run_id = uuid.uuid4().hex[:12]
     created = datetime.now(UTC).isoformat(timespec="seconds")
-    return PcaVersion(model_id, base.next_version, batch_id, run_id, state, fit_pca(state, k).stored(), KIND_BATCH,
+    return PcaVersion(model_id, base.next_version, ids[0], run_id, state, fit_pca(state, k).stored(), KIND_BATCH,
                       base.version, created, bound, details)
 
 

@@ -7,8 +7,10 @@ and for an exact rebuild of a model's state (:mod:`spark_jobs.pca` "Cancellation
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
-from pyiceberg.expressions import And, BooleanExpression, EqualTo, NotEqualTo
+from pyiceberg.expressions import And, BooleanExpression, EqualTo, In, Not, NotEqualTo
 
 from spark_jobs import tables
 from spark_jobs.stats import SufficientStats, merge
@@ -16,14 +18,20 @@ from spark_jobs.stats import SufficientStats, merge
 CHUNK_ROWS = 1024  # rows stacked per two-pass statistics call: driver memory CHUNK_ROWS x d float64
 
 
-def rows_statistics(lake: tables.Lake, model_id: str, dim: int, *, batch_id: str | None = None,
-                    exclude_batch: str | None = None) -> SufficientStats:
+def _by_batch(batch_id: str | Sequence[str]) -> BooleanExpression:
+    ids = tables.batch_ids_of(batch_id)
+    return EqualTo("batch_id", ids[0]) if len(ids) == 1 else In("batch_id", set(ids))
+
+
+def rows_statistics(lake: tables.Lake, model_id: str, dim: int, *, batch_id: str | Sequence[str] | None = None,
+                    exclude_batch: str | Sequence[str] | None = None) -> SufficientStats:
     """Exact ``(n, mean, M2)`` (float64) of the ``features`` vectors of ``model_id``'s current rows.
 
     Args:
         dim: feature dimension d (the result's when no row matches).
-        batch_id: only this batch's rows (O(rows of the batch): Iceberg prunes the other data files by their
-            ``batch_id`` bounds). exclude_batch: every row except this batch's (an exact rebuild).
+        batch_id: only this batch's rows, or those of these batches (a job run's): O(rows of the batches), Iceberg
+            prunes the other data files by their ``batch_id`` bounds. exclude_batch: every row except this batch's
+            (or these batches'): an exact rebuild.
 
     Raises:
         ValueError: a stored vector does not have ``dim`` values.
@@ -32,9 +40,10 @@ def rows_statistics(lake: tables.Lake, model_id: str, dim: int, *, batch_id: str
         return SufficientStats.empty(dim)
     where: BooleanExpression = EqualTo("model_id", model_id)
     if batch_id is not None:
-        where = And(where, EqualTo("batch_id", batch_id))
+        where = And(where, _by_batch(batch_id))
     if exclude_batch is not None:
-        where = And(where, NotEqualTo("batch_id", exclude_batch))
+        where = And(where, NotEqualTo("batch_id", exclude_batch) if isinstance(exclude_batch, str)
+                    else Not(_by_batch(exclude_batch)))
     table = lake.table(tables.FEATURES, create=False)
     total = SufficientStats.empty(dim)
     for chunk in table.scan(row_filter=where, selected_fields=("features",)).to_arrow_batch_reader():

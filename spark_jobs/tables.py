@@ -18,9 +18,10 @@ Catalog setting (job argument ``--catalog``, Lambda setting ``JOB_CATALOG``), on
 * ``sql:PATH`` — PyIceberg's SQL catalog in a SQLite file (the embedded default: ``<lake>/catalog.db``);
 * ``glue`` or ``glue:DATABASE`` — the AWS Glue Data Catalog (database default ``fruits_lake``).
 
-Every write of a batch run is one Iceberg transaction per table that replaces exactly the rows of
-``(batch_id, model_id)`` (delete + append, committed together), so a re-run never duplicates and other models
-and batches are never touched. Sources: Apache Iceberg table spec v2 (https://iceberg.apache.org/spec/),
+Every write of a job run is one Iceberg transaction per table that replaces exactly the rows of
+``(batch_id IN <the run's batch ids>, model_id)`` (delete + append, committed together), so a re-run of any of its
+batches (alone or grouped differently) never duplicates and other models and batches are never touched. Sources:
+Apache Iceberg table spec v2 (https://iceberg.apache.org/spec/),
 PyIceberg API docs (https://py.iceberg.apache.org/api/).
 """
 
@@ -30,7 +31,7 @@ import contextlib
 import functools
 import os
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import pyarrow as pa
@@ -300,9 +301,24 @@ def _evolved(table: Table, name: str) -> Table:
     return table
 
 
-def batch_filter(batch_id: str, model_id: str) -> BooleanExpression:
-    """Rows of one batch run: ``batch_id = X AND model_id = M``."""
-    return And(EqualTo("batch_id", batch_id), EqualTo("model_id", model_id))
+def batch_ids_of(batch_id: str | Sequence[str]) -> list[str]:
+    """One batch id or the batch ids of a job run -> the distinct ids, sorted.
+
+    Raises:
+        ValueError: no batch id.
+    """
+    ids = sorted({batch_id} if isinstance(batch_id, str) else set(batch_id))
+    if not ids:
+        raise ValueError("no batch id")
+    return ids
+
+
+def batch_filter(batch_id: str | Sequence[str], model_id: str) -> BooleanExpression:
+    """Rows of one batch run, ``batch_id = X AND model_id = M``, or of a job run's batches,
+    ``batch_id IN (X, Y, …) AND model_id = M``."""
+    ids = batch_ids_of(batch_id)
+    by_batch = EqualTo("batch_id", ids[0]) if len(ids) == 1 else In("batch_id", set(ids))
+    return And(by_batch, EqualTo("model_id", model_id))
 
 
 def to_table_schema(rows: pa.Table, name: str, schema: Schema | None = None) -> pa.Table:
@@ -325,30 +341,35 @@ def to_table_schema(rows: pa.Table, name: str, schema: Schema | None = None) -> 
 
 
 def replace_batch_rows(
-    lake: Lake, name: str, rows: pa.Table, *, batch_id: str, model_id: str, summary: Mapping[str, str] | None = None
+    lake: Lake, name: str, rows: pa.Table, *, batch_id: str | Sequence[str], model_id: str,
+    summary: Mapping[str, str] | None = None,
 ) -> None:
     """Replace the rows of ``(batch_id, model_id)`` in table ``name`` with ``rows`` in ONE Iceberg commit.
 
+    ``batch_id`` is one batch id, or the batch ids of a job run: then every row of those batches (and of the model)
+    is replaced at once (the run's rows carry each their own batch's id), one commit whatever the number of batches.
     Delete and append go into one transaction (one metadata swap): readers see the old rows or the new ones,
     never both, never none. Empty ``rows`` only delete: a first run with nothing to write commits no snapshot.
-    ``summary`` is added to the snapshot summary (e.g. the PCA version used).
+    ``summary`` is added to the snapshot summary (e.g. the PCA version used); ``fruits.batch_id`` is the batch ids
+    joined by commas (a batch id holds no comma, :data:`lambdas.contracts.BATCH_ID_RE`).
 
     Raises:
-        ValueError: a row belongs to another batch or model. pyiceberg.exceptions.CommitFailedException: a
+        ValueError: a row belongs to another batch or model, or no batch id. pyiceberg CommitFailedException: a
         concurrent commit won (the job fails and is retried).
     """
+    ids = batch_ids_of(batch_id)
     table = lake.table(name)
     data = to_table_schema(rows, name, table.schema())
-    for column, expected in (("batch_id", batch_id), ("model_id", model_id)):
-        if data.num_rows and set(data.column(column).to_pylist()) != {expected}:
-            raise ValueError(f"{name}: rows of another {column} than {expected!r}")
-    properties = {"fruits.batch_id": batch_id, "fruits.model_id": model_id, **(summary or {})}
+    for column, expected in (("batch_id", set(ids)), ("model_id", {model_id})):
+        if data.num_rows and not set(data.column(column).to_pylist()) <= expected:
+            raise ValueError(f"{name}: rows of another {column} than {', '.join(sorted(expected))}")
+    properties = {"fruits.batch_id": ",".join(ids), "fruits.model_id": model_id, **(summary or {})}
     with warnings.catch_warnings(), table.transaction() as tx:
         warnings.filterwarnings("ignore", "Delete operation did not match any records")  # a batch's first run
         if data.num_rows:
-            tx.overwrite(data, overwrite_filter=batch_filter(batch_id, model_id), snapshot_properties=properties)
+            tx.overwrite(data, overwrite_filter=batch_filter(ids, model_id), snapshot_properties=properties)
         else:  # nothing to add: only the delete (PyIceberg would commit an empty append snapshot on every run)
-            tx.delete(batch_filter(batch_id, model_id), snapshot_properties=properties)
+            tx.delete(batch_filter(ids, model_id), snapshot_properties=properties)
 
 
 def scan(

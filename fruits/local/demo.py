@@ -193,19 +193,18 @@ def _process(config: DemoConfig, res: Any, photos: list[Path], runner: LocalEmrR
     featurized = {"done": 0, "stage": (None, -1, 0, 0)}  # images of finished runs; widest stage seen
     sizes: dict[str, int] = {}
 
-    def on_task_progress(batch_id: str | None, stage: int, done: int, total: int) -> None:
-        # the widest stage of a job run is its featurize pass: its task fraction times the batch size
-        seen_batch, seen_stage, _, seen_total = featurized["stage"]
-        if seen_batch != batch_id or stage == seen_stage or total > seen_total:
-            featurized["stage"] = (batch_id, stage, done, total)
+    def on_task_progress(batch_ids: tuple[str, ...], stage: int, done: int, total: int) -> None:
+        # the widest stage of a job run is its featurize pass: its task fraction times the run's images
+        seen_batches, seen_stage, _, seen_total = featurized["stage"]
+        if seen_batches != batch_ids or stage == seen_stage or total > seen_total:
+            featurized["stage"] = (batch_ids, stage, done, total)
         _, _, widest_done, widest_total = featurized["stage"]
-        size = _batch_size(batch_id, sizes)
+        size = sum(_batch_size(batch_id, sizes) for batch_id in batch_ids)
         if size and widest_total:
             progress.update(proc, completed=featurized["done"] + size * widest_done // widest_total)
 
     def on_job_run(outcome: JobRunOutcome) -> None:
-        report = _read_report(lake, outcome)
-        if report:
+        for report in _read_reports(lake, outcome):  # one per batch of the run
             result.batch_reports.append(report)
             featurized["done"] += int(report["counts"]["listed"])
         progress.update(proc, completed=featurized["done"])
@@ -278,12 +277,13 @@ def _batch_size(batch_id: str | None, cache: dict[str, int]) -> int:
     return cache[batch_id]
 
 
-def _read_report(lake: Path, outcome: JobRunOutcome) -> dict[str, Any] | None:
-    """The batch report the job run wrote (``batches/<batch_id>.json``), or None if it wrote none."""
-    path = lake / "batches" / f"{outcome.batch_id}.json"
-    if outcome.state != "SUCCESS" or not outcome.batch_id or not path.exists():
-        return None
-    return json.loads(path.read_text())
+def _read_reports(lake: Path, outcome: JobRunOutcome) -> list[dict[str, Any]]:
+    """The batch reports a successful job run wrote (``batches/<batch_id>.json``, one per batch of the run, in
+    order); none for a failed run."""
+    if outcome.state != "SUCCESS":
+        return []
+    paths = [lake / "batches" / f"{batch_id}.json" for batch_id in outcome.batch_ids or [outcome.batch_id] if batch_id]
+    return [json.loads(path.read_text()) for path in paths if path.exists()]
 
 
 def _manifest_waiting() -> int:

@@ -66,10 +66,11 @@ class JobRunOutcome:
 
     job_run_id: str
     name: str
-    batch_id: str | None  # the job's --batch-id argument
+    batch_id: str | None  # the job's (first) --batch-id argument
     state: str  # SUCCESS | FAILED
     seconds: float
     log_path: Path
+    batch_ids: tuple[str, ...] = ()  # every --batch-id of the run (a job run takes one batch or several), in order
 
 
 @dataclass(frozen=True)
@@ -79,7 +80,7 @@ class _Running:
     job_run: dict[str, Any]
     process: subprocess.Popen
     log_path: Path
-    batch_id: str | None
+    batch_ids: tuple[str, ...]
     started: float
 
 
@@ -94,8 +95,8 @@ class LocalEmrRunner:
     driver_memory: str = "4g"
     seen: set[str] = field(default_factory=set)
     outcomes: list[JobRunOutcome] = field(default_factory=list)
-    # called every 0.5 s while a job run executes: (batch_id, stage id, tasks done, tasks in the stage)
-    on_progress: Callable[[str | None, int, int, int], None] | None = None
+    # called every 0.5 s while a job run executes: (the run's batch ids, stage id, tasks done, tasks in the stage)
+    on_progress: Callable[[tuple[str, ...], int, int, int], None] | None = None
     _running: _Running | None = field(default=None, init=False, repr=False)
 
     def new_job_runs(self) -> list[dict[str, Any]]:
@@ -154,14 +155,14 @@ class LocalEmrRunner:
         run_dir.mkdir(parents=True, exist_ok=True)
         command = self.spark_submit_command(submit, run_dir)
         log_path = run_dir / "driver.log"
-        batch_id = argument(submit.get("entryPointArguments", []), "--batch-id")
+        batch_ids = tuple(arguments(submit.get("entryPointArguments", []), "--batch-id"))
         with log_path.open("w") as log:  # the child keeps its own descriptor
             process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=self._env())
-        return _Running(job_run, process, log_path, batch_id, time.perf_counter())
+        return _Running(job_run, process, log_path, batch_ids, time.perf_counter())
 
     def _report_progress(self, running: _Running) -> None:
         if self.on_progress and (stage := last_stage_progress(running.log_path)):
-            self.on_progress(running.batch_id, *stage)
+            self.on_progress(running.batch_ids, *stage)
 
     def _finish(self, running: _Running) -> JobRunOutcome:
         returncode = running.process.wait()
@@ -169,8 +170,9 @@ class LocalEmrRunner:
         state = "SUCCESS" if returncode == 0 else "FAILED"
         job_run = running.job_run
         self._upload_log(job_run, running.log_path)
-        outcome = JobRunOutcome(job_run["jobRunId"], job_run.get("name", ""), running.batch_id, state, seconds,
-                                running.log_path)
+        first = running.batch_ids[0] if running.batch_ids else None
+        outcome = JobRunOutcome(job_run["jobRunId"], job_run.get("name", ""), first, state, seconds,
+                                running.log_path, running.batch_ids)
         self.outcomes.append(outcome)
         event = job_state_event(job_run, state, details=f"local spark-submit exit code {returncode}")
         self.job_state_handler(event, LocalLambdaContext("job_state"))
@@ -232,6 +234,18 @@ def argument(arguments: list[str], option: str) -> str | None:
         if token.startswith(f"{option}="):
             return token.split("=", 1)[1]
     return None
+
+
+def arguments(values: list[str], option: str) -> list[str]:
+    """Every value following ``option`` in an ``entryPointArguments`` list, in order (a job run repeats
+    ``--manifest`` / ``--batch-id`` once per batch)."""
+    out = []
+    for index, token in enumerate(values):
+        if token == option and index + 1 < len(values):
+            out.append(values[index + 1])
+        elif token.startswith(f"{option}="):
+            out.append(token.split("=", 1)[1])
+    return out
 
 
 def fetch(uri: str, into: Path) -> Path:

@@ -10,7 +10,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from fruits.local.emr_runner import LocalEmrRunner, argument, job_state_event
+from fruits.local.emr_runner import LocalEmrRunner, argument, arguments, job_state_event
 from fruits.local.lambda_runtime import drain_queue, sqs_event
 
 
@@ -55,6 +55,16 @@ def test_argument_reads_both_spellings() -> None:
     assert argument(["--lake", "/l", "--batch-id", "b1"], "--batch-id") == "b1"
     assert argument(["--batch-id=b2"], "--batch-id") == "b2"
     assert argument(["--lake", "/l"], "--batch-id") is None
+
+
+def test_arguments_reads_every_batch_of_a_job_run_in_order() -> None:
+    # GIVEN the entry point arguments of a job run of three batches (both spellings)
+    argv = ["--manifest", "m1", "--batch-id", "b1", "--manifest", "m2", "--batch-id=b2", "--lake", "/l",
+            "--manifest", "m3", "--batch-id", "b3"]
+    # WHEN the batch ids are read  THEN all three come back in order; a job of one batch gives one
+    assert arguments(argv, "--batch-id") == ["b1", "b2", "b3"]
+    assert arguments(["--batch-id", "b1"], "--batch-id") == ["b1"]
+    assert arguments(["--lake", "/l"], "--batch-id") == []
 
 
 def test_spark_submit_command_drops_emr_only_settings(tmp_path: Path) -> None:

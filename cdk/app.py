@@ -37,6 +37,8 @@ CONTEXT_KEYS = (
     "jobPrecision",
     "jobCalibration",
     "jobTimeoutMinutes",
+    "jobMaxImages",
+    "warmPool",
     "logRetentionDays",
     "ingestMaxConcurrency",
     "reservedConcurrency",

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from cdk import sizing
 from lambdas import resources
 
 # Public Powertools for AWS Lambda (Python) v3 layer, published by AWS in account 017000801446.
@@ -80,6 +81,11 @@ class DeployConfig:
         default_factory=lambda: dict(DEFAULT_RESERVED_CONCURRENCY)
     )
     job_calibration: str = ""  # int8: --calibration (empty: s3://<data bucket>/calibration/manifest.jsonl)
+    # JOB_MAX_IMAGES: images per job run (whole sealed batches; the oldest goes even alone above it); the default is
+    # derived from jobTimeoutMinutes and the maximum capacity (cdk.sizing.default_job_max_images)
+    job_max_images: int = 20_000
+    emr_max_executors: int = 3  # spark.dynamicAllocation.maxExecutors (cdk.sizing.max_executors)
+    warm_pool: sizing.WarmPool | None = None  # pre-initialized capacity (context warmPool); None: off
 
     @property
     def powertools_layer_arn(self) -> str:
@@ -170,15 +176,25 @@ def load_config(context: Mapping[str, Any], env: Mapping[str, str] | None = None
         raise ConfigError(f"context 'jobCalibration' must be an s3:// calibration manifest URI, got {calibration!r}")
     if engine == "tensorflow" and precision == "int8":
         raise ConfigError("context 'jobPrecision' int8 runs on jobEngine openvino or onnxruntime, not tensorflow")
+    capacity = (str(context.get("emrMaxCpu", "16 vCPU")), str(context.get("emrMaxMemory", "64 GB")),
+                str(context.get("emrMaxDisk", "200 GB")))
+    job_timeout_minutes = _int(context, "jobTimeoutMinutes", 120)
+    try:
+        warm_pool = sizing.parse_warm_pool(context.get("warmPool"), sizing.capacity_workers(*capacity))
+        executors = sizing.max_executors(*capacity, warm_pool=warm_pool)
+        job_max_images = _int(context, "jobMaxImages", sizing.default_job_max_images(job_timeout_minutes, executors))
+        sizing.check_job_max_images(job_max_images, job_timeout_minutes, executors)
+    except sizing.SizingError as error:
+        raise ConfigError(str(error)) from None
     return DeployConfig(
         account=env.get("CDK_DEFAULT_ACCOUNT") or None,
         region=region,
         stack_name=str(context.get("stackName", "Fruits")),
         powertools_layer_version=_int(context, "powertoolsLayerVersion", DEFAULT_POWERTOOLS_LAYER_VERSION),
         emr_architecture=architecture,
-        emr_max_cpu=str(context.get("emrMaxCpu", "16 vCPU")),
-        emr_max_memory=str(context.get("emrMaxMemory", "64 GB")),
-        emr_max_disk=str(context.get("emrMaxDisk", "200 GB")),
+        emr_max_cpu=capacity[0],
+        emr_max_memory=capacity[1],
+        emr_max_disk=capacity[2],
         emr_idle_stop_minutes=_int(context, "emrIdleStopMinutes", 15),
         tick_rate_minutes=_int(context, "tickRateMinutes", 1),
         reconcile_rate_hours=_int(context, "reconcileRateHours", 24),
@@ -189,10 +205,13 @@ def load_config(context: Mapping[str, Any], env: Mapping[str, str] | None = None
         pca_k=_int(context, "pcaK", 150),
         job_precision=precision,
         job_engine=engine,
-        job_timeout_minutes=_int(context, "jobTimeoutMinutes", 120),
+        job_timeout_minutes=job_timeout_minutes,
         log_retention_days=_int(context, "logRetentionDays", 30),
         alarm_email=str(alarm_email) if alarm_email else None,
         ingest_max_concurrency=ingest_max_concurrency,
         reserved_concurrency=_reserved_concurrency(context, ingest_max_concurrency),
         job_calibration=calibration,
+        job_max_images=job_max_images,
+        emr_max_executors=executors,
+        warm_pool=warm_pool,
     )

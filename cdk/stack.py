@@ -57,6 +57,7 @@ class FruitsStack(Stack):
             idle_stop_minutes=config.emr_idle_stop_minutes,
             log_retention=retention_days(config.log_retention_days),
             int8_calibration=config.job_precision == "int8",
+            warm_pool=config.warm_pool,
         )
         lake_database = f"{config.stack_name.lower()}_lake"
         self.ingestion = Ingestion(
@@ -85,6 +86,7 @@ class FruitsStack(Stack):
                 batch_max_wait_seconds=config.batch_max_wait_seconds,
                 max_attempts=config.max_attempts,
                 calibration=config.job_calibration,
+                job_max_images=config.job_max_images,
             ),
             tick_rate_minutes=config.tick_rate_minutes,
             reconcile_rate_hours=config.reconcile_rate_hours,
@@ -102,6 +104,8 @@ class FruitsStack(Stack):
             service=SERVICE_NAME,
             alarm_email=config.alarm_email,
             max_wait_seconds=config.batch_max_wait_seconds,
+            job_max_images=config.job_max_images,
+            tick_rate_minutes=config.tick_rate_minutes,
         )
         self.query = Query(
             self, "Query", bucket=self.storage.bucket, database_name=lake_database,

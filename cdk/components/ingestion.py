@@ -49,6 +49,7 @@ class JobSettings:
     batch_max_wait_seconds: int
     max_attempts: int
     calibration: str = ""  # int8 calibration manifest URI (empty: the Lambdas' default under calibration/)
+    job_max_images: int = 20_000  # JOB_MAX_IMAGES: images per job run (context jobMaxImages, cdk.sizing)
 
 
 class Ingestion(Construct):
@@ -102,6 +103,8 @@ class Ingestion(Construct):
             batch_max_wait_seconds=job.batch_max_wait_seconds,
             max_attempts=job.max_attempts,
         )
+        # The cap of images per job run, read by the Lambdas that start job runs (every handler may: see below).
+        environment["JOB_MAX_IMAGES"] = str(job.job_max_images)
         self.environment: dict[str, str] = environment  # the stack exports its settings (fruits --stack)
         timeouts = {"ingest": INGEST_TIMEOUT_S, "job_state": 60, "flush": 120, "tick": 120, "reconcile": 600}
         # An EMR state-change event lost would leave its batch RUNNING until reconcile: keep what fails in a queue.

@@ -1,5 +1,5 @@
-"""Monitoring: alarms on the DLQ, Lambda errors, the pipeline's own failure metrics and a backlog that waits too long
-(optionally to e-mail), and one CloudWatch dashboard of the whole flow."""
+"""Monitoring: alarms on the DLQ, Lambda errors, the pipeline's own failure metrics, a backlog that waits too long and a
+sealed backlog that keeps growing (optionally to e-mail), and one CloudWatch dashboard of the whole flow."""
 
 from __future__ import annotations
 
@@ -32,6 +32,15 @@ DASHBOARD_ROWS = (
     ("Job runs", (("JobRunsStarted", "Sum"), ("JobRunsFailed", "Sum"))),
     ("Failures", (("JobRunStartFailures", "Sum"), ("BatchesQuarantined", "Sum"), ("ObjectsSkipped", "Sum"))),
 )
+# Issue 19: images waiting in SEALED batches behind the job-run slot (emitted when a run starts and at every tick)
+# and the images of a run when it starts (docs/contracts.md, Metrics).
+BACKLOG_METRIC = "SealedBacklogImages"
+RUN_SIZE_METRIC = "ImagesPerJobRun"
+# The backlog alarm: the backlog's floor (its Minimum over a period of at least 15 min and 3 ticks) rose in
+# BACKLOG_GROWTH_PERIODS of the last BACKLOG_GROWTH_PERIODS + 1 periods (an hour of growth in 75 min by default; the
+# extra period also covers an evaluation range whose first DIFF has no previous datapoint).
+BACKLOG_GROWTH_PERIODS = 4
+MIN_BACKLOG_PERIOD_MINUTES = 15
 # Seconds from an image's S3 event to the job_state Lambda applying its batch's SUCCESS (one value per image).
 TIME_TO_FEATURE_STATISTICS = ("p50", "p95", "Maximum")
 
@@ -42,7 +51,9 @@ class Monitoring(Construct):
     Attributes:
         alarms: alarm name suffix → alarm.
         topic: the alarm topic, or ``None`` without ``alarm_email``.
-        dashboard: backlog, oldest pending age, job runs, failures, DLQ depth, time to feature and Lambda errors.
+        dashboard: backlog, oldest pending age, job runs, failures, DLQ depth, time to feature, Lambda errors, the
+            sealed backlog behind the slot and the images per job run.
+        backlog_growth: the metric-math expression the ``SealedBacklogGrowing`` alarm watches.
     """
 
     def __init__(
@@ -57,15 +68,19 @@ class Monitoring(Construct):
         service: str,
         alarm_email: str | None,
         max_wait_seconds: int,
+        job_max_images: int,
+        tick_rate_minutes: int = 1,
     ) -> None:
         super().__init__(scope, construct_id)
 
-        def pipeline_metric(name: str, statistic: str = "Sum", label: str | None = None) -> cloudwatch.Metric:
+        def pipeline_metric(
+            name: str, statistic: str = "Sum", label: str | None = None, period: Duration | None = None
+        ) -> cloudwatch.Metric:
             return cloudwatch.Metric(
                 namespace=namespace,
                 metric_name=name,
                 dimensions_map={"service": service},
-                period=Duration.minutes(5),
+                period=period or Duration.minutes(5),
                 statistic=statistic,
                 label=label,
             )
@@ -126,6 +141,32 @@ class Monitoring(Construct):
                 comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
                 treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
             )
+        backlog_period = Duration.minutes(max(MIN_BACKLOG_PERIOD_MINUTES, 3 * tick_rate_minutes))
+        backlog_floor = pipeline_metric(BACKLOG_METRIC, "Minimum", label="floor (Minimum)", period=backlog_period)
+        self.backlog_growth = cloudwatch.MathExpression(
+            expression="DIFF(floor)",
+            using_metrics={"floor": backlog_floor},
+            period=backlog_period,
+            label="growth of the floor since the previous period",
+        )
+        self.alarms["SealedBacklogGrowing"] = self.backlog_growth.create_alarm(
+            self,
+            "SealedBacklogGrowing",
+            alarm_description=(
+                f"The floor of {BACKLOG_METRIC} (images in SEALED batches behind the job-run slot, its Minimum per "
+                f"{backlog_period.to_minutes()} min) rose in {BACKLOG_GROWTH_PERIODS} of the last "
+                f"{BACKLOG_GROWTH_PERIODS + 1} periods: photos arrive faster than job runs featurize them (each run "
+                "leaves images behind). See ImagesPerJobRun (runs at JOB_MAX_IMAGES?) and the job runs' logs (slow "
+                "or failing runs); raise emrMaxCpu/emrMaxMemory (jobMaxImages follows). README 'Scale'."
+            ),
+            threshold=0,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+            evaluation_periods=BACKLOG_GROWTH_PERIODS + 1,
+            datapoints_to_alarm=BACKLOG_GROWTH_PERIODS,
+            # No datapoint = no tick and no run start published the backlog: no evidence of growth (a stalled tick
+            # alarms on its own: TickErrors, BacklogTooOld); a gap also breaks a run of growing periods.
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+        )
 
         rows = [
             cloudwatch.GraphWidget(
@@ -153,6 +194,25 @@ class Monitoring(Construct):
                 title="Lambda errors",
                 width=12,
                 left=[function.metric_errors(statistic="Sum", label=name) for name, function in functions.items()],
+            ),
+        )
+        self.dashboard.add_widgets(
+            cloudwatch.GraphWidget(
+                title=f"Sealed backlog, images waiting behind the job-run slot ({BACKLOG_METRIC})",
+                width=12,
+                left=[
+                    pipeline_metric(BACKLOG_METRIC, "Maximum", label="Maximum", period=backlog_period),
+                    backlog_floor,
+                ],
+                right=[self.backlog_growth],
+                right_y_axis=cloudwatch.YAxisProps(label="growth / period", show_units=False),
+            ),
+            cloudwatch.GraphWidget(
+                title=f"Images per job run when it starts ({RUN_SIZE_METRIC})",
+                width=12,
+                left=[pipeline_metric(RUN_SIZE_METRIC, stat, label=stat) for stat in ("Average", "Maximum")],
+                right=[pipeline_metric(RUN_SIZE_METRIC, "SampleCount", label="job runs started")],
+                left_annotations=[cloudwatch.HorizontalAnnotation(value=job_max_images, label="JOB_MAX_IMAGES")],
             ),
         )
 

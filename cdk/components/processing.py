@@ -15,6 +15,7 @@ from aws_cdk import aws_s3_assets as s3_assets
 from aws_cdk import aws_s3_deployment as s3deploy
 from constructs import Construct
 
+from cdk import sizing
 from cdk.assets import SPARK_ENTRY_POINT, SPARK_ZIP
 from cdk.nag import acknowledge_object_prefixes
 from lambdas import resources as r
@@ -39,7 +40,9 @@ class Processing(Construct):
         execution_role: the job execution role (trusted by emr-serverless.amazonaws.com).
         image: the custom image asset (built and pushed by ``cdk deploy``; synth needs no Docker).
         entry_point_uri / py_files_uri: ``s3://<bucket>/code/main.py`` and ``.../code/spark_jobs.zip``.
-        spark_submit_parameters: what the Lambdas add to every job run.
+        spark_submit_parameters: what the Lambdas add to every job run: the job's Python, its worker sizes and
+            Spark dynamic allocation from one executor up to ``max_executors`` (:func:`cdk.sizing.spark_sizing_conf`).
+        max_executors: the executors the maximum capacity holds beside the driver(s) (:func:`cdk.sizing.max_executors`).
         weights: the ``--weights`` value of every job run (the weights file baked into the image).
     """
 
@@ -57,6 +60,7 @@ class Processing(Construct):
         idle_stop_minutes: int,
         log_retention: logs.RetentionDays,
         int8_calibration: bool = False,
+        warm_pool: sizing.WarmPool | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
         stack = Stack.of(self)
@@ -75,10 +79,13 @@ class Processing(Construct):
         self.entry_point_uri = bucket.s3_url_for_object(f"{r.CODE_PREFIX}{SPARK_ENTRY_POINT}")
         self.py_files_uri = bucket.s3_url_for_object(f"{r.CODE_PREFIX}{SPARK_ZIP}")
         self.weights = IMAGE_WEIGHTS_PATH
-        self.spark_submit_parameters = (
-            f"--conf spark.emr-serverless.driverEnv.PYSPARK_PYTHON={JOB_PYTHON} "
-            f"--conf spark.executorEnv.PYSPARK_PYTHON={JOB_PYTHON}"
-        )
+        self.max_executors = sizing.max_executors(max_cpu, max_memory, max_disk, warm_pool)
+        conf = {
+            "spark.emr-serverless.driverEnv.PYSPARK_PYTHON": JOB_PYTHON,
+            "spark.executorEnv.PYSPARK_PYTHON": JOB_PYTHON,
+            **sizing.spark_sizing_conf(self.max_executors, warm_pool),
+        }
+        self.spark_submit_parameters = " ".join(f"--conf {key}={value}" for key, value in conf.items())
 
         self.execution_role = iam.Role(
             self,
@@ -115,6 +122,7 @@ class Processing(Construct):
                 cpu=max_cpu, memory=max_memory, disk=max_disk
             ),
             image_configuration=emrs.CfnApplication.ImageConfigurationInputProperty(image_uri=self.image.image_uri),
+            initial_capacity=_initial_capacity(warm_pool),
             runtime_configuration=[
                 emrs.CfnApplication.ConfigurationObjectProperty(
                     classification="spark-defaults",
@@ -185,6 +193,26 @@ class Processing(Construct):
             role=role.without_policy_updates(),
             log_group=log_group,
         )
+
+
+def _initial_capacity(
+    warm_pool: sizing.WarmPool | None,
+) -> list[emrs.CfnApplication.InitialCapacityConfigKeyValuePairProperty] | None:
+    """The application's pre-initialized capacity: the warm pool's drivers and executors, workers of the job's size
+    (a job uses pre-initialized workers only when it asks for that size); ``None`` without a warm pool."""
+    if warm_pool is None:
+        return None
+    worker = emrs.CfnApplication.WorkerConfigurationProperty(
+        cpu=f"{sizing.WORKER_VCPU} vCPU", memory=f"{sizing.WORKER_MEMORY_GB} GB", disk=f"{sizing.WORKER_DISK_GB} GB"
+    )
+    return [
+        emrs.CfnApplication.InitialCapacityConfigKeyValuePairProperty(
+            key=kind,
+            value=emrs.CfnApplication.InitialCapacityConfigProperty(worker_count=count, worker_configuration=worker),
+        )
+        for kind, count in (("Driver", warm_pool.drivers), ("Executor", warm_pool.executors))
+        if count > 0
+    ]
 
 
 def code_deployment_statements(

@@ -90,7 +90,7 @@ def parse_args(argv: list[str] | None) -> JobConfig:
     parser.add_argument("--infer-batch-size", type=_positive, default=32)
     parser.add_argument("--precision", choices=JOB_PRECISIONS, default=DEFAULT_JOB_PRECISION,
                         help="bfloat16: opt-in mixed precision (model_id suffix -bf16); int8: opt-in post-training "
-                             "quantization, job 2.55x f32 measured on a 2-core VNNI AMD EPYC (raw 3.2x), mean "
+                             "quantization, job 2.9x f32 measured on a 2-core VNNI AMD EPYC (raw 3.0x), mean "
                              "cosine to f32 0.99997 (>= 0.999 checked by a fidelity gate, measured once per model "
                              "and kept in the lake), probe within 0.33 points (model_id suffix -int8-<hash8>)")
     parser.add_argument("--calibration", default=None,

@@ -10,10 +10,14 @@ weight values):
   back (f32 and int8 under the same load: the machine is shared); the median round is reported, with each round's
   rate and load average. Also the largest difference to Keras TF float32 features (max |a - b| / max |b|), the
   mean cosine to the same engine's f32 features, and the engine's build time;
-* the Spark job end to end (``spark_jobs.main.main`` on ``local[*]``) per engine on a ``job_images`` batch,
-  after a small warm-up job of the same engine (JVM, Python workers, engine build or quantization, the int8
-  fidelity gate), whose wall time and the workers' engine-build seconds are reported as the per-run start-up
-  cost. Each engine starts from a new SparkSession (new Python workers), as a job run does: a worker that had
+* the Spark job end to end (``spark_jobs.main.main`` on ``local[*]``) per engine on an ``engine_job_images``
+  run (1,200 by default: since issue 19 a job run takes every waiting batch, so ~1,000-1,200 images is the
+  representative run under load), after a small warm-up job of the same engine (JVM, Python workers, engine build
+  or quantization, the int8 fidelity gate), whose wall time and the workers' engine-build seconds are reported as
+  the per-run start-up cost. A second, smaller run (``engine_fit_images``, 300) in the same session gives the
+  line ``seconds = fixed + n x seconds_per_image`` (:func:`job_fit`): the fixed seconds of every run and the
+  per-image rate, so job/raw (= job images/s on the stated run size / raw images/s) is explained, not only given.
+  Each engine starts from a new SparkSession (new Python workers), as a job run does: a worker that had
   loaded TensorFlow for the previous arm made the next engine's inference 12 % slower (26.3 vs 23.6 task-s on
   OpenVINO f32). The default engine's f32 and int8 jobs are then run again ``job_repeats`` - 1 times, back to
   back, and their median is reported;
@@ -125,6 +129,33 @@ def peak_gemm(size: int = 1024, calls: int = 40) -> dict[str, Any]:
             "loadavg_1min": round(os.getloadavg()[0], 2), "cpu": cpu_record()}
 
 
+def interleave(paths: list[Path]) -> list[Path]:
+    """``paths`` (grouped class by class, :func:`bench.common.pick_images`) reordered round-robin over the classes
+    (parent folders), so every prefix, e.g. the smaller job of the fit, is class-balanced."""
+    groups: dict[str, list[Path]] = {}
+    for path in paths:
+        groups.setdefault(path.parent.name, []).append(path)
+    rounds = max((len(g) for g in groups.values()), default=0)
+    return [g[i] for i in range(rounds) for g in groups.values() if i < len(g)]
+
+
+def job_fit(seconds_by_images: dict[int, float]) -> dict[str, Any] | None:
+    """Least-squares line ``seconds = fixed_seconds + images * seconds_per_image`` through job runs of different
+    sizes (wall seconds by featurized images; two sizes: the line through both). None with fewer than two sizes.
+
+    ``fixed_seconds`` is what a job run costs whatever its size (Spark stages, lake commits, PCA fit, the int8
+    calibration resolve and gate, ...), ``images_per_s_per_image`` = 1 / ``seconds_per_image`` the rate a very
+    large run tends to; the rate of an ``n``-image run is ``n / (fixed_seconds + n * seconds_per_image)``.
+    """
+    if len(seconds_by_images) < 2:
+        return None
+    n = np.array(sorted(seconds_by_images), dtype=np.float64)
+    slope, intercept = np.polyfit(n, [seconds_by_images[int(k)] for k in n], 1)
+    return {"fixed_seconds": round(float(intercept), 2), "seconds_per_image": round(float(slope), 5),
+            "images_per_s_per_image": round(1 / slope, 3) if slope > 0 else None,
+            "points": {str(int(k)): seconds_by_images[int(k)] for k in n}}
+
+
 _PEAK_KEY = {"float32": "images_per_s_f32", "bfloat16": "images_per_s_bf16", "int8": "images_per_s_int8"}
 
 
@@ -176,9 +207,20 @@ def raw_rates(pixels: np.ndarray, batch: int, image_size: int, repeats: int, cal
     return raw
 
 
+def fit_note(job: dict[str, Any]) -> str:
+    """`` = fixed F s + n / R images/s per image (job/raw per image x)`` of a job row with a fit, else ``""``."""
+    fit = job.get("fit")
+    if not fit:
+        return ""
+    return (f"; time = {fit['fixed_seconds']} s fixed per run + n / {fit['images_per_s_per_image']} images/s "
+            f"(per-image part alone: {fit.get('job_over_raw_per_image')} x raw; fit of the "
+            f"{'/'.join(fit['points'])}-image runs)")
+
+
 def _target_rows(jobs: dict[str, Any], raw: dict[str, Any], default: str, images: int,
                  job_repeats: int) -> list[dict[str, Any]]:
-    """The target rows (issues 11 and 22) whose arms were measured."""
+    """The target rows (issues 11 and 22) whose arms were measured; job/raw = the job's images/s on an
+    ``images``-image run (its fixed per-run seconds included) / the engine's raw images/s."""
     rows = []
     default_name, int8_name, tf_name = f"{default}-float32", f"{default}-int8", "tensorflow-float32"
     if default_name in jobs:
@@ -187,7 +229,7 @@ def _target_rows(jobs: dict[str, Any], raw: dict[str, Any], default: str, images
                                 target=f">= {TARGET_JOB_OVER_RAW}", met=value is not None
                                 and value >= TARGET_JOB_OVER_RAW,
                                 note=f"{jobs[default_name]['images_per_s']} vs {raw[default_name]['images_per_s']} "
-                                     f"images/s, {images}-image batch"))
+                                     f"images/s, {images}-image job run" + fit_note(jobs[default_name])))
     if default_name in jobs and tf_name in jobs:
         value = ratio(jobs[default_name]["images_per_s"], jobs[tf_name]["images_per_s"])
         rows.append(summary_row(f"default f32 job / TF job ({default_name})", value, "x",
@@ -213,7 +255,7 @@ def _target_rows(jobs: dict[str, Any], raw: dict[str, Any], default: str, images
         rows.append(summary_row(f"job / raw rate, int8 ({int8_name})", value, "x", target=f">= {TARGET_JOB_OVER_RAW}",
                                 met=value is not None and value >= TARGET_JOB_OVER_RAW,
                                 note=f"{jobs[int8_name]['images_per_s']} vs {raw[int8_name]['images_per_s']} "
-                                     "images/s"))
+                                     f"images/s, {images}-image job run" + fit_note(jobs[int8_name])))
     return rows
 
 
@@ -233,7 +275,7 @@ def run(cfg: Any, workdir: Path, arms: tuple[tuple[str, str], ...] = ARMS) -> di
     calibration = resolve_calibration(str(calibration_source), cfg.calibration_images, cfg.holdout_images, size)
     classes = len([d for d in (cfg.sample_dir / "Training").iterdir() if d.is_dir()])
     per_class = -(-cfg.engine_job_images // classes)
-    images = pick_images(cfg.sample_dir, "Training", per_class, cfg.seed)[: cfg.engine_job_images]
+    images = interleave(pick_images(cfg.sample_dir, "Training", per_class, cfg.seed))[: cfg.engine_job_images]
     raw_paths = images[: cfg.ceiling_images]
     pixels = np.stack([np.frombuffer(decode_image(p.read_bytes(), size).pixels, np.uint8).reshape(size, size, 3)
                        for p in raw_paths])
@@ -251,35 +293,43 @@ def run(cfg: Any, workdir: Path, arms: tuple[tuple[str, str], ...] = ARMS) -> di
 
     warm_paths = pick_images(cfg.sample_dir, "Test", 1, cfg.seed)[: cfg.warmup_images]
     warm_manifest = write_manifest(warm_paths, workdir / "manifests" / "engines-warmup.jsonl")
-    manifest = write_manifest(images, workdir / "manifests" / "engines-job.jsonl")
+    sizes = sorted({n for n in (cfg.engine_fit_images, len(images)) if 0 < n <= len(images)})
+    manifests = {n: write_manifest(images[:n], workdir / "manifests" / f"engines-job-{n}.jsonl") for n in sizes}
     options = {"weights": cfg.weights, "image_size": size, "pca_k": cfg.pca_k, "infer_batch_size": batch,
                "calibration": str(calibration_source), "calibration_images": cfg.calibration_images,
                "holdout_images": cfg.holdout_images}
     default = default_engine(platform.machine())
     jobs: dict[str, dict[str, Any]] = {}
 
-    def job_arm(n: int, engine: str, precision: str, tag: str) -> dict[str, Any]:
+    def job_arm(n: int, engine: str, precision: str, tag: str, job_sizes: list[int]) -> dict[str, Any]:
+        """A warm-up job, then one job per size of ``job_sizes`` (ascending), in one new SparkSession; the row
+        of the largest size, with ``sizes`` (every size's seconds, images/s, stages) and the linear fit."""
         name = f"{engine}-{precision}"
         spark_arm.fresh_session()
         warm = spark_arm.run_job(warm_manifest, workdir / f"lake-engine-warm-{name}{tag}", f"b{n:06d}-warm{tag}",
                                  engine=engine, precision=precision, **options)
-        job = spark_arm.run_job(manifest, workdir / f"lake-engine-{name}{tag}", f"b{n:06d}-engine{tag}",
-                                engine=engine, precision=precision, **options)
-        report = job.pop("report") or {}
+        runs = {}
+        for k in job_sizes:
+            job = spark_arm.run_job(manifests[k], workdir / f"lake-engine-{name}{tag}-{k}", f"b{n:06d}-engine{tag}",
+                                    engine=engine, precision=precision, **options)
+            report = job.pop("report") or {}
+            runs[k] = {**job, "stages": report.get("seconds"), "task": report.get("task"),
+                       "fidelity": report.get("fidelity")}
         warm_report = warm.pop("report") or {}
-        return {**job, "warmup_seconds": warm["seconds"],
+        return {**runs[job_sizes[-1]], "warmup_seconds": warm["seconds"],
                 "warmup_engine_build_task_seconds": (warm_report.get("task") or {}).get("engine_build_s"),
-                "stages": report.get("seconds"), "task": report.get("task"), "fidelity": report.get("fidelity"),
-                "cpu": cpu}
+                "sizes": {str(k): {key: r[key] for key in ("images", "seconds", "images_per_s", "loadavg_1min_before",
+                                                          "stages")} for k, r in runs.items()},
+                "fit": job_fit({r["images"]: r["seconds"] for r in runs.values()}), "cpu": cpu}
 
     for n, (engine, precision) in enumerate(arms):
-        jobs[f"{engine}-{precision}"] = job_arm(n, engine, precision, "")
+        jobs[f"{engine}-{precision}"] = job_arm(n, engine, precision, "", sizes)
     pair = (f"{default}-float32", f"{default}-int8")
     pair = pair if all(name in jobs for name in pair) else ()
-    for r in range(1, cfg.job_repeats):  # the default engine's f32 and int8 jobs again, back to back
+    for r in range(1, cfg.job_repeats):  # the default engine's f32 and int8 jobs again (largest size), back to back
         for name in pair:
             engine, precision = name.rsplit("-", 1)
-            again = job_arm(100 + r, engine, precision, f"-r{r}")
+            again = job_arm(100 + r, engine, precision, f"-r{r}", sizes[-1:])
             jobs[name].setdefault("repeats", [{k: jobs[name][k] for k in ("images_per_s", "loadavg_1min_before")}])
             jobs[name]["repeats"].append({k: again[k] for k in ("images_per_s", "loadavg_1min_before")})
     for name in pair:
@@ -288,6 +338,9 @@ def run(cfg: Any, workdir: Path, arms: tuple[tuple[str, str], ...] = ARMS) -> di
             jobs[name]["images_per_s"] = round(statistics.median(x["images_per_s"] for x in jobs[name]["repeats"]), 3)
     for name, job in jobs.items():
         job["job_over_raw"] = ratio(job["images_per_s"], raw[name]["images_per_s"])
+        fit = job["fit"]
+        if fit is not None:
+            fit["job_over_raw_per_image"] = ratio(fit["images_per_s_per_image"], raw[name]["images_per_s"])
 
     info = machine_info()
     peak = peak_gemm(cfg.gemm_size)
@@ -314,7 +367,7 @@ def run(cfg: Any, workdir: Path, arms: tuple[tuple[str, str], ...] = ARMS) -> di
                                    note=f"{job['seconds']} s for {job['images']} images, job/raw "
                                         f"{job['job_over_raw']}, warm-up job {job['warmup_seconds']} s, "
                                         f"USD/1000 images x86 {usd['x86_64']} arm64 {usd['arm64']}, "
-                                        f"load {job['loadavg_1min_before']}"))
+                                        f"load {job['loadavg_1min_before']}" + fit_note(job)))
     for row in summary:
         row["cpu"] = cpu
     notes = [
@@ -352,7 +405,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tiny", action="store_true", help="tiny sizes (plumbing check), results to a temp dir")
     parser.add_argument("--arms", default=",".join(f"{e}-{p}" for e, p in ARMS),
                         help="comma-separated ENGINE-PRECISION arms (default: all of ARMS)")
-    parser.add_argument("--job-images", type=int, default=None, help="images of each job run (default: config)")
+    parser.add_argument("--job-images", type=int, default=None,
+                        help="images of the headline job run per arm (default: config, 1200: a run takes every "
+                             "waiting batch, up to JOB_MAX_IMAGES); job/raw is measured on it")
+    parser.add_argument("--fit-images", type=int, default=None,
+                        help="images of a second, smaller job run per arm; the two give fixed seconds per run + "
+                             "per-image rate (default: config, 300; 0: no fit)")
     parser.add_argument("--raw-images", type=int, default=None, help="images of each raw timing (default: config)")
     parser.add_argument("--results-dir", type=Path, default=None, help="where engines.json goes (default: config)")
     args = parser.parse_args(argv)
@@ -365,6 +423,7 @@ def main(argv: list[str] | None = None) -> int:
             cfg = replace(cfg, results_dir=Path(tmp) / "results")
         cfg = replace(cfg, results_dir=args.results_dir or cfg.results_dir,
                       engine_job_images=args.job_images or cfg.engine_job_images,
+                      engine_fit_images=cfg.engine_fit_images if args.fit_images is None else args.fit_images,
                       ceiling_images=args.raw_images or cfg.ceiling_images)
         doc = run(cfg, Path(tmp), arms)  # type: ignore[arg-type]
     doc["command"] = "python -m bench.engines " + " ".join(argv if argv is not None else sys.argv[1:])

@@ -256,7 +256,8 @@ def run_batches(spark: SparkSession, config: JobConfig, spec: ModelSpec | None =
     fidelity = None
     if spec.precision == "int8":  # before anything is read or written: a refused model stops the job here
         with timer.stage("fidelity_gate"):
-            fidelity = quantization.fidelity_gate(spec, engine, os.cpu_count() or 1, config.min_mean_cosine)
+            fidelity = quantization.fidelity_gate(spec, engine, os.cpu_count() or 1, config.min_mean_cosine,
+                                                  lake=config.lake)  # measured once per model, kept in the lake
     previous = spark.conf.get(ARROW_BATCH_CONF, None)
     spark.conf.set(ARROW_BATCH_CONF, str(config.infer_batch_size))  # bounds pixels held per Arrow frame
     latest_pca = prefetch_latest(config.lake, spec.model_id)  # read while the executors featurize

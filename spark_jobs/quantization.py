@@ -21,13 +21,15 @@ photos always give the same quantized model, and features of different calibrati
 are featurized in float32 and int8 on the driver and compared: mean and minimum cosine similarity, relative
 difference ``||Q - F||_F / ||F||_F`` and the accuracy of a linear probe (logistic regression, stratified k-fold,
 same folds for both) on each. A mean cosine below the threshold (default :data:`MIN_MEAN_COSINE`) raises
-:class:`FidelityError` before anything is written; the figures go into the batch report.
+:class:`FidelityError` before any batch data is written; the figures go into the batch report. The figures are a
+property of the quantized model and the held-back photos: they are measured once and remembered in the lake
+(``fidelity/<model_id>/<engine>-<key>.json``, :func:`gate_record_uri`) and next to the cached model, passed or
+refused, and later job runs reuse them (the report says so and since when); the threshold is applied every time.
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -269,77 +271,138 @@ def _model_files(spec: ModelSpec, engine: str) -> list[Path]:
     """The engine-cache files of ``spec`` on ``engine`` (:func:`spark_jobs.engines.cache_key`)."""
     from spark_jobs import engines
 
-    version = __import__("openvino" if engine == "openvino" else "onnxruntime").__version__
-    stem = engines.cache_dir() / engines.cache_key(spec, engine, version)
+    stem = engines.cache_dir() / engines.cache_key(spec, engine, _engine_version(engine))
     return [stem.with_suffix(".xml"), stem.with_suffix(".bin")] if engine == "openvino" else [stem.with_suffix(".onnx")]
 
 
+def _engine_version(engine: str) -> str:
+    return str(__import__("openvino" if engine == "openvino" else "onnxruntime").__version__)
+
+
 def _digest(files: list[Path]) -> str | None:
+    """sha256 of the cached model's weights (OpenVINO ``.bin`` / the ``.onnx``), None when a file is missing. The
+    OpenVINO ``.xml`` is left out: two NNCF runs on the same inputs give byte-identical ``.bin`` files but other
+    node names in the ``.xml`` (spark_jobs/README.md "int8"), and the record must match on every host."""
     if not all(f.is_file() for f in files):
         return None
     digest = hashlib.sha256()
     for f in files:
-        digest.update(f.read_bytes())
+        if f.suffix != ".xml":
+            digest.update(f.read_bytes())
     return digest.hexdigest()
 
 
-def fidelity_gate(spec: ModelSpec, engine: str, threads: int = 1, min_mean_cosine: float = MIN_MEAN_COSINE,
-                  batch_size: int = 32) -> dict[str, Any]:
-    """Run the fidelity gate of an int8 ``spec`` on ``engine`` (module doc) and return its figures.
+def gate_record_uri(lake: str, spec: ModelSpec, engine: str) -> str:
+    """Where the lake keeps the fidelity gate's figures of ``spec`` on ``engine``:
+    ``<lake>/fidelity/<model_id>/<engine>-<16 hex>.json``, the hex = sha256 of the quantized model's cache key
+    (:func:`spark_jobs.engines.cache_key`: model_id, weights sha256, engine and its version, calibration sha256,
+    :data:`RECIPE`) and of the held-back photos' content sha256. One record per quantized model and held-back set."""
+    from spark_jobs import engines
 
-    Builds (or loads from the engine cache, :mod:`spark_jobs.engines`) the f32 and int8 models in this process,
-    featurizes the held-back photos with both and compares them (:func:`compare`). The figures are kept next to
-    the cached int8 model with the sha256 of its files and the held-back photos; a later gate of the very same
-    model files and photos reuses them (``cached: true``) instead of featurizing again. The threshold is applied
-    every time.
+    assert spec.calibration is not None
+    ident = f"{engines.cache_key(spec, engine, _engine_version(engine))}|{_holdout_sha256(spec.calibration)}"
+    name = f"{engine}-{hashlib.sha256(ident.encode()).hexdigest()[:16]}.json"
+    return storage.join(lake, "fidelity", spec.model_id, name)
 
-    Returns: the :func:`compare` figures plus ``threshold``, ``passed``, ``engine``, ``cached``, ``model_sha256``,
-    ``calibration`` (:meth:`CalibrationSet.describe`) and ``seconds`` (wall time of the gate).
 
-    Raises:
-        FidelityError: mean cosine < ``min_mean_cosine`` (the message gives the figures).
-        ValueError: ``spec`` is not an int8 spec with a calibration set.
-    """
+def _holdout_sha256(calibration: CalibrationSet) -> str:
+    return hashlib.sha256("\n".join(p.sha256 for p in calibration.holdout).encode()).hexdigest()
+
+
+def _read_json(uri: str) -> dict[str, Any] | None:
+    """The JSON object at ``uri``, or None when absent or unreadable as a JSON object (then measured again)."""
     import json
-    import time
+
+    try:
+        kept = json.loads(storage.read_bytes(uri))
+    except (FileNotFoundError, ValueError):
+        return None
+    return kept if isinstance(kept, dict) else None
+
+
+def _measure(spec: ModelSpec, engine: str, threads: int, batch_size: int) -> dict[str, Any]:
+    """Featurize the held-back photos in float32 and int8 on ``engine`` and :func:`compare` them."""
     from dataclasses import replace
 
     from spark_jobs.engines import build_engine
 
+    assert spec.calibration is not None
+    holdout = spec.calibration.holdout
+    pixels = load_pixels(holdout, spec.image_size)
+    runs = []
+    for model in (replace(spec, precision="float32", calibration=None), spec):
+        featurizer = build_engine(model, engine, threads)  # not the process cache: the driver drops them
+        runs.append(np.concatenate([featurizer(pixels[i : i + batch_size]) for i in range(0, len(pixels), batch_size)]))
+        del featurizer
+    return compare(runs[0], runs[1], [p.label for p in holdout])
+
+
+def fidelity_gate(spec: ModelSpec, engine: str, threads: int = 1, min_mean_cosine: float = MIN_MEAN_COSINE,
+                  batch_size: int = 32, lake: str | None = None) -> dict[str, Any]:
+    """Run the fidelity gate of an int8 ``spec`` on ``engine`` (module doc) and return its figures.
+
+    The figures are a property of the quantized model (weights, calibration set, engine and version, recipe) and
+    of the held-back photos, so they are measured once and remembered, passed or refused:
+
+    * in ``lake`` (when given), at :func:`gate_record_uri`: a later job run, even on fresh workers with an empty
+      engine cache, reuses them without building any model (``reused_from: "lake"``); when this process has the
+      cached int8 model files and their sha256 differs from the recorded one, the gate is measured again;
+    * next to the cached int8 model (engine cache, :mod:`spark_jobs.engines`) with the sha256 of its files: a later
+      gate of the very same files reuses them (``reused_from: "engine-cache"``).
+
+    Otherwise it builds (or loads from the engine cache) the f32 and int8 models in this process, featurizes the
+    held-back photos with both and compares them (:func:`compare`), then writes both records. The threshold is
+    applied every time, to measured or remembered figures alike, so a refused model is refused again (without
+    measuring again) until the threshold, calibration set or model changes.
+
+    Returns: the :func:`compare` figures plus ``threshold``, ``passed``, ``engine``, ``engine_version``,
+    ``cached`` (True when reused), ``reused_from`` (None, ``"lake"`` or ``"engine-cache"``), ``measured_at``
+    (UTC ISO time of the measurement, also when reused), ``measure_seconds`` (wall time of that measurement),
+    ``model_sha256``, ``holdout_sha256``, ``calibration`` (:meth:`CalibrationSet.describe`) and ``seconds``
+    (wall time of this gate call).
+
+    Raises:
+        FidelityError: mean cosine < ``min_mean_cosine`` (the message gives the figures and when they were
+            measured).
+        ValueError: ``spec`` is not an int8 spec with a calibration set.
+    """
+    import datetime as dt
+    import json
+    import time
+
     if spec.precision != "int8" or spec.calibration is None:
         raise ValueError("the fidelity gate applies to --precision int8 specs with a calibration set")
     started = time.perf_counter()
-    holdout = spec.calibration.holdout
-    holdout_sha = hashlib.sha256("\n".join(p.sha256 for p in holdout).encode()).hexdigest()
+    holdout_sha = _holdout_sha256(spec.calibration)
     files = _model_files(spec, engine)
-    record = files[0].with_name(f"{files[0].stem}.gate-{holdout_sha[:16]}.json")
+    local = files[0].with_name(f"{files[0].stem}.gate-{holdout_sha[:16]}.json")
+    remote = gate_record_uri(lake, spec, engine) if lake else None
     model_sha = _digest(files)
-    figures: dict[str, Any] | None = None
-    if model_sha and record.is_file():
-        kept = json.loads(record.read_text())
-        figures = kept if kept.get("model_sha256") == model_sha else None
-    cached = figures is not None
+    figures, reused_from = None, None
+    kept = _read_json(remote) if remote else None
+    if kept is not None and kept.get("holdout_sha256") == holdout_sha and model_sha in (None, kept.get("model_sha256")):
+        figures, reused_from = kept, "lake"
+    kept = _read_json(str(local)) if model_sha and figures is None else None
+    if kept is not None and kept.get("model_sha256") == model_sha and kept.get("holdout_sha256") == holdout_sha:
+        figures, reused_from = kept, "engine-cache"
     if figures is None:
-        pixels = load_pixels(holdout, spec.image_size)
-        runs = []
-        for model in (replace(spec, precision="float32", calibration=None), spec):
-            featurizer = build_engine(model, engine, threads)  # not the process cache: the driver drops them
-            runs.append(np.concatenate([featurizer(pixels[i : i + batch_size])
-                                        for i in range(0, len(pixels), batch_size)]))
-            del featurizer
-        figures = compare(runs[0], runs[1], [p.label for p in holdout])
-        figures["model_sha256"] = model_sha = _digest(files)
-        if model_sha:
-            tmp = record.with_name(f".{record.name}.{os.getpid()}.tmp")
-            tmp.write_text(json.dumps(figures))
-            os.replace(tmp, record)
+        measured_at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+        figures = _measure(spec, engine, threads, batch_size)
+        figures.update(model_sha256=_digest(files), holdout_sha256=holdout_sha, measured_at=measured_at,
+                       measure_seconds=round(time.perf_counter() - started, 3), engine_version=_engine_version(engine))
+        if figures["model_sha256"]:
+            storage.write_bytes(str(local), json.dumps(figures).encode())
+    if remote and reused_from != "lake":  # first measured here, or known only to this engine cache
+        storage.write_bytes(remote, json.dumps({**figures, "model_id": spec.model_id, "engine": engine}).encode())
     figures = {**figures, "threshold": min_mean_cosine, "passed": figures["mean_cosine"] >= min_mean_cosine,
-               "engine": engine, "cached": cached, "calibration": spec.calibration.describe(),
-               "seconds": round(time.perf_counter() - started, 3)}
+               "engine": engine, "cached": reused_from is not None, "reused_from": reused_from,
+               "calibration": spec.calibration.describe(), "seconds": round(time.perf_counter() - started, 3)}
+    figures.pop("model_id", None)
     if not figures["passed"]:
+        when = f"measured {figures.get('measured_at')}" + (f", remembered in {reused_from}" if reused_from else "")
         raise FidelityError(
             f"int8 model {spec.model_id} on {engine} refused by the fidelity gate: mean cosine to float32 "
             f"{figures['mean_cosine']:.5f} < {min_mean_cosine} on {figures['images']} held-back photos (min "
-            f"{figures['min_cosine']:.5f}, relative difference {figures['relative_difference']:.2e}); nothing "
-            "written. Use another calibration set, --precision float32, or lower --min-mean-cosine.")
+            f"{figures['min_cosine']:.5f}, relative difference {figures['relative_difference']:.2e}; {when}); "
+            "no batch written. Use another calibration set, --precision float32, or lower --min-mean-cosine.")
     return figures

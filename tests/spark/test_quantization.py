@@ -159,10 +159,12 @@ def test_int8_job_records_the_gate_or_refuses_with_nothing_written(spark, photo_
     args = ["--manifest", manifest, "--weights", "random:5", "--image-size", str(SIZE), "--precision", "int8",
             "--engine", "openvino", "--calibration", str(photo_folder), "--calibration-images", "8",
             "--holdout-images", "16", "--pca-k", "2"]
-    # GIVEN a threshold no quantized model reaches WHEN the job runs THEN it is refused and writes nothing
+    # GIVEN a threshold no quantized model reaches WHEN the job runs THEN it is refused and writes no batch data:
+    # the lake holds only the gate's remembered figures (fidelity/<model_id>/), no table, PCA state or report
     refused = tmp_path / "refused"
     assert main([*args, "--lake", str(refused), "--batch-id", "b000001-int8", "--min-mean-cosine", "1"]) == 1
-    assert not refused.exists() or not any(refused.rglob("*.json"))
+    written = [p.relative_to(refused) for p in refused.rglob("*") if p.is_file()]
+    assert [p.parts[:2] for p in written] == [("fidelity", int8_spec.model_id)]
     # GIVEN the default threshold WHEN the job runs THEN the batch is featurized under the int8 model_id
     lake = tmp_path / "lake"
     assert main([*args, "--lake", str(lake), "--batch-id", "b000002-int8"]) == 0
@@ -173,5 +175,10 @@ def test_int8_job_records_the_gate_or_refuses_with_nothing_written(spark, photo_
     gate = report["fidelity"]
     assert gate["passed"] and gate["images"] == 16 and gate["mean_cosine"] >= 0.999
     assert gate["calibration"]["sha256"] == int8_spec.calibration.sha256 and gate["threshold"] == 0.999
+    # AND the figures measured by the refused run were reused (from this machine's engine cache), saying when
+    assert gate["cached"] and gate["reused_from"] == "engine-cache" and gate["measured_at"]
+    # AND a third run in the same lake reuses them from the lake
+    assert main([*args, "--lake", str(lake), "--batch-id", "b000003-int8"]) == 0
+    assert lake_io.read_report(str(lake), "b000003-int8")["fidelity"]["reused_from"] == "lake"
     rows = lake_io.read_features(spark, str(lake)).collect()
     assert {r.model_id for r in rows} == {int8_spec.model_id}

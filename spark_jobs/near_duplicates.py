@@ -11,14 +11,16 @@ commits, which equals the mean of the model's current rows), not of the PCA coor
   Fruits-360 sample every pair of photos, same fruit or not, is above 0.95; bench/results/near_duplicates.json);
   centring removes the direction all photos share and spreads them (Pearson correlation of the two vectors).
 
-The cost (8 KiB per history row read, 2,048 multiply-adds per pair) is measured in ``bench/near_duplicates.py``.
+The cost (8 KiB per history row read and decoded; per history row one 2,048 x 128 projection, or 2,048
+multiply-adds per pair for a batch of at most 256 photos) is measured in ``bench/near_duplicates.py``.
 
 A batch run records, for each of its new photos, every other photo of the same model with cosine similarity
 ``>= min_similarity`` (:data:`DEFAULT_MIN_SIMILARITY`, job argument ``--near-duplicate-similarity``):
 
-* against the model's other rows (``features`` rows of ``model_id`` from other batches), read in Arrow record
-  batches of the two columns needed (``image_uri``, ``features``) and compared chunk by chunk (one
-  ``(batch, chunk)`` matrix product each: driver memory O(batch x chunk), never the whole history at once);
+* against the model's other rows (``features`` rows of ``model_id`` from other batches), read chunk by chunk
+  (:func:`spark_jobs.vector_scan.model_rows`: the two columns needed, ``image_uri`` and ``features``, decoded on a
+  thread one chunk ahead) and compared chunk by chunk (:func:`pairs_above`: an exact candidate filter, then float64
+  cosines; driver memory O(batch x chunk), never the whole history at once);
 * between the batch's own photos (each unordered pair once).
 
 Each unordered pair is stored once, by the batch that last featurized one of its two photos (``image_uri`` = that

@@ -11,8 +11,8 @@ commits, which equals the mean of the model's current rows), not of the PCA coor
   Fruits-360 sample every pair of photos, same fruit or not, is above 0.95; bench/results/near_duplicates.json);
   centring removes the direction all photos share and spreads them (Pearson correlation of the two vectors).
 
-The cost (8 KiB per history row read and decoded; per history row one 2,048 x 128 projection, or 2,048
-multiply-adds per pair for a batch of at most 256 photos) is measured in ``bench/near_duplicates.py``.
+The cost (8 KiB per history row read and decoded; 128 multiply-adds per pair, 2,048 for a batch of at most
+256 photos) is measured in ``bench/near_duplicates.py``.
 
 A batch run records, for each of its new photos, every other photo of the same model with cosine similarity
 ``>= min_similarity`` (:data:`DEFAULT_MIN_SIMILARITY`, job argument ``--near-duplicate-similarity``):
@@ -98,8 +98,8 @@ def history_chunks(
 # Float32 rounding bound of a dot product of d terms (Higham, "Accuracy and Stability of Numerical Algorithms",
 # 2nd ed., Eq. 3.5: |fl(x.y) - x.y| <= gamma_d |x|.|y|, gamma_d = d u / (1 - d u), u = 2**-24 for float32).
 _UNIT_ROUNDOFF = 2.0**-24
-# Dimensions of the projection the candidate filter compares in (module doc of pairs_above): 128 of 2,048 makes the
-# per-row product 16x cheaper than the full one while keeping the filter tight (bench/near_duplicates.py).
+# Coordinates the candidate filter compares in (:class:`_ChunkSearch`): 128 of 2,048 makes the per-pair work 16x
+# smaller than the full product while keeping the filter tight (bench/near_duplicates.py).
 PROJECTION_DIM = 128
 _CHECK_PAIRS = 4096  # candidate pairs checked in float64 per step (4,096 x 2,048 float64 = 64 MiB)
 
@@ -108,18 +108,12 @@ def _gamma(d: int) -> float:
     return d * _UNIT_ROUNDOFF / (1 - d * _UNIT_ROUNDOFF)
 
 
-def _projection(unit: np.ndarray, k: int) -> tuple[np.ndarray, float]:
-    """``(P (k', d) float64, s)``: the top k' <= k principal directions of the batch's centred unit rows ``unit``
-    (n, d) (eigenvectors of the Gram matrix of at most 2k evenly spaced rows: the directions in which the photos
-    differ) and a bound ``s >= |P x| / |x|`` for every x (``sqrt(1 + Gershgorin radius of P P^T - I)``, about
-    1 + 1e-12: the rows are orthonormal up to rounding)."""
-    sample = unit[np.linspace(0, len(unit) - 1, min(len(unit), 2 * k)).astype(int)]
-    values, vectors = np.linalg.eigh(sample @ sample.T)
-    order = np.argsort(values)[::-1][:k]
-    order = order[values[order] > 1e-6 * max(float(values.max(initial=0.0)), 1e-300)]
-    top = (vectors[:, order].T @ sample) / np.sqrt(values[order])[:, None]
-    off = np.abs(top @ top.T - np.eye(len(top))).sum(axis=1).max(initial=0.0)
-    return np.ascontiguousarray(top), float(np.sqrt(1.0 + off))
+def _coordinates(unit: np.ndarray, k: int) -> np.ndarray:
+    """The ``k`` coordinates (sorted indices) in which the batch's centred unit rows ``unit`` (n, d) vary most: the
+    projection on them (rows of the identity: orthonormal exactly, applied by indexing, no LAPACK call, which under
+    load costs more than the whole filter) keeps most of the distance between two photos."""
+    spread = np.einsum("ij,ij->j", unit, unit)
+    return np.sort(np.argsort(spread, kind="stable")[::-1][:k])
 
 
 class _ChunkSearch:
@@ -127,13 +121,13 @@ class _ChunkSearch:
     history chunks.
 
     A batch of more than 2k photos (k = :data:`PROJECTION_DIM`): for unit vectors a, b, cos(a, b) >= t  <=>
-    |a - b| <= r = sqrt(2 (1 - t)); a projection P with orthonormal rows (:func:`_projection`) never lengthens a
-    vector (up to its bound s), so every pair at or above the threshold has |P a - P b| <= s r. The filter
-    computes P a for the batch (float64) and P b for each history row in float32 (centring, a (m, d) x (d, k)
-    product, normalising) and keeps the pairs with |P a - P b| <= s r + eps_b,
-    where eps_b bounds the float32 error of P b (Higham Eq. 3.5 for the products, u per subtraction / division,
-    the mean's float32 rounding |mean - mean32| / |b - mean|), doubled. The kept pairs' cosines are then computed
-    in float64 from the full vectors and compared with t: the result equals a float64 brute-force search.
+    |a - b| <= r = sqrt(2 (1 - t)); the projection P on k coordinates (:func:`_coordinates`) never lengthens a
+    vector, so every pair at or above the threshold has |P a - P b| <= r. The filter computes P a for the batch
+    (float64) and P b for each history row in float32 (centring, normalising) and keeps the pairs with
+    |P a - P b| <= r + eps_b, where eps_b bounds the float32 error of P b (u per subtraction / division, Higham
+    Eq. 3.5 for the norm, the mean's float32 rounding |mean - mean32| / |b - mean|), doubled. The kept pairs'
+    cosines are then computed in float64 from the full vectors and compared with t: the result equals a float64
+    brute-force search.
     A smaller batch: the full float32 product of centred unit vectors, kept when it reaches t minus its float32
     error bound, then the same float64 check.
     """
@@ -152,14 +146,13 @@ class _ChunkSearch:
         # a batch of at most 2 x PROJECTION_DIM photos: the full product costs no more than the projection
         self.project = len(x64) > 2 * PROJECTION_DIM
         if self.project:
-            self.p64, stretch = _projection(self.unit64, PROJECTION_DIM)
-            self.p32 = self.p64.astype(np.float32)
-            self.batch32 = (self.unit64 @ self.p64.T).astype(np.float32)
+            self.columns = _coordinates(self.unit64, PROJECTION_DIM)
+            self.batch32 = self.unit64[:, self.columns].astype(np.float32)
             self.half_sq = (0.5 * (self.batch32.astype(np.float64) ** 2).sum(axis=1)).astype(np.float32)
-            k = len(self.p64)
-            self.radius = stretch * np.sqrt(max(2.0 * (1.0 - self.t), 0.0))
-            self.eps_rel = 2 * (gamma_d * (1 + np.sqrt(k)) + u * (4 + np.sqrt(k))) + 2 * u  # + the batch side's
-            self.slack = 4 * _gamma(k) + 16 * u  # float32 error of the projected dot products and subtractions
+            self.radius = np.sqrt(max(2.0 * (1.0 - self.t), 0.0))
+            # P b in float32: u per subtraction and division, gamma_d + u in the norm; doubled, + the batch side's u
+            self.eps_rel = 2 * (gamma_d + 4 * u) + 2 * u
+            self.slack = 4 * _gamma(len(self.columns)) + 16 * u  # the projected dot products and subtractions
             self.product = np.empty((len(x64), 0), dtype=np.float32)
         else:
             self.unit32 = self.unit64.astype(np.float32)
@@ -187,7 +180,7 @@ class _ChunkSearch:
             bound = self.t * norms.astype(np.float64) - (self.rel_slack * norms + self.eps_mean * (1 + abs(self.t)))
             rows, cols = np.nonzero(product >= np.nextafter(bound.astype(np.float32), np.float32(-np.inf)))
             return self._check(other, rows, cols)
-        projected = centred @ self.p32.T  # (m, k)
+        projected = centred[:, self.columns]  # (m, k)
         np.divide(projected, norms[:, None], out=projected, where=norms[:, None] > 0)
         projected[norms == 0] = 0.0
         with np.errstate(divide="ignore"):
@@ -232,10 +225,10 @@ def pairs_above(
     """Every pair (batch photo, other photo, cosine) with cosine ``>= min_similarity``: each batch photo against
     every history row, and the batch's photos among themselves (pair ``i < j`` once, never a photo with itself).
 
-    Exact: a filter in a 128-dimension projection keeps every pair whose cosine can reach the threshold (a proven
-    bound, float32 rounding included: :class:`_ChunkSearch`), then the cosine of those candidates is computed in
-    float64 from the full vectors and compared with the threshold, so the result equals a float64 brute-force
-    search. Cost per history row: one (d x 128) product instead of n x d multiply-adds.
+    Exact: a filter on 128 coordinates keeps every pair whose cosine can reach the threshold (a proven bound,
+    float32 rounding included: :class:`_ChunkSearch`), then the cosine of those candidates is computed in float64
+    from the full vectors and compared with the threshold, so the result equals a float64 brute-force search.
+    Cost per pair: 128 multiply-adds instead of 2,048 (batches of more than 256 photos).
 
     Args:
         uris: the batch's n photos. vectors: their feature vectors, (n, d). history: ``(uris, vectors (m, d))``

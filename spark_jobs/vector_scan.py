@@ -112,7 +112,7 @@ def _chunks(
     table: Table, tasks: list[FileScanTask], names: list[str], vector: str, model_id: str,
     exclude_batch: str | None, exclude_uris: Sequence[str], chunk_rows: int,
 ) -> Iterator[tuple[pa.Table, np.ndarray]]:
-    """Rows passing :func:`model_filter`, merged into chunks of at least ``chunk_rows / 2`` rows (but the last)."""
+    """Rows passing :func:`model_filter` in chunks of ``chunk_rows / 2`` to ``chunk_rows`` rows (but the last)."""
     excluded = pa.array(sorted(set(exclude_uris)), pa.string()) if exclude_uris else None
     pending: list[tuple[pa.Table, np.ndarray]] = []
     held = 0
@@ -123,9 +123,13 @@ def _chunks(
                 rows = rows.filter(mask)
             if rows.num_rows == 0:
                 continue
-            pending.append((pa.Table.from_batches([rows.drop_columns([vector])]), vectors_of(rows.column(vector))))
+            piece = pa.Table.from_batches([rows.drop_columns([vector])]), vectors_of(rows.column(vector))
+            if rows.num_rows >= chunk_rows // 2:  # large enough: handed on as it is (no copy)
+                yield piece
+                continue
+            pending.append(piece)  # small pieces (small files, row group tails) are merged: large products
             held += rows.num_rows
-            if held >= chunk_rows // 2:  # small files are merged so the matrix products stay large
+            if held >= chunk_rows // 2:
                 yield _merge(pending)
                 pending, held = [], 0
     if pending:
@@ -186,7 +190,7 @@ def model_rows(
     table: Table | None = None,
 ) -> Iterator[tuple[pa.Table, np.ndarray]]:
     """The current ``features`` rows of ``model_id`` (minus ``exclude_batch`` / ``exclude_uris``) as chunks of
-    ``(pa.Table of columns, vectors float32 (m, d))``, m <= ~1.5 x ``chunk_rows``; read on a background thread one
+    ``(pa.Table of columns, vectors float32 (m, d))``, m <= ``chunk_rows``; read on a background thread one
     chunk ahead (module doc). No ``features`` table: nothing. ``table``: the loaded ``features`` table (saves a
     catalog load).
 

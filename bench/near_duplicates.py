@@ -1,8 +1,9 @@
 """Benchmark — near-duplicates: the similarity distribution behind the default threshold, and the search's cost.
 
 ``python -m bench.near_duplicates [--sample-lake DIR] [--workdir DIR] [--sizes 1000,10000,100000] [--no-job]
-[--no-search] [--similar-photo PATH]`` (not in ``make bench``: it builds a 100k-row lake, ~1 GB, and runs the job
-twice). Sections not run keep their previous figures in ``bench/results/near_duplicates.json``.
+[--no-search] [--similar-photo PATH | --similar-synthetic ROWS]`` (not in ``make bench``: it builds a 100k-row
+lake, ~1 GB, and runs the job twice). Sections not run keep their previous figures in
+``bench/results/near_duplicates.json``.
 
 1. **Sample distribution** (``--sample-lake``: a lake holding the 3,600 Fruits-360 Training photos of one model,
    e.g. ``fruits featurize --images ../shared/data/fruits-360-sample/Training --weights random:0``): the cosine of
@@ -13,10 +14,12 @@ twice). Sections not run keep their previous figures in ``bench/results/near_dup
    pair of different classes remains.
 2. **Search cost** against H rows of history (synthetic real-shaped vectors: ReLU of Gaussians, 2,048 float32 and
    150 PCA floats, written to a local Iceberg ``features`` table in 10k-row batch runs): a 500-photo batch searched
-   as the job does (:func:`spark_jobs.near_duplicates.history_chunks` + ``pairs_above``: read ``image_uri`` +
-   ``features`` chunk by chunk, one matrix product per chunk), read and compute timed apart, best of 2; beside it
+   as the job does (:func:`spark_jobs.near_duplicates.history_chunks` + ``pairs_above``: ``image_uri`` +
+   ``features`` decoded chunk by chunk on a thread while the previous chunk is searched), wall and CPU of that,
+   and read and compute timed apart, best of 2; beside it
    the same search over the 150 PCA coordinates (what it would cost if it could use them).
-4. **``fruits similar``** (``--similar-photo``, a photo of ``--sample-lake``): wall time of the command in a new
+4. **``fruits similar``** (``--similar-photo``, a photo of ``--sample-lake``; or ``--similar-synthetic 3600``, a
+   stored URI of a synthetic lake of that many rows built in the workdir): wall time of the command in a new
    process (imports and catalog load included), best of 3, with and without ``--model-id``.
 3. **In a job run**: the real Spark job (``--weights random:0``, the machine's default engine) featurizes 500
    Fruits-360 photos into the lake holding 100k rows of history of the same model, after a warm-up run; the
@@ -130,8 +133,10 @@ def grow_history(lake_dir: str, have: int, want: int, seed: int = 0, step: int =
 
 
 def search_cost(lake_dir: str, threshold: float, repeats: int = 2) -> dict[str, float]:
-    """Best-of-``repeats`` seconds of a 500-photo batch's search over the lake's rows: full vectors (read, compute)
-    and PCA coordinates (read, compute)."""
+    """Best-of-``repeats`` seconds of a 500-photo batch's search over the lake's rows as the job runs it
+    (:func:`spark_jobs.near_duplicates.history_chunks` decoding one chunk ahead on a thread + ``pairs_above``):
+    ``total`` (wall and CPU of that pipelined search), and apart ``read`` (the chunks only) and ``compute`` (the
+    search over chunks already in memory); beside them the same search over the 150 PCA coordinates."""
     from spark_jobs import near_duplicates as nd
     from spark_jobs import tables
 
@@ -142,34 +147,34 @@ def search_cost(lake_dir: str, threshold: float, repeats: int = 2) -> dict[str, 
     mean = np.full(DIM, 0.5, dtype=np.float64)
     uris = [f"s3://bench/images/new/{i}.jpg" for i in range(BATCH)]
     best: dict[str, float] = {}
+
+    def keep(key: str, wall: float, cpu: float) -> None:
+        for name, value in ((key, time.perf_counter() - wall), (f"{key}_cpu", time.process_time() - cpu)):
+            best[name] = min(best.get(name, float("inf")), round(value, 3))
+
+    table = lake.table(tables.FEATURES, create=False)
     for _ in range(repeats):
-        read = compute = 0.0
-        rows = 0
-        chunks = nd.history_chunks(lake, nd.history_filter(MODEL_ID, exclude_batch="new"))
-        while True:
-            start = time.perf_counter()
-            chunk = next(chunks, None)
-            read += time.perf_counter() - start
-            if chunk is None:
-                break
-            rows += len(chunk[0])
-            start = time.perf_counter()
-            nd.pairs_above(uris, batch, [chunk], threshold, mean)
-            compute += time.perf_counter() - start
-        start = time.perf_counter()
-        table = lake.table(tables.FEATURES, create=False)
+        wall, cpu = time.perf_counter(), time.process_time()
+        history = nd.history_chunks(lake, MODEL_ID, exclude_batch="new")
+        pairs = nd.pairs_above(uris, batch, history, threshold, mean)
+        keep("total", wall, cpu)
+        wall, cpu = time.perf_counter(), time.process_time()
+        chunks = list(nd.history_chunks(lake, MODEL_ID, exclude_batch="new"))
+        keep("read", wall, cpu)
+        wall, cpu = time.perf_counter(), time.process_time()
+        nd.pairs_above(uris, batch, chunks, threshold, mean)
+        keep("compute", wall, cpu)
+        best["rows"], best["pairs"] = sum(len(c[0]) for c in chunks), len(pairs)
+        del chunks
+        wall, cpu = time.perf_counter(), time.process_time()
         pcs = table.scan(row_filter=nd.history_filter(MODEL_ID), selected_fields=("image_uri", "pca")).to_arrow()
-        pca_read = time.perf_counter() - start
-        start = time.perf_counter()
+        keep("pca_read", wall, cpu)
+        wall, cpu = time.perf_counter(), time.process_time()
         p = nd.vectors_of(pcs.column("pca"))
         for s in range(0, len(p), nd.CHUNK_ROWS):
             sims = nd.unit_rows(batch_pca) @ nd.unit_rows(p[s : s + nd.CHUNK_ROWS]).T
             np.nonzero(sims >= threshold)
-        pca_compute = time.perf_counter() - start
-        for key, value in (("read", read), ("compute", compute), ("pca_read", pca_read), ("pca_compute", pca_compute)):
-            best[key] = min(best.get(key, float("inf")), round(value, 3))
-        best["rows"] = rows
-    best["total"] = round(best["read"] + best["compute"], 3)
+        keep("pca_compute", wall, cpu)
     best["pca_total"] = round(best["pca_read"] + best["pca_compute"], 3)
     return best
 
@@ -206,6 +211,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-job", action="store_true", help="skip section 3 (the Spark job)")
     parser.add_argument("--no-search", action="store_true", help="skip sections 2 and 3")
     parser.add_argument("--similar-photo", default=None, help="a photo of --sample-lake: time `fruits similar`")
+    parser.add_argument("--similar-synthetic", type=int, default=None, metavar="ROWS",
+                        help="time `fruits similar` on a stored URI of a synthetic lake of ROWS rows instead")
     args = parser.parse_args(argv)
     workdir = Path(args.workdir)
     workdir.mkdir(parents=True, exist_ok=True)
@@ -234,14 +241,21 @@ def main(argv: list[str] | None = None) -> int:
                                          f"same-class other-video pairs, {part['photos_with_a_near_duplicate_at_rule']}"
                                          " photos with a same-video near-duplicate"))
         sections["sample"], rows = rows, []
-    if args.similar_photo and args.sample_lake:
-        doc["similar"] = similar_wall(args.sample_lake, args.similar_photo, doc.get("sample", {}).get("model_id"))
+    similar_lake, photo, kind = args.sample_lake, args.similar_photo, "sample lake"
+    if args.similar_synthetic:
+        similar_lake, kind = str(workdir / "similar-lake"), "synthetic lake, 1 batch"
+        grow_history(similar_lake, 0, args.similar_synthetic)  # idempotent: the same batch ids are replaced
+        photo = "s3://bench/images/history/0000007.jpg"
+    if photo and similar_lake:
+        model_id = None if args.similar_synthetic else doc.get("sample", {}).get("model_id")
+        doc["similar"] = {**similar_wall(similar_lake, photo, model_id), "lake_kind": kind}
         for key, value in doc["similar"].items():
             if key.endswith("seconds"):
                 cpu = doc["similar"][key.replace("_seconds", "_cpu")]
                 rows.append(summary_row(f"`fruits similar` wall, new process, {key.removesuffix('_seconds')}",
                                         value, "s", "<= 2", value <= 2,
-                                        note=f"{doc['similar']['rows']} rows; best of 3; CPU (user+sys) {cpu} s; "
+                                        note=f"{doc['similar']['rows']} rows ({kind}), stored URI; best of 3; "
+                                             f"CPU (user+sys) {cpu} s; "
                                              f"load {doc['similar']['load'][0]:.1f}"))
         sections["similar"], rows = rows, []
     if not args.no_search:
@@ -298,8 +312,10 @@ def _search_sections(args: argparse.Namespace, workdir: Path, doc: dict[str, Any
         costs[size]["build_seconds"] = round(build, 1)
         costs[size]["load"] = os.getloadavg()
         c = costs[size]
-        rows.append(summary_row(f"search of a {BATCH}-photo batch vs {size:,} rows, full vectors (read + compute)",
-                                c["total"], "s", note=f"read {c['read']} s + compute {c['compute']} s; PCA "
+        rows.append(summary_row(f"search of a {BATCH}-photo batch vs {size:,} rows, full vectors (read and compute "
+                                "overlapped)", c["total"], "s",
+                                note=f"CPU {c['total_cpu']} s; apart: read {c['read']} s, compute {c['compute']} s; "
+                                f"PCA "
                                 f"coordinates instead: {c['pca_total']} s (read {c['pca_read']} + compute "
                                 f"{c['pca_compute']}); load {c['load'][0]:.1f}"))
     doc["search"] = {str(k): v for k, v in costs.items()}
@@ -312,7 +328,14 @@ def _search_sections(args: argparse.Namespace, workdir: Path, doc: dict[str, Any
                                 job["share"], "", f"<= {TARGET_SHARE}", job["share"] <= TARGET_SHARE,
                                 note=f"{job['near_duplicates_seconds']} s of {job['wall_seconds']} s "
                                      f"({job['engine']}); load {job['load'][0]:.1f}"))
-        budget = TARGET_SHARE * (job["wall_seconds"] - job["near_duplicates_seconds"])
+        rest = job["wall_seconds"] - job["near_duplicates_seconds"]
+        for size in sizes[:-1]:  # the smaller histories: their search over this run's rest (not run as jobs)
+            share = round(costs[size]["total"] / rest, 4)
+            costs[size]["share_of_job_rest"] = share
+            rows.append(summary_row(f"search / rest of the {BATCH}-photo job run, {size:,} rows of history", share,
+                                    "", f"<= {TARGET_SHARE}", share <= TARGET_SHARE,
+                                    note=f"{costs[size]['total']} s (section 2) over {rest:.1f} s"))
+        budget = TARGET_SHARE * rest
         per_row = (costs[sizes[-1]]["total"] - costs[sizes[0]]["total"]) / max(sizes[-1] - sizes[0], 1)
         fixed = costs[sizes[0]]["total"] - per_row * sizes[0]
         crossover = int((budget - fixed) / per_row) if per_row > 0 else None

@@ -20,8 +20,9 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+from pyiceberg.exceptions import NoSuchTableError
 
-from spark_jobs import near_duplicates, storage, tables
+from spark_jobs import near_duplicates, storage, tables, vector_scan
 
 _MODEL_ID = re.compile(
     r"^(?:projection(?P<pseed>\d+)|resnet50-(?:(?P<imagenet>imagenet)|random(?P<rseed>\d+)|file(?P<sha>[0-9a-f]{12})))"
@@ -54,18 +55,22 @@ class SimilarResult:
     hits: list[Hit]
 
 
-def choose_model(lake: tables.Lake, model_id: str | None) -> str:
-    """``model_id`` checked against the lake's models, or the lake's only model when None.
+def choose_model(lake: tables.Lake, model_id: str | None, models: list[str] | None = None) -> str:
+    """``model_id`` checked against the lake's models, or the lake's only model when None (shared by ``fruits
+    similar``, ``duplicates`` and ``evaluate``).
+
+    Args:
+        models: the lake's model ids when already known (default: :func:`spark_jobs.vector_scan.partition_models`).
 
     Raises:
         SimilarityError: no feature rows, an unknown model_id, or several models and none chosen.
     """
-    models = tables.model_ids(lake)
+    models = vector_scan.partition_models(lake) if models is None else models
     if not models:
         raise SimilarityError(f"no feature rows in the lake at {lake.uri}: run a batch first")
     if model_id is None:
         if len(models) > 1:
-            raise SimilarityError(f"the lake holds {len(models)} models ({', '.join(models)}); "
+            raise SimilarityError(f"the lake mixes {len(models)} model_ids ({', '.join(models)}); "
                                   "choose one with --model-id")
         return models[0]
     if model_id not in models:
@@ -167,13 +172,13 @@ def similar(lake: tables.Lake, photo: str, model_id: str | None = None, k: int =
         SimilarityError: see :func:`choose_model`, :func:`model_spec`, :func:`featurize_photo`; a photo neither in
             the lake nor readable.
     """
-    if model_id is None:
-        model_id = choose_model(lake, model_id)
-    rows = tables.scan(lake, tables.FEATURES, model_id=model_id, columns=("image_uri", "label", "features"))
-    if rows.num_rows == 0:  # a named model without rows: the error lists the lake's models (one more scan)
-        choose_model(lake, model_id)
+    try:
+        table = lake.table(tables.FEATURES, create=False)
+    except NoSuchTableError:
+        raise SimilarityError(f"no features table in the lake at {lake.uri}: run a batch first") from None
+    model_id = choose_model(lake, model_id, vector_scan.partition_models(lake, table))
+    rows, vectors = vector_scan.read_model(lake, model_id, columns=("image_uri", "label"), table=table)
     uris = rows.column("image_uri")
-    vectors = near_duplicates.vectors_of(rows.column("features"))
     stored = None
     for candidate in _candidates(photo):
         index = pc.index(uris, pa.scalar(candidate, pa.string())).as_py()
@@ -190,7 +195,7 @@ def similar(lake: tables.Lake, photo: str, model_id: str | None = None, k: int =
         query = featurize_photo(query_uri, spec, engine)
     uri_list = uris.to_pylist()
     labels = rows.column("label").to_pylist()
-    mean = vectors.astype(np.float64).mean(axis=0)  # the model's mean = its PCA state's mean at rest
+    mean = vectors.mean(axis=0, dtype=np.float64)  # the model's mean = its PCA state's mean at rest
     found = near_duplicates.top_k(query, uri_list, vectors, k, exclude=query_uri, mean=mean)
     hits = [Hit(rank, n.image_uri, labels[n.index], n.similarity) for rank, n in enumerate(found, start=1)]
     return SimilarResult(query_uri, model_id, stored is not None, len(uri_list), hits)

@@ -11,14 +11,16 @@ commits, which equals the mean of the model's current rows), not of the PCA coor
   Fruits-360 sample every pair of photos, same fruit or not, is above 0.95; bench/results/near_duplicates.json);
   centring removes the direction all photos share and spreads them (Pearson correlation of the two vectors).
 
-The cost (8 KiB per history row read, 2,048 multiply-adds per pair) is measured in ``bench/near_duplicates.py``.
+The cost (8 KiB per history row read and decoded; 128 multiply-adds per pair, 2,048 for a batch of at most
+256 photos) is measured in ``bench/near_duplicates.py``.
 
 A batch run records, for each of its new photos, every other photo of the same model with cosine similarity
 ``>= min_similarity`` (:data:`DEFAULT_MIN_SIMILARITY`, job argument ``--near-duplicate-similarity``):
 
-* against the model's other rows (``features`` rows of ``model_id`` from other batches), read in Arrow record
-  batches of the two columns needed (``image_uri``, ``features``) and compared chunk by chunk (one
-  ``(batch, chunk)`` matrix product each: driver memory O(batch x chunk), never the whole history at once);
+* against the model's other rows (``features`` rows of ``model_id`` from other batches), read chunk by chunk
+  (:func:`spark_jobs.vector_scan.model_rows`: the two columns needed, ``image_uri`` and ``features``, decoded on a
+  thread one chunk ahead) and compared chunk by chunk (:func:`pairs_above`: an exact candidate filter, then float64
+  cosines; driver memory O(batch x chunk), never the whole history at once);
 * between the batch's own photos (each unordered pair once).
 
 Each unordered pair is stored once, by the batch that last featurized one of its two photos (``image_uri`` = that
@@ -38,19 +40,11 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from pyiceberg.expressions import (
-    AlwaysFalse,
-    And,
-    BooleanExpression,
-    EqualTo,
-    In,
-    Not,
-    NotEqualTo,
-    Or,
-    StartsWith,
-)
+from pyiceberg.expressions import AlwaysFalse, And, BooleanExpression, EqualTo, In, Or, StartsWith
 
-from spark_jobs import tables
+from spark_jobs import tables, vector_scan
+from spark_jobs.vector_scan import model_filter as history_filter  # noqa: F401 - the module's public name
+from spark_jobs.vector_scan import vectors_of
 
 NEAR_DUPLICATES = tables.NEAR_DUPLICATES
 # Cosine similarity of full feature vectors at or above which two photos are near-duplicates. Chosen from the
@@ -89,67 +83,136 @@ def unit_rows(vectors: np.ndarray, mean: np.ndarray | None = None) -> np.ndarray
     return np.divide(x, norms, out=np.zeros_like(x), where=norms > 0)
 
 
-def vectors_of(column: pa.ChunkedArray | pa.Array, dim: int | None = None) -> np.ndarray:
-    """An Arrow ``list<float>`` column of equal-length vectors -> float32 (n, d) without a Python loop.
-
-    Raises:
-        ValueError: null or ragged vectors, or length not ``dim``.
-    """
-    if isinstance(column, pa.ChunkedArray):
-        column = column.combine_chunks() if column.num_chunks != 1 else column.chunk(0)
-    n = len(column)
-    if n == 0:
-        return np.zeros((0, dim or 0), dtype=np.float32)
-    if column.null_count:
-        raise ValueError(f"{column.null_count} null feature vector(s)")
-    lengths = pc.list_value_length(column)
-    d = pc.min_max(lengths)
-    low, high = d["min"].as_py(), d["max"].as_py()
-    if low != high or (dim is not None and low != dim):
-        raise ValueError(f"feature vectors of lengths {low}..{high}, expected {dim or low}")
-    flat = pc.list_flatten(column).to_numpy(zero_copy_only=False)
-    return flat.astype(np.float32, copy=False).reshape(n, low)
-
-
-def history_filter(
-    model_id: str, exclude_batch: str | Sequence[str] | None = None, exclude_uris: Sequence[str] = ()
-) -> BooleanExpression:
-    """``features`` rows of ``model_id``, minus the rows of ``exclude_batch`` (one batch id, or a job run's batch
-    ids) and of ``exclude_uris``."""
-    where: BooleanExpression = EqualTo("model_id", model_id)
-    if isinstance(exclude_batch, str):
-        where = And(where, NotEqualTo("batch_id", exclude_batch))
-    elif exclude_batch is not None:
-        where = And(where, Not(tables.batch_filter(exclude_batch, model_id)))
-    if exclude_uris:
-        where = And(where, Not(In("image_uri", set(exclude_uris))))
-    return where
-
-
 def history_chunks(
-    lake: tables.Lake, where: BooleanExpression, chunk_rows: int = CHUNK_ROWS
+    lake: tables.Lake, model_id: str, exclude_batch: str | Sequence[str] | None = None,
+    exclude_uris: Sequence[str] = (), chunk_rows: int = CHUNK_ROWS,
 ) -> Iterator[tuple[list[str], np.ndarray]]:
-    """The ``features`` rows matching ``where`` as ``(image_uris, vectors float32 (m, d))`` chunks of at most
-    ``chunk_rows`` rows, streamed (PyIceberg ``to_arrow_batch_reader``; only ``image_uri`` and ``features`` read)."""
-    if not lake.exists(tables.FEATURES):
-        return
-    table = lake.table(tables.FEATURES, create=False)
-    reader = table.scan(row_filter=where, selected_fields=("image_uri", "features")).to_arrow_batch_reader()
-    pending: list[pa.RecordBatch] = []
-    held = 0
-    for record_batch in reader:
-        if record_batch.num_rows == 0:
-            continue
-        pending.append(record_batch)
-        held += record_batch.num_rows
-        while held >= chunk_rows:
-            merged = pa.Table.from_batches(pending).combine_chunks()
-            head, rest = merged.slice(0, chunk_rows), merged.slice(chunk_rows)
-            yield head.column("image_uri").to_pylist(), vectors_of(head.column("features"))
-            pending, held = rest.to_batches(), rest.num_rows
-    if held:
-        merged = pa.Table.from_batches(pending).combine_chunks()
-        yield merged.column("image_uri").to_pylist(), vectors_of(merged.column("features"))
+    """The ``features`` rows of ``model_id`` (minus ``exclude_batch`` and ``exclude_uris``) as ``(image_uris,
+    vectors float32 (m, d))`` chunks of about ``chunk_rows`` rows, streamed and decoded one chunk ahead on a
+    background thread (:func:`spark_jobs.vector_scan.model_rows`: only ``image_uri`` and ``features`` decoded)."""
+    for rows, vectors in vector_scan.model_rows(lake, model_id, exclude_batch=exclude_batch,
+                                                exclude_uris=exclude_uris, chunk_rows=chunk_rows):
+        yield rows.column("image_uri").to_pylist(), vectors
+
+
+# Float32 rounding bound of a dot product of d terms (Higham, "Accuracy and Stability of Numerical Algorithms",
+# 2nd ed., Eq. 3.5: |fl(x.y) - x.y| <= gamma_d |x|.|y|, gamma_d = d u / (1 - d u), u = 2**-24 for float32).
+_UNIT_ROUNDOFF = 2.0**-24
+# Coordinates the candidate filter compares in (:class:`_ChunkSearch`): 128 of 2,048 makes the per-pair work 16x
+# smaller than the full product while keeping the filter tight (bench/near_duplicates.py).
+PROJECTION_DIM = 128
+_CHECK_PAIRS = 4096  # candidate pairs checked in float64 per step (4,096 x 2,048 float64 = 64 MiB)
+
+
+def _gamma(d: int) -> float:
+    return d * _UNIT_ROUNDOFF / (1 - d * _UNIT_ROUNDOFF)
+
+
+def _coordinates(unit: np.ndarray, k: int) -> np.ndarray:
+    """The ``k`` coordinates (sorted indices) in which the batch's centred unit rows ``unit`` (n, d) vary most: the
+    projection on them (rows of the identity: orthonormal exactly, applied by indexing, no LAPACK call, which under
+    load costs more than the whole filter) keeps most of the distance between two photos."""
+    spread = np.einsum("ij,ij->j", unit, unit)
+    return np.sort(np.argsort(spread, kind="stable")[::-1][:k])
+
+
+class _ChunkSearch:
+    """The candidate filter and float64 check of :func:`pairs_above` for one batch, its buffers reused across
+    history chunks.
+
+    A batch of more than 2k photos (k = :data:`PROJECTION_DIM`): for unit vectors a, b, cos(a, b) >= t  <=>
+    |a - b| <= r = sqrt(2 (1 - t)); the projection P on k coordinates (:func:`_coordinates`) never lengthens a
+    vector, so every pair at or above the threshold has |P a - P b| <= r. The filter computes P a for the batch
+    (float64) and P b for each history row in float32 (centring, normalising) and keeps the pairs with
+    |P a - P b| <= r + eps_b, where eps_b bounds the float32 error of P b (u per subtraction / division, Higham
+    Eq. 3.5 for the norm, the mean's float32 rounding |mean - mean32| / |b - mean|), doubled. The kept pairs'
+    cosines are then computed in float64 from the full vectors and compared with t: the result equals a float64
+    brute-force search.
+    A smaller batch: the full float32 product of centred unit vectors, kept when it reaches t minus its float32
+    error bound, then the same float64 check.
+    """
+
+    def __init__(self, vectors: np.ndarray, mean: np.ndarray | None, min_similarity: float) -> None:
+        x64 = np.asarray(vectors, dtype=np.float64)
+        self.d = x64.shape[1]
+        self.mean64 = np.zeros(self.d) if mean is None else np.asarray(mean, dtype=np.float64)
+        self.mean32 = self.mean64.astype(np.float32)
+        centred = x64 - self.mean64
+        norms = np.linalg.norm(centred, axis=1, keepdims=True)
+        self.unit64 = np.divide(centred, norms, out=np.zeros_like(centred), where=norms > 0)
+        self.t = float(min_similarity)
+        u, gamma_d = _UNIT_ROUNDOFF, _gamma(self.d)
+        self.eps_mean = 4 * float(np.linalg.norm(self.mean64 - self.mean32))  # divided by |b - mean| per row
+        # a batch of at most 2 x PROJECTION_DIM photos: the full product costs no more than the projection
+        self.project = len(x64) > 2 * PROJECTION_DIM
+        if self.project:
+            self.columns = _coordinates(self.unit64, PROJECTION_DIM)
+            self.batch32 = self.unit64[:, self.columns].astype(np.float32)
+            self.half_sq = (0.5 * (self.batch32.astype(np.float64) ** 2).sum(axis=1)).astype(np.float32)
+            self.radius = np.sqrt(max(2.0 * (1.0 - self.t), 0.0))
+            # P b in float32: u per subtraction and division, gamma_d + u in the norm; doubled, + the batch side's u
+            self.eps_rel = 2 * (gamma_d + 4 * u) + 2 * u
+            self.slack = 4 * _gamma(len(self.columns)) + 16 * u  # the projected dot products and subtractions
+            self.product = np.empty((len(x64), 0), dtype=np.float32)
+        else:
+            self.unit32 = self.unit64.astype(np.float32)
+            # |error| of g_ij = unit32_i . fl(y_j - mean32) against unit_i . (y_j - mean): gamma_d |y_j - mean32|
+            # (product) + 2u |y_j - mean32| (unit32 rounding, centring) + |mean - mean32|; |y_j - mean| is known to
+            # gamma_d relative + |mean - mean32|. Four times that is the slack.
+            self.rel_slack = 4 * (gamma_d + 2 * u) * (1 + abs(self.t))
+            self.product = np.empty((len(x64), 0), dtype=np.float32)
+        self.centred = np.empty((0, self.d), dtype=np.float32)
+
+    def _buffers(self, m: int) -> tuple[np.ndarray, np.ndarray]:
+        if len(self.centred) < m:
+            self.centred = np.empty((m, self.d), dtype=np.float32)
+            self.product = np.empty((len(self.unit64), m), dtype=np.float32)
+        return self.centred[:m], self.product[:, :m]
+
+    def pairs(self, other: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(batch rows, other rows, cosines float64)`` of the pairs with centred cosine >= the threshold."""
+        other = np.ascontiguousarray(other, dtype=np.float32)
+        centred, product = self._buffers(len(other))
+        np.subtract(other, self.mean32, out=centred)
+        norms = np.sqrt(np.einsum("ij,ij->i", centred, centred, dtype=np.float32), dtype=np.float32)
+        if not self.project:
+            np.matmul(self.unit32, centred.T, out=product)
+            bound = self.t * norms.astype(np.float64) - (self.rel_slack * norms + self.eps_mean * (1 + abs(self.t)))
+            rows, cols = np.nonzero(product >= np.nextafter(bound.astype(np.float32), np.float32(-np.inf)))
+            return self._check(other, rows, cols)
+        projected = centred[:, self.columns]  # (m, k)
+        np.divide(projected, norms[:, None], out=projected, where=norms[:, None] > 0)
+        projected[norms == 0] = 0.0
+        with np.errstate(divide="ignore"):
+            reach = self.radius + self.eps_rel + np.where(norms > 0, self.eps_mean / norms.astype(np.float64), np.inf)
+        # |Pa - Pb|^2 <= R^2  <=>  Pa.Pb - |Pa|^2 / 2 >= (|Pb|^2 - R^2) / 2
+        bound = 0.5 * (np.einsum("ij,ij->i", projected, projected).astype(np.float64) - reach**2) - self.slack
+        np.matmul(self.batch32, projected.T, out=product)
+        product -= self.half_sq[:, None]
+        rows, cols = np.nonzero(product >= np.nextafter(bound.astype(np.float32), np.float32(-np.inf)))
+        return self._check(other, rows, cols)
+
+    def _check(self, other: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> tuple[np.ndarray, ...]:
+        """The float64 cosine of the candidate pairs (from the full vectors); those >= the threshold."""
+        if not len(rows):
+            return rows, cols, np.zeros(0)
+        ucols = np.unique(cols)
+        if len(rows) * 8 > len(self.unit64) * len(ucols):  # dense: one product over the candidate columns
+            centred = other[ucols].astype(np.float64) - self.mean64
+            norms = np.linalg.norm(centred, axis=1)
+            ci = np.searchsorted(ucols, cols)
+            dots = (self.unit64 @ centred.T)[rows, ci]
+            norms = norms[ci]
+        else:  # sparse: pair by pair, in steps of _CHECK_PAIRS
+            dots, norms = np.empty(len(rows)), np.empty(len(rows))
+            for s in range(0, len(rows), _CHECK_PAIRS):
+                r, c = rows[s : s + _CHECK_PAIRS], cols[s : s + _CHECK_PAIRS]
+                centred = other[c].astype(np.float64) - self.mean64
+                norms[s : s + _CHECK_PAIRS] = np.linalg.norm(centred, axis=1)
+                dots[s : s + _CHECK_PAIRS] = np.einsum("ij,ij->i", self.unit64[r], centred)
+        sims = np.divide(dots, norms, out=np.zeros_like(dots), where=norms > 0)
+        keep = sims >= self.t
+        return rows[keep], cols[keep], sims[keep]
 
 
 def pairs_above(
@@ -162,25 +225,30 @@ def pairs_above(
     """Every pair (batch photo, other photo, cosine) with cosine ``>= min_similarity``: each batch photo against
     every history row, and the batch's photos among themselves (pair ``i < j`` once, never a photo with itself).
 
+    Exact: a filter on 128 coordinates keeps every pair whose cosine can reach the threshold (a proven bound,
+    float32 rounding included: :class:`_ChunkSearch`), then the cosine of those candidates is computed in float64
+    from the full vectors and compared with the threshold, so the result equals a float64 brute-force search.
+    Cost per pair: 128 multiply-adds instead of 2,048 (batches of more than 256 photos).
+
     Args:
         uris: the batch's n photos. vectors: their feature vectors, (n, d). history: ``(uris, vectors (m, d))``
             chunks (e.g. :func:`history_chunks`). min_similarity: cosine threshold in [-1, 1]. mean: (d,) the
             centre (module doc); None: raw cosine.
 
     Returns:
-        ``(image_uri, duplicate_uri, similarity)`` triples, sorted by image_uri then similarity descending.
+        ``(image_uri, duplicate_uri, similarity)`` triples (float64 cosines), sorted by image_uri then similarity
+        descending.
     """
     out: list[tuple[str, str, float]] = []
     if not len(uris):
         return out
-    batch = unit_rows(vectors, mean)
+    search = _ChunkSearch(vectors, mean, min_similarity)
     for other_uris, other in history:
         if not len(other_uris):
             continue
-        sims = batch @ unit_rows(other, mean).T  # (n, m) cosine
-        rows, cols = np.nonzero(sims >= min_similarity)
-        out.extend((uris[i], other_uris[j], float(sims[i, j])) for i, j in zip(rows, cols, strict=True))
-    within = batch @ batch.T
+        rows, cols, sims = search.pairs(other)
+        out.extend((uris[i], other_uris[j], float(s)) for i, j, s in zip(rows, cols, sims, strict=True))
+    within = search.unit64 @ search.unit64.T
     rows, cols = np.nonzero(np.triu(within >= min_similarity, k=1))
     out.extend((uris[i], uris[j], float(within[i, j])) for i, j in zip(rows, cols, strict=True))
     out.sort(key=lambda t: (t[0], -t[2], t[1]))
@@ -301,8 +369,8 @@ def record_batch_pairs(
         if len(row_batch_ids) != len(uris) or not set(row_batch_ids) <= set(tables.batch_ids_of(batch_id)):
             raise ValueError("row_batch_ids must give, for each photo, one of the run's batch ids")
         owner = dict(zip(uris, row_batch_ids, strict=True))
-    where = history_filter(model_id, exclude_batch=batch_id, exclude_uris=uris)
-    pairs = pairs_above(uris, vectors, history_chunks(lake, where, chunk_rows), min_similarity, mean)
+    history = history_chunks(lake, model_id, exclude_batch=batch_id, exclude_uris=uris, chunk_rows=chunk_rows)
+    pairs = pairs_above(uris, vectors, history, min_similarity, mean)
     replace_pairs(lake, pair_rows(pairs, model_id=model_id, batch_id=owner), batch_id=batch_id,
                   model_id=model_id, uris=uris)
     return len(pairs)
@@ -406,7 +474,7 @@ def model_mean(lake: tables.Lake, model_id: str, chunk_rows: int = CHUNK_ROWS) -
     """Mean feature vector (d,) float64 of the model's current ``features`` rows, streamed in chunks (equals the
     mean of the model's latest PCA state at rest). Raises ValueError when the model has no rows."""
     total, n = None, 0
-    for _, vectors in history_chunks(lake, history_filter(model_id), chunk_rows):
+    for _, vectors in history_chunks(lake, model_id, chunk_rows=chunk_rows):
         block = vectors.astype(np.float64).sum(axis=0)
         total = block if total is None else total + block
         n += len(vectors)

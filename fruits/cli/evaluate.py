@@ -108,21 +108,16 @@ def read_probe_table(lake: Path, model_id: str | None = None, catalog: str | Non
         CliError: no features, unknown model_id, several model_ids without ``--model-id``, rows on several PCA
             versions with no committed version to re-project on, or ragged PCA vectors.
     """
+    from fruits.similarity import SimilarityError, choose_model
     from spark_jobs import tables
 
     lake_ref = tables.Lake.at(str(lake), catalog)
     if not lake_ref.exists(tables.FEATURES):
         raise CliError(f"no features table in the lake at {lake} (catalog {lake_ref.catalog}): run a batch first")
-    model_ids = tables.model_ids(lake_ref)
-    if not model_ids:
-        raise CliError(f"no feature rows in the lake at {lake}")
-    if model_id is None:
-        if len(model_ids) > 1:
-            raise CliError(f"the lake mixes {len(model_ids)} model_ids ({', '.join(model_ids)}); "
-                           "choose one with --model-id")
-        model_id = model_ids[0]
-    elif model_id not in model_ids:
-        raise CliError(f"model_id {model_id!r} not in the lake (found: {', '.join(model_ids)})")
+    try:
+        model_id = choose_model(lake_ref, model_id)
+    except SimilarityError as err:
+        raise CliError(str(err)) from None
     columns = ("image_uri", "label", "pca", "model_id", "pca_version")
     table = tables.scan(lake_ref, tables.FEATURES, model_id=model_id, columns=(*columns, "features"))
     stored_versions = sorted({int(v) for v in table["pca_version"].to_pylist()})

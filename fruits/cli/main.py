@@ -26,6 +26,19 @@ COMMAND_MODULES: tuple[str, ...] = (
     "fruits.cli.lake",  # fruits sql | compact | expire | migrate-lake
     "fruits.cli.similar",  # fruits similar | duplicates
 )
+# The module registering each command: `fruits COMMAND ...` imports only that module (the others import boto3,
+# the Lambda code, ... at load: ~0.35 s of CPU a command like `fruits similar` does not need). A test checks this
+# table against what the modules register.
+COMMANDS: dict[str, str] = {
+    "demo": "fruits.cli.demo",
+    "featurize": "fruits.cli.featurize",
+    **dict.fromkeys(("start-job", "status", "reconcile"), "fruits.cli.jobs"),
+    "backfill": "fruits.cli.backfill",
+    "evaluate": "fruits.cli.evaluate",
+    "report": "fruits.cli.report",
+    **dict.fromkeys(("sql", "compact", "expire", "erase", "migrate-lake"), "fruits.cli.lake"),
+    **dict.fromkeys(("similar", "duplicates"), "fruits.cli.similar"),
+}
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):
@@ -59,12 +72,12 @@ class OneLineParser(argparse.ArgumentParser):
         raise SystemExit(2)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """Build the root parser with every available command group registered."""
+def build_parser(modules: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """Build the root parser with the command groups of ``modules`` registered (default: every available one)."""
     parser = OneLineParser(prog="fruits", description="Fruits! image ingestion pipeline (local and AWS).")
     parser.add_argument("--version", action="version", version=f"fruits {version()}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
-    for name in COMMAND_MODULES:
+    for name in COMMAND_MODULES if modules is None else modules:
         importlib.import_module(name).register(subparsers)
     for action in subparsers._choices_actions:  # commands registered with help= only: it is their description
         command = subparsers.choices[action.dest]
@@ -82,9 +95,15 @@ def version() -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Parse ``argv`` and run the chosen command; returns the process exit code."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    """Parse ``argv`` and run the chosen command; returns the process exit code.
+
+    When the first word of ``argv`` names a command, only the module registering it is imported (:data:`COMMANDS`).
+    """
+    words = list(sys.argv[1:] if argv is None else argv)
+    first = next((w for w in words if not w.startswith("-")), None)
+    module = COMMANDS.get(first or "")
+    parser = build_parser((module,) if module in COMMAND_MODULES else None)
+    args = parser.parse_args(words)
     if args.command is None:
         parser.print_help()
         return 0

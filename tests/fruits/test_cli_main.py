@@ -86,3 +86,16 @@ def test_every_command_has_a_description_and_shows_defaults_without_rst(command:
                 and a.option_strings and not isinstance(a.default, bool)]
     for action in defaults:
         assert f"(default: {action.default})" in " ".join(out.split()), (command, action.dest)
+
+
+def test_command_table_names_the_module_that_registers_each_command() -> None:
+    # GIVEN each command module registered alone
+    from fruits.cli import main as cli_main
+
+    for module in cli_main.COMMAND_MODULES:
+        parser = build_parser((module,))
+        sub = next(a for a in parser._actions if a.dest == "command")
+        # THEN the table sends exactly its commands to it
+        assert {c for c, m in cli_main.COMMANDS.items() if m == module} == set(sub.choices), module
+    # AND every module of the table is a registered command module
+    assert set(cli_main.COMMANDS.values()) == set(cli_main.COMMAND_MODULES)

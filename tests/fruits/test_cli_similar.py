@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import csv
 import io
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -68,3 +71,20 @@ def test_a_new_photo_without_the_models_weights_is_a_one_line_error_naming_the_m
     # AND a lake without pairs has no groups
     assert cli_main.main(["duplicates", "--lake", str(tmp_path / "lake")]) == 0
     assert "0 group(s) holding 0 of 48 photos" in " ".join(capsys.readouterr().out.split())
+
+
+def test_similar_on_a_stored_uri_imports_neither_tensorflow_nor_pyspark_nor_other_commands(tmp_path: Path) -> None:
+    # GIVEN a lake of 48 stored rows
+    rows = imagenet_lake(tmp_path)
+    # WHEN `fruits similar` runs on a stored URI in a new process (the console script's path: main())
+    probe = (
+        "import sys\n"
+        "from fruits.cli.main import main\n"
+        f"code = main(['similar', {rows[3]['image_uri']!r}, '--lake', {str(tmp_path)!r}, '--format', 'json'])\n"
+        "heavy = ('tensorflow', 'pyspark', 'openvino', 'keras', 'boto3', 'fruits.lake_maintenance', 'lambdas.config')\n"
+        "print('LOADED', code, sorted(m for m in heavy if m in sys.modules))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, check=True).stdout
+    # THEN it answered without importing the featurizing engines, Spark, or the other commands' modules
+    assert out.strip().splitlines()[-1] == "LOADED 0 []"

@@ -68,6 +68,37 @@ def test_search_functions_equal_brute_force() -> None:
     assert labels[0] == labels[1] == labels[2] != labels[3]
 
 
+@pytest.mark.parametrize(("batch", "dim", "offset"), [(40, 256, 30.0), (300, 512, 0.3)])
+def test_pairs_above_equals_float64_brute_force_at_every_threshold(batch: int, dim: int, offset: float) -> None:
+    # GIVEN ReLU-like vectors (a shared offset) with near-copies planted at graded distances, a row equal to the mean
+    # (zero after centring) and an exact copy; 40 batch rows use the full float32 filter, 300 the projection filter
+    rng = np.random.default_rng(batch)
+    history = 1500
+    x = np.maximum(rng.normal(size=(batch + history, dim)) + offset, 0).astype(np.float32)
+    for k, eps in enumerate(np.geomspace(1e-4, 0.3, 25)):
+        x[batch + 7 * k] = x[k] + eps * rng.normal(size=dim).astype(np.float32)
+    x[batch + 400] = x.mean(axis=0)
+    x[batch + 401] = x[batch + 402]
+    mean = x.astype(np.float64).mean(axis=0)
+    uris = [f"u{i:05d}" for i in range(len(x))]
+    centred = x.astype(np.float64) - mean
+    norms = np.linalg.norm(centred, axis=1, keepdims=True)
+    sims = np.divide(centred, norms, out=np.zeros_like(centred), where=norms > 0)[:batch] @ (
+        np.divide(centred, norms, out=np.zeros_like(centred), where=norms > 0).T)
+    for threshold in (0.999, 0.996, 0.99, 0.9, 0.0, -1.0):
+        # WHEN the batch's pairs are searched against the history in chunks of 333 rows
+        chunks = ((uris[s : s + 333], x[s : s + 333]) for s in range(batch, len(x), 333))
+        pairs = nd.pairs_above(uris[:batch], x[:batch], chunks, threshold, mean)
+        # THEN they are exactly the float64 brute-force pairs (i < j), with their float64 cosines
+        i, j = np.nonzero(sims >= threshold)
+        expected = {(uris[a], uris[b]) for a, b in zip(i, j, strict=True) if b > a}
+        assert {(a, b) for a, b, _ in pairs} == expected, threshold
+        got = np.array([s for _, _, s in pairs])
+        want = np.array([sims[int(a[1:]), int(b[1:])] for a, b, _ in pairs])
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-12)
+    assert len(expected) > 0
+
+
 @pytest.fixture(scope="module")
 def photos(sample_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
     """15 real photos (3 classes x 5) and exact copies of three of them under other names."""

@@ -342,13 +342,14 @@ def fidelity_gate(spec: ModelSpec, engine: str, threads: int = 1, min_mean_cosin
     """Run the fidelity gate of an int8 ``spec`` on ``engine`` (module doc) and return its figures.
 
     The figures are a property of the quantized model (weights, calibration set, engine and version, recipe) and
-    of the held-back photos, so they are measured once and remembered, passed or refused:
+    of the held-back photos, so they are measured once and remembered:
 
-    * in ``lake`` (when given), at :func:`gate_record_uri`: a later job run, even on fresh workers with an empty
+    * in ``lake`` (when given and the gate passed: a refused run writes nothing to the lake), at
+      :func:`gate_record_uri`: a later job run, even on fresh workers with an empty
       engine cache, reuses them without building any model (``reused_from: "lake"``); when this process has the
       cached int8 model files and their sha256 differs from the recorded one, the gate is measured again;
-    * next to the cached int8 model (engine cache, :mod:`spark_jobs.engines`) with the sha256 of its files: a later
-      gate of the very same files reuses them (``reused_from: "engine-cache"``).
+    * next to the cached int8 model (engine cache, :mod:`spark_jobs.engines`, passed or refused) with the sha256 of
+      its files: a later gate of the very same files reuses them (``reused_from: "engine-cache"``).
 
     Otherwise it builds (or loads from the engine cache) the f32 and int8 models in this process, featurizes the
     held-back photos with both and compares them (:func:`compare`), then writes both records. The threshold is
@@ -392,9 +393,10 @@ def fidelity_gate(spec: ModelSpec, engine: str, threads: int = 1, min_mean_cosin
                        measure_seconds=round(time.perf_counter() - started, 3), engine_version=_engine_version(engine))
         if figures["model_sha256"]:
             storage.write_bytes(str(local), json.dumps(figures).encode())
-    if remote and reused_from != "lake":  # first measured here, or known only to this engine cache
+    passed = figures["mean_cosine"] >= min_mean_cosine
+    if remote and passed and reused_from != "lake":  # a refused gate writes nothing to the lake (issue 22)
         storage.write_bytes(remote, json.dumps({**figures, "model_id": spec.model_id, "engine": engine}).encode())
-    figures = {**figures, "threshold": min_mean_cosine, "passed": figures["mean_cosine"] >= min_mean_cosine,
+    figures = {**figures, "threshold": min_mean_cosine, "passed": passed,
                "engine": engine, "cached": reused_from is not None, "reused_from": reused_from,
                "calibration": spec.calibration.describe(), "seconds": round(time.perf_counter() - started, 3)}
     figures.pop("model_id", None)

@@ -159,12 +159,10 @@ def test_int8_job_records_the_gate_or_refuses_with_nothing_written(spark, photo_
     args = ["--manifest", manifest, "--weights", "random:5", "--image-size", str(SIZE), "--precision", "int8",
             "--engine", "openvino", "--calibration", str(photo_folder), "--calibration-images", "8",
             "--holdout-images", "16", "--pca-k", "2"]
-    # GIVEN a threshold no quantized model reaches WHEN the job runs THEN it is refused and writes no batch data:
-    # the lake holds only the gate's remembered figures (fidelity/<model_id>/), no table, PCA state or report
+    # GIVEN a threshold no quantized model reaches WHEN the job runs THEN it is refused and writes nothing
     refused = tmp_path / "refused"
     assert main([*args, "--lake", str(refused), "--batch-id", "b000001-int8", "--min-mean-cosine", "1"]) == 1
-    written = [p.relative_to(refused) for p in refused.rglob("*") if p.is_file()]
-    assert [p.parts[:2] for p in written] == [("fidelity", int8_spec.model_id)]
+    assert not refused.exists() or not any(p.is_file() for p in refused.rglob("*"))
     # GIVEN the default threshold WHEN the job runs THEN the batch is featurized under the int8 model_id
     lake = tmp_path / "lake"
     assert main([*args, "--lake", str(lake), "--batch-id", "b000002-int8"]) == 0

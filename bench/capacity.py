@@ -137,7 +137,7 @@ def local_demo(rate: float, workdir: Path, *, limit: int, threshold: int, max_wa
     from rich.console import Console
 
     from fruits.local.demo import DemoConfig, run_demo
-    from spark_jobs import tables
+    from spark_jobs.lakehouse import tables
 
     config = DemoConfig(images=sample_dir / "Training", lake=workdir / f"capacity-{rate:g}", weights=weights,
                         report=False, limit=limit, threshold=threshold, arrival_rate=rate, max_wait=max_wait)

@@ -30,7 +30,7 @@ class BenchConfig:
     engine_job_images: int = 1200  # batch of the per-engine job runs (bench/engines.py), Training photos: a run
     # takes every waiting batch (issue 19), up to JOB_MAX_IMAGES, so ~1,000-1,200 images is a job run under load
     engine_fit_images: int = 300  # a second, smaller job per arm: fixed s + n / rate fitted from the two (0: none)
-    calibration_images: int = 300  # int8 calibration photos (Training folder, spark_jobs.quantization sample)
+    calibration_images: int = 300  # int8 calibration photos (Training folder, spark_jobs.featurize.quantization sample)
     holdout_images: int = 100  # int8 fidelity gate's held-back photos
     int8_train_per_class: int = 40  # bench.quality --int8: Training photos per class (calibration photos removed)
     int8_test_per_class: int = 25  # ... and Test photos per class (600: one photo = 0.17 accuracy points)

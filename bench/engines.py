@@ -3,8 +3,8 @@
 In one run, on the same images and the same ResNet50 (``--weights random:0``: throughput does not depend on the
 weight values):
 
-* raw rate of each engine (:mod:`spark_jobs.engines`) in float32, bf16 and int8 (post-training quantization
-  calibrated on ``calibration_images`` Training photos, :mod:`spark_jobs.quantization`): ``infer_batch_size``
+* raw rate of each engine (:mod:`spark_jobs.featurize.engines`) in float32, bf16 and int8 (post-training quantization
+  calibrated on ``calibration_images`` Training photos, :mod:`spark_jobs.featurize.quantization`): ``infer_batch_size``
   chunks of decoded uint8 224x224 pixels already in memory, all cores in one process, one warm-up chunk excluded.
   Every engine is built first, then measured in ``engine_repeats`` rounds, each round timing every arm back to
   back (f32 and int8 under the same load: the machine is shared); the median round is reported, with each round's
@@ -161,8 +161,8 @@ _PEAK_KEY = {"float32": "images_per_s_f32", "bfloat16": "images_per_s_bf16", "in
 
 def build_arm(engine: str, precision: str, image_size: int, calibration: Any = None) -> tuple[Any, float]:
     """The featurizer of one arm (``random:0`` weights; int8: calibrated on ``calibration``) and its build seconds."""
-    from spark_jobs import engines
-    from spark_jobs.models import ModelSpec
+    from spark_jobs.featurize import engines
+    from spark_jobs.featurize.models import ModelSpec
 
     spec = ModelSpec("random", image_size, 0, precision=precision,
                      calibration=calibration if precision == "int8" else None)
@@ -265,9 +265,10 @@ def run(cfg: Any, workdir: Path, arms: tuple[tuple[str, str], ...] = ARMS) -> di
     from bench import spark_arm
     from bench.common import machine_info
     from bench.cost import cost_model
-    from spark_jobs.engines import default_engine
-    from spark_jobs.images import decode_image
-    from spark_jobs.quantization import cosine_similarities, resolve_calibration
+    from spark_jobs.featurize.engines import default_engine
+    from spark_jobs.featurize.fidelity import cosine_similarities
+    from spark_jobs.featurize.images import decode_image
+    from spark_jobs.featurize.quantization import resolve_calibration
 
     size, batch = cfg.image_size, cfg.infer_batch_size
     cpu = cpu_record()
@@ -382,7 +383,8 @@ def run(cfg: Any, workdir: Path, arms: tuple[tuple[str, str], ...] = ARMS) -> di
         "(its wall time = the per-run start-up: Python workers, engine import and model build, quantization or "
         "cached-file load, the int8 fidelity gate); job/raw = job rate / the same engine's raw rate in this run.",
         f"int8 = post-training static quantization calibrated on {cfg.calibration_images} Training photos (a "
-        f"deterministic sample, spark_jobs.quantization), fidelity gate on {cfg.holdout_images} other photos.",
+        f"deterministic sample, spark_jobs.featurize.quantization), fidelity gate on {cfg.holdout_images} other "
+        "photos.",
         "Default engine per architecture: openvino on X86_64 (fastest exact); onnxruntime on ARM64 because "
         "OpenVINO's aarch64 wheel needs glibc 2.35 and EMR 7.x images are Amazon Linux 2023 (glibc 2.34).",
     ]

@@ -7,7 +7,7 @@ ratio of the median job times is reported (target <= 1.15), the machine being sh
 the throughput run's real featurization, not the job's cheap ``projection`` featurizer: a different featurizer
 is a different ``model_id`` with its own PCA state, so it would not be history for a ResNet50 batch.
 
-PCA part: ``spark_jobs.pca.plan_version`` + ``commit_version`` (load the latest state, merge the batch's
+PCA part: ``spark_jobs.pca.versions.plan_version`` + ``commit_version`` (load the latest state, merge the batch's
 statistics, eigendecompose the 2048x2048 covariance, store) timed against committed states of growing n
 (real feature vectors resampled with jitter), which must stay flat: the state is (n, mean, M2) whatever n.
 """
@@ -32,7 +32,7 @@ FLAT_TOLERANCE = 1.15
 
 def read_feature_matrix(lake: Path) -> np.ndarray:
     """The stored 2048-d ``features`` of a lake as float32 (n, d), read with a PyIceberg scan."""
-    from spark_jobs import tables
+    from spark_jobs.lakehouse import tables
 
     column = tables.scan(tables.Lake.at(str(lake)), tables.FEATURES, columns=("features",))["features"]
     return np.asarray(column.to_pylist(), dtype=np.float32)
@@ -48,8 +48,8 @@ def pca_refit_seconds(history_sizes: tuple[int, ...], n_new: int, real: np.ndarr
     refit for the new batch is timed ``repeats`` times (each on a copy of that state, best kept).
     Returns rows ``{"history", "seconds", "all_seconds"}``.
     """
-    from spark_jobs.pca import commit_version, plan_version
-    from spark_jobs.stats import SufficientStats
+    from spark_jobs.pca.stats import SufficientStats
+    from spark_jobs.pca.versions import commit_version, plan_version
 
     rng = np.random.default_rng(seed)
     jitter = 0.01 * real.std(axis=0) + 1e-6

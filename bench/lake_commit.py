@@ -4,8 +4,8 @@ Commit = what :func:`spark_jobs.job.run_batch` does after the executors: plan th
 statistics into the previous state, eigendecompose 2048x2048), store it, and replace the rows of (batch, model) in
 ``rejects``, ``features`` and ``batches`` (one PyIceberg transaction each). The previous state (17 MB packed) is loaded
 before the clock starts, as the job loads it on a driver thread while the executors featurize
-(``spark_jobs.pca.prefetch_latest``); that load is reported apart, with the ratio it would give inside the commit.
-It is timed for a batch of N rows on an empty lake and on a lake already holding H = 10 N rows of the same model
+(``spark_jobs.pca.versions.prefetch_latest``); that load is reported apart, with the ratio it would give inside the
+commit. It is timed for a batch of N rows on an empty lake and on a lake already holding H = 10 N rows of the same model
 (in H / N earlier batch runs, i.e. as many snapshots and data files), best of 5 each, interleaved; target: ratio
 <= 1.15 (the commit must not grow with history). The full-table scan reads every current ``features`` row (all
 columns) of the history lake.
@@ -32,8 +32,8 @@ DIM = 2048
 
 
 def _batch(n: int, batch_id: str, seed: int):
-    from spark_jobs.featurize_pass import FEATURES_ARROW_SCHEMA, REJECTS_ARROW_SCHEMA, BatchFeatures
-    from spark_jobs.stats import SufficientStats
+    from spark_jobs.featurize.one_pass import FEATURES_ARROW_SCHEMA, REJECTS_ARROW_SCHEMA, BatchFeatures
+    from spark_jobs.pca.stats import SufficientStats
 
     rng = np.random.default_rng(seed)
     x = np.maximum(rng.standard_normal((n, DIM)) + 0.3, 0).astype(np.float32)
@@ -54,16 +54,16 @@ def commit_batch(lake_uri: str, batch, batch_id: str, model_id: str, k: int, *, 
     """The driver-side commit of one batch run, as ``run_batch`` does it (PCA plan + store + 3 table commits).
 
     ``prefetch``: load the model's latest PCA state before the clock starts, as the job does on a driver thread
-    while the executors featurize (``spark_jobs.pca.prefetch_latest``); False times that load inside the commit.
-    Returns seconds ``{"load": the prefetch (not in the commit), "pca": plan + store, "tables": the three table
+    while the executors featurize (``spark_jobs.pca.versions.prefetch_latest``); False times that load inside the
+    commit. Returns seconds ``{"load": the prefetch (not in the commit), "pca": plan + store, "tables": the three table
     commits}``.
     """
     import time
 
-    from spark_jobs import tables
     from spark_jobs.job import batch_row, feature_rows, reject_rows
-    from spark_jobs.pca import commit_version, land, landed_in_features, plan_version, prefetch_latest
-    from spark_jobs.table_stats import rows_statistics
+    from spark_jobs.lakehouse import tables
+    from spark_jobs.pca.table_stats import rows_statistics
+    from spark_jobs.pca.versions import commit_version, land, landed_in_features, plan_version, prefetch_latest
 
     lake = tables.Lake.at(lake_uri)
     ids = {"batch_id": batch_id, "model_id": model_id}
@@ -92,7 +92,7 @@ def commit_batch(lake_uri: str, batch, batch_id: str, model_id: str, k: int, *, 
 
 def run(cfg: BenchConfig, workdir: Path) -> dict[str, Any]:
     """Measure commit time vs history and the full-table scan; write ``lake_commit.json``; return it."""
-    from spark_jobs import tables
+    from spark_jobs.lakehouse import tables
 
     n, k, model_id = cfg.lake_commit_n, cfg.pca_k, "bench-resnet50"
     history_batches = cfg.history_factor

@@ -14,7 +14,7 @@ lake, ~1 GB, and runs the job twice). Sections not run keep their previous figur
    pair of different classes remains.
 2. **Search cost** against H rows of history (synthetic real-shaped vectors: ReLU of Gaussians, 2,048 float32 and
    150 PCA floats, written to a local Iceberg ``features`` table in 10k-row batch runs): a 500-photo batch searched
-   as the job does (:func:`spark_jobs.near_duplicates.history_chunks` + ``pairs_above``: ``image_uri`` +
+   as the job does (:func:`spark_jobs.lakehouse.near_duplicates.history_chunks` + ``pairs_above``: ``image_uri`` +
    ``features`` decoded chunk by chunk on a thread while the previous chunk is searched), wall and CPU of that,
    and read and compute timed apart, best of 2; beside it
    the same search over the 150 PCA coordinates (what it would cost if it could use them).
@@ -57,8 +57,8 @@ def _video(uri: str) -> str:
 
 def sample_distribution(lake_dir: str, model_id: str | None = None) -> dict[str, Any]:
     """Section 1 of the module doc, over every pair of the model's rows of the lake at ``lake_dir``."""
-    from spark_jobs import near_duplicates as nd
-    from spark_jobs import tables
+    from spark_jobs.lakehouse import near_duplicates as nd
+    from spark_jobs.lakehouse import tables
 
     lake = tables.Lake.at(lake_dir)
     model_id = model_id or tables.model_ids(lake)[0]
@@ -119,7 +119,7 @@ def _history_rows(start: int, n: int, rng: np.random.Generator) -> pa.Table:
 
 def grow_history(lake_dir: str, have: int, want: int, seed: int = 0, step: int = 10_000) -> int:
     """Append synthetic rows of :data:`MODEL_ID` until the lake holds ``want`` (batch runs of <= ``step`` rows)."""
-    from spark_jobs import tables
+    from spark_jobs.lakehouse import tables
 
     lake = tables.Lake.at(lake_dir)
     rng = np.random.default_rng(seed + have)
@@ -134,11 +134,11 @@ def grow_history(lake_dir: str, have: int, want: int, seed: int = 0, step: int =
 
 def search_cost(lake_dir: str, threshold: float, repeats: int = 2) -> dict[str, float]:
     """Best-of-``repeats`` seconds of a 500-photo batch's search over the lake's rows as the job runs it
-    (:func:`spark_jobs.near_duplicates.history_chunks` decoding one chunk ahead on a thread + ``pairs_above``):
-    ``total`` (wall and CPU of that pipelined search), and apart ``read`` (the chunks only) and ``compute`` (the
-    search over chunks already in memory); beside them the same search over the 150 PCA coordinates."""
-    from spark_jobs import near_duplicates as nd
-    from spark_jobs import tables
+    (:func:`spark_jobs.lakehouse.near_duplicates.history_chunks` decoding one chunk ahead on a thread +
+    ``pairs_above``): ``total`` (wall and CPU of that pipelined search), and apart ``read`` (the chunks only) and
+    ``compute`` (the search over chunks already in memory); beside them the same search over the 150 PCA coordinates."""
+    from spark_jobs.lakehouse import near_duplicates as nd
+    from spark_jobs.lakehouse import tables
 
     lake = tables.Lake.at(lake_dir)
     rng = np.random.default_rng(99)
@@ -202,7 +202,7 @@ def job_run(lake_dir: str, workdir: Path, threshold: float) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the sections asked for and write ``bench/results/near_duplicates.json``."""
-    from spark_jobs.near_duplicates import DEFAULT_MIN_SIMILARITY
+    from spark_jobs.lakehouse.near_duplicates import DEFAULT_MIN_SIMILARITY
 
     parser = argparse.ArgumentParser(prog="bench.near_duplicates", description=__doc__.splitlines()[0])
     parser.add_argument("--sample-lake", default=None, help="lake of the 3,600 Training photos (section 1)")
@@ -273,7 +273,7 @@ def similar_wall(lake_dir: str, photo: str, model_id: str | None) -> dict[str, A
     import subprocess
     import sys
 
-    from spark_jobs import tables
+    from spark_jobs.lakehouse import tables
 
     lake = tables.Lake.at(lake_dir)
     model_id = model_id or tables.model_ids(lake)[0]
@@ -298,7 +298,7 @@ def similar_wall(lake_dir: str, photo: str, model_id: str | None) -> dict[str, A
 
 
 def _search_sections(args: argparse.Namespace, workdir: Path, doc: dict[str, Any], sections: dict[str, list]) -> None:
-    from spark_jobs.near_duplicates import DEFAULT_MIN_SIMILARITY
+    from spark_jobs.lakehouse.near_duplicates import DEFAULT_MIN_SIMILARITY
 
     rows: list = []
     sizes = [int(s) for s in args.sizes.split(",")]

@@ -14,7 +14,7 @@ Four measurements, written to ``bench/results/pca_history.json`` (``python -m be
    written directly (a commit never reads them: it reads the pointer and probes one number), and version H holds
    the real state of all the rows, committed with the real code. The 10-run lake is built the same way.
 3. **Exactness at full d** after H batch runs (2 rows each), 100 erasures and 10 re-runs of old batches, applied with
-   :func:`spark_jobs.pca.apply` (the arithmetic ``plan_version`` / ``plan_erasure`` use, without a fit per
+   :func:`spark_jobs.pca.versions.apply` (the arithmetic ``plan_version`` / ``plan_erasure`` use, without a fit per
    version), then the top 10 components fitted and compared with a batch PCA (SVD of the centred remaining rows).
 4. **Exactness through the commit code** (``plan_version`` / ``plan_erasure`` / ``commit_version``, files and
    pointer) at d = 32 with the same H, erasures and re-runs.
@@ -57,7 +57,7 @@ def _tree_bytes(folder: Path) -> int:
 def storage_per_run(workdir: Path, n: int = 20, runs: int = 12) -> dict[str, Any]:
     """Bytes of ``pca/<model>/`` per batch run between the 2nd and the last of ``runs`` real commits."""
     from bench.lake_commit import _batch, commit_batch
-    from spark_jobs import pca
+    from spark_jobs.pca import versions as pca
 
     lake = workdir / "storage"
     shutil.rmtree(lake, ignore_errors=True)
@@ -73,8 +73,10 @@ def storage_per_run(workdir: Path, n: int = 20, runs: int = 12) -> dict[str, Any
 
 def synthesize_history(lake: Path, runs: int, rng: np.random.Generator) -> None:
     """The lake after ``runs`` batch runs of one row each (module doc, 2.)."""
-    from spark_jobs import pca, storage, tables
-    from spark_jobs.stats import SufficientStats, merge
+    from spark_jobs import storage
+    from spark_jobs.lakehouse import tables
+    from spark_jobs.pca import versions as pca
+    from spark_jobs.pca.stats import SufficientStats, merge
 
     shutil.rmtree(lake, ignore_errors=True)
     target = tables.Lake.at(str(lake))
@@ -151,7 +153,7 @@ def _operations(runs: int, erasures: int, reruns: int, rng: np.random.Generator)
 
 
 def _compare(state, fit, x: np.ndarray, top: int = 10) -> dict[str, float]:
-    from spark_jobs.stats import SufficientStats
+    from spark_jobs.pca.stats import SufficientStats
 
     expected = SufficientStats.from_array(x)
     _, s, vt = np.linalg.svd(x - x.mean(axis=0), full_matrices=False)
@@ -168,8 +170,8 @@ def _compare(state, fit, x: np.ndarray, top: int = 10) -> dict[str, float]:
 
 def exactness_full_d(runs: int, erasures: int, reruns: int, seed: int) -> dict[str, Any]:
     """Module doc, 3."""
-    from spark_jobs import pca
-    from spark_jobs.stats import SufficientStats
+    from spark_jobs.pca import versions as pca
+    from spark_jobs.pca.stats import SufficientStats
 
     rng = np.random.default_rng(seed)
     rows: dict[str, np.ndarray] = {}
@@ -196,8 +198,8 @@ def exactness_full_d(runs: int, erasures: int, reruns: int, seed: int) -> dict[s
 def exactness_commit_code(workdir: Path, runs: int, erasures: int, reruns: int, seed: int, dim: int = 32
                           ) -> dict[str, Any]:
     """Module doc, 4."""
-    from spark_jobs import pca
-    from spark_jobs.stats import SufficientStats
+    from spark_jobs.pca import versions as pca
+    from spark_jobs.pca.stats import SufficientStats
 
     rng = np.random.default_rng(seed)
     lake = workdir / "exact-commit"

@@ -9,8 +9,8 @@ full dataset) are shown for reference only.
 int8 against f32 (issue 22, :func:`int8_quality`): ``int8_train_per_class`` Training and ``int8_test_per_class``
 Test photos per class (40 + 25 by default, more than the lake probe's 12 + 6: with 144 Test photos one photo was
 0.69 points, so the 1-point target was decided by two photos), minus every photo of the int8 calibration set
-(``calibration_images`` of the Training folder, :mod:`spark_jobs.quantization`), are featurized in f32 and int8 on
-OpenVINO (x86_64 default) and on ONNX Runtime (the ARM64 default, same code run here), projected on an exact PCA
+(``calibration_images`` of the Training folder, :mod:`spark_jobs.featurize.quantization`), are featurized in f32 and
+int8 on OpenVINO (x86_64 default) and on ONNX Runtime (the ARM64 default, same code run here), projected on an exact PCA
 (scikit-learn, full SVD) of ``pca_k`` components fitted on all of them (as a batch run does), and probed with the
 same linear probe and split as ``fruits evaluate``; also the Test photos only one precision gets right, the
 int8 - f32 difference over random re-splits of the same photos (its spread), and the mean/min cosine and
@@ -114,12 +114,13 @@ def int8_quality(cfg: BenchConfig) -> dict[str, Any]:
     Returns ``{"calibration", "images", "excluded_calibration_photos", "engines": {engine: {...}}}``; per engine:
     ``accuracy_f32``, ``accuracy_int8``, ``accuracy_points`` (int8 - f32, x 100), ``only_f32_right`` /
     ``only_int8_right`` (Test photos), ``resplits`` (:func:`paired_splits`), the fidelity figures of
-    :func:`spark_jobs.quantization.compare`, the model_ids.
+    :func:`spark_jobs.featurize.fidelity.compare`, the model_ids.
     """
-    from spark_jobs.engines import build_engine
-    from spark_jobs.images import decode_image
-    from spark_jobs.models import resolve_weights
-    from spark_jobs.quantization import compare, resolve_calibration
+    from spark_jobs.featurize.engines import build_engine
+    from spark_jobs.featurize.fidelity import compare
+    from spark_jobs.featurize.images import decode_image
+    from spark_jobs.featurize.models import resolve_weights
+    from spark_jobs.featurize.quantization import resolve_calibration
 
     size = cfg.image_size
     calibration = resolve_calibration(str(cfg.sample_dir / "Training"), cfg.calibration_images, cfg.holdout_images,

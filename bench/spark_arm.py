@@ -27,7 +27,7 @@ def job_argv(manifest: Path, lake: Path, batch_id: str, weights: str = "random:0
         argv += ["--precision", precision]
     if engine:
         argv += ["--engine", engine]
-    if precision == "int8":  # the int8 model's calibration source and sizes (spark_jobs.quantization)
+    if precision == "int8":  # the int8 model's calibration source and sizes (spark_jobs.featurize.quantization)
         argv += ["--calibration", str(calibration)]
         if calibration_images:
             argv += ["--calibration-images", str(calibration_images)]

@@ -26,11 +26,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 def build_resnet50(image_size: int, seed: int = 0) -> Any:
     """ResNet50 (include_top=False, pooling="avg"), ``image_size`` square RGB input, seeded random weights.
 
-    Built by the job's own builder (:mod:`spark_jobs.network`, ``--weights random:SEED``) so the arms measure
+    Built by the job's own builder (:mod:`spark_jobs.featurize.network`, ``--weights random:SEED``) so the arms measure
     exactly the network the Spark job runs; plain ``keras.applications.ResNet50`` if that module is absent.
     """
     try:
-        from spark_jobs.network import ModelSpec, build_resnet
+        from spark_jobs.featurize.network import ModelSpec, build_resnet
     except ImportError:
         import keras
 
@@ -48,7 +48,7 @@ def decode_batch(paths: Sequence[Path], image_size: int) -> np.ndarray:
     """
     from keras.applications.resnet50 import preprocess_input
 
-    from spark_jobs.images import decode_image
+    from spark_jobs.featurize.images import decode_image
 
     out = np.empty((len(paths), image_size, image_size, 3), dtype=np.float32)
     for i, path in enumerate(paths):

@@ -164,7 +164,7 @@ def load_config(context: Mapping[str, Any], env: Mapping[str, str] | None = None
         raise ConfigError(f"context 'jobPrecision' must be one of {resources.JOB_PRECISIONS}, got {precision!r}")
     engine = str(context.get("jobEngine") or resources.DEFAULT_JOB_ENGINE[architecture])
     if not context.get("jobEngine") and engine == "onnxruntime" and precision == "bfloat16":
-        engine = "tensorflow"  # as spark_jobs.engines.default_engine: ONNX Runtime has no bf16 kernels here
+        engine = "tensorflow"  # as spark_jobs.featurize.engines.default_engine: ONNX Runtime has no bf16 kernels here
     if engine not in resources.ENGINES_BY_ARCHITECTURE[architecture]:
         raise ConfigError(f"context 'jobEngine' must be one of {resources.ENGINES_BY_ARCHITECTURE[architecture]} on "
                           f"{architecture} (what installs in its EMR image), got {engine!r}")

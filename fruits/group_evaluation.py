@@ -2,8 +2,8 @@
 
 Fruits-360 photos are frames of one video per fruit: a random 75/25 split puts near-identical frames on both sides
 and measures near-duplicate lookup, not recognition. Here the rows are grouped by the connected components of the
-``near_duplicates`` pairs (:func:`spark_jobs.near_duplicates.components`; computed from the features when the lake
-has no such table) and split with scikit-learn's ``StratifiedGroupKFold`` (4 folds, shuffled, the probe's seed;
+``near_duplicates`` pairs (:func:`spark_jobs.lakehouse.near_duplicates.components`; computed from the features when the
+lake has no such table) and split with scikit-learn's ``StratifiedGroupKFold`` (4 folds, shuffled, the probe's seed;
 the first fold is the test side, so about 25 % as in the naive split): no group on both sides.
 The naive stratified split (``train_test_split``) is scored on the same rows, and for each split the number of
 groups and photos on each side, and the test photos whose group also has a training photo (leaks), are reported.
@@ -61,13 +61,13 @@ def lake_groups(lake: Path, model_id: str, uris: list[str], catalog: str | None 
                 min_similarity: float | None = None) -> tuple[np.ndarray, str, float | None]:
     """Near-duplicate group label of each of ``uris`` (rows of ``model_id``): components of the ``near_duplicates``
     pairs (>= ``min_similarity`` when given); a lake without that table: pairs computed now from the features at
-    ``min_similarity`` (default :data:`spark_jobs.near_duplicates.DEFAULT_MIN_SIMILARITY`).
+    ``min_similarity`` (default :data:`spark_jobs.lakehouse.near_duplicates.DEFAULT_MIN_SIMILARITY`).
 
     Returns:
         ``(labels int (n,), source description, threshold used or None for "as recorded")``.
     """
-    from spark_jobs import near_duplicates as nd
-    from spark_jobs import tables
+    from spark_jobs.lakehouse import near_duplicates as nd
+    from spark_jobs.lakehouse import tables
 
     ref = tables.Lake.at(str(lake), catalog)
     if ref.exists(nd.NEAR_DUPLICATES):

@@ -17,7 +17,7 @@ import pyarrow.compute as pc
 from pyarrow import fs as pafs
 from pyiceberg.expressions import And, EqualTo, GreaterThanOrEqual, LessThan
 
-from spark_jobs import tables
+from spark_jobs.lakehouse import tables
 
 MB = 1024 * 1024
 DEFAULT_RETENTION_DAYS = 30  # snapshots (and the deleted rows they hold) older than this can be expired
@@ -156,7 +156,8 @@ def _plain(path: str) -> str:
     return path.removeprefix("file://")
 
 
-DEFAULT_PCA_CHECKPOINTS = 3  # newest checkpoint states kept by expire_pca (spark_jobs.pca.CHECKPOINT_EVERY apart)
+# newest checkpoint states kept by expire_pca (spark_jobs.pca.versions.CHECKPOINT_EVERY apart)
+DEFAULT_PCA_CHECKPOINTS = 3
 
 
 @dataclass(frozen=True)
@@ -184,7 +185,7 @@ def expire_pca(
     """Delete PCA files of versions created before the retention (``<lake>/pca/<model_id>/``, format 2):
 
     * a full state (``.state``) unless it is the latest landed version's or one of the newest ``keep_checkpoints``
-      checkpoints' (spark_jobs.pca module doc);
+      checkpoints' (spark_jobs.pca.versions module doc);
     * a fit (``.fit.npz``: components, mean) unless its version is the latest, a kept checkpoint, or carried by a
       current ``features`` row (``pca_version``; a row stays projectable with the version it was written with).
 
@@ -194,7 +195,8 @@ def expire_pca(
     Raises:
         ValueError: ``retention_days`` or ``keep_checkpoints`` < 0.
     """
-    from spark_jobs import pca, storage
+    from spark_jobs import storage
+    from spark_jobs.pca import versions as pca
 
     if retention_days < 0 or keep_checkpoints < 0:
         raise ValueError(f"retention days and checkpoints must be >= 0, got {retention_days}, {keep_checkpoints}")

@@ -2,7 +2,7 @@
 ``batches/<id>.json``) into the tables, in place; a legacy ``pca/`` tree is compacted by :mod:`fruits.migrate_pca`
 (``fruits migrate-lake`` runs both).
 
-Each (batch_id, model_id) becomes one batch-run commit (:func:`spark_jobs.tables.replace_batch_rows`), so the
+Each (batch_id, model_id) becomes one batch-run commit (:func:`spark_jobs.lakehouse.tables.replace_batch_rows`), so the
 migration can be re-run safely. Old rejects have no ``model_id``: it is taken from the batch report (or the
 batch's features rows). The result is checked: row counts and content hashes of every table equal the source.
 The legacy Parquet folders are left in place unless ``remove_legacy`` (they are outside the tables' data/).
@@ -20,8 +20,8 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
 from fruits.lake_maintenance import content_hash
-from spark_jobs import tables
 from spark_jobs.job import batch_row
+from spark_jobs.lakehouse import tables
 
 
 class MigrationError(RuntimeError):

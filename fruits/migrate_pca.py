@@ -2,7 +2,7 @@
 
 Legacy layout per model: ``v<N>.json`` (metadata + the whole ledger), ``v<N>-<run>.npz`` (n, mean, the (d, d) M2,
 components, explained variance: ~36 MB at d = 2,048), ``batch_stats/`` and ``erase_stats/`` (a (d, d) M2 per batch
-run / erasure). Each legacy version becomes a format-2 version (:mod:`spark_jobs.pca`): a fit file (float32
+run / erasure). Each legacy version becomes a format-2 version (:mod:`spark_jobs.pca.versions`): a fit file (float32
 components, mean), a small JSON (parent = the previous version), and a packed state for the latest version and the
 checkpoints only; then the legacy npz and the statistics folders are deleted and ``LATEST.json`` is written.
 Order per version: new files, then the JSON replaced atomically, then the old npz deleted, so a run killed at any
@@ -14,7 +14,8 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from spark_jobs import pca, storage
+from spark_jobs import storage
+from spark_jobs.pca import versions as pca
 
 
 @dataclass(frozen=True)

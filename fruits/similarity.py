@@ -1,11 +1,12 @@
 """Similar photos and near-duplicate groups of one model in the lake (PyIceberg scans, no Spark).
 
 :func:`similar` answers "which photos look like this one?" with an exact cosine search over the model's full
-feature vectors (why full vectors and not PCA coordinates: :mod:`spark_jobs.near_duplicates`). A photo that has a
-``features`` row of the model uses that row; any other photo (a local file or an ``s3://`` object) is featurized
+feature vectors (why full vectors and not PCA coordinates: :mod:`spark_jobs.lakehouse.near_duplicates`). A photo that
+has a ``features`` row of the model uses that row; any other photo (a local file or an ``s3://`` object) is featurized
 on the fly, in this process, with the model's own weights and inference engine (:func:`model_spec`), exactly as
-the batch job's workers do (:func:`spark_jobs.images.fetch_decode` + :func:`spark_jobs.models.get_featurizer`).
-Only rows present in ``features`` are searched, so an erased photo never appears.
+the batch job's workers do (:func:`spark_jobs.featurize.images.fetch_decode` +
+:func:`spark_jobs.featurize.models.get_featurizer`). Only rows present in ``features`` are searched, so an erased photo
+never appears.
 
 :func:`duplicate_groups` turns the ``near_duplicates`` pairs into groups (connected components).
 """
@@ -22,7 +23,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pyiceberg.exceptions import NoSuchTableError
 
-from spark_jobs import near_duplicates, storage, tables, vector_scan
+from spark_jobs import storage
+from spark_jobs.lakehouse import near_duplicates, tables, vector_scan
 
 _MODEL_ID = re.compile(
     r"^(?:projection(?P<pseed>\d+)|resnet50-(?:(?P<imagenet>imagenet)|random(?P<rseed>\d+)|file(?P<sha>[0-9a-f]{12})))"
@@ -60,7 +62,8 @@ def choose_model(lake: tables.Lake, model_id: str | None, models: list[str] | No
     similar``, ``duplicates`` and ``evaluate``).
 
     Args:
-        models: the lake's model ids when already known (default: :func:`spark_jobs.vector_scan.partition_models`).
+        models: the lake's model ids when already known (default:
+        :func:`spark_jobs.lakehouse.vector_scan.partition_models`).
 
     Raises:
         SimilarityError: no feature rows, an unknown model_id, or several models and none chosen.
@@ -85,9 +88,9 @@ def _latest_report(lake: tables.Lake, model_id: str) -> dict:
 
 
 def model_spec(lake: tables.Lake, model_id: str):
-    """The :class:`spark_jobs.models.ModelSpec` and engine that featurize photos into ``model_id``'s space.
+    """The :class:`spark_jobs.featurize.models.ModelSpec` and engine that featurize photos into ``model_id``'s space.
 
-    The spec is parsed from the model_id (:mod:`spark_jobs.models` table); file weights come from the model's
+    The spec is parsed from the model_id (:mod:`spark_jobs.featurize.models` table); file weights come from the model's
     latest batch report (``weights``) and must hash to the model_id's sha256 prefix; the engine is that report's
     (default: this machine's). ImageNet weights must be in (or downloadable into) the Keras cache.
 
@@ -97,8 +100,8 @@ def model_spec(lake: tables.Lake, model_id: str):
     Raises:
         SimilarityError: naming the model, when its weights or engine are not available here.
     """
-    from spark_jobs.engines import default_engine
-    from spark_jobs.models import ModelSpec, fetch_imagenet_weights, resolve_weights
+    from spark_jobs.featurize.engines import default_engine
+    from spark_jobs.featurize.models import ModelSpec, fetch_imagenet_weights, resolve_weights
 
     match = _MODEL_ID.match(model_id)
     if match is None:
@@ -135,8 +138,8 @@ def featurize_photo(uri: str, spec, engine: str) -> np.ndarray:
     Raises:
         SimilarityError: the photo cannot be read or decoded (its reject reason), or the engine cannot be built.
     """
-    from spark_jobs.images import fetch_decode
-    from spark_jobs.models import get_featurizer
+    from spark_jobs.featurize.images import fetch_decode
+    from spark_jobs.featurize.models import get_featurizer
 
     _, _, _, pixels, reason = fetch_decode(uri, spec.image_size)
     if pixels is None:
@@ -161,8 +164,8 @@ def _candidates(photo: str) -> list[str]:
 
 def similar(lake: tables.Lake, photo: str, model_id: str | None = None, k: int = 10) -> SimilarResult:
     """The ``k`` photos of one model most similar to ``photo`` by cosine of full feature vectors centred on the
-    mean of the model's rows (:mod:`spark_jobs.near_duplicates`), best first (ties by URI); the photo itself is never
-    a hit. Exact: equal to a brute-force numpy search (test).
+    mean of the model's rows (:mod:`spark_jobs.lakehouse.near_duplicates`), best first (ties by URI); the photo itself
+    is never a hit. Exact: equal to a brute-force numpy search (test).
 
     Args:
         photo: an ``image_uri`` of the lake, a local path or an ``s3://`` URI. model_id: default the lake's only
@@ -217,7 +220,8 @@ class DuplicateGroup:
 def duplicate_groups(lake: tables.Lake, model_id: str | None = None,
                      min_similarity: float | None = None) -> tuple[str, list[DuplicateGroup], int]:
     """Groups (size >= 2) of near-duplicate photos of one model, largest first, from the ``near_duplicates`` pairs
-    with ``similarity >= min_similarity`` whose photos are both live (:func:`spark_jobs.near_duplicates.live_pairs`).
+    with ``similarity >= min_similarity`` whose photos are both live
+    (:func:`spark_jobs.lakehouse.near_duplicates.live_pairs`).
 
     Returns:
         ``(model_id, groups, photos of the model)``.

@@ -14,7 +14,7 @@ LAKE_PREFIX = "lake/"  # Iceberg tables (features, rejects, batches) + PCA state
 CODE_PREFIX = "code/"  # Spark job code (entry point + zipped package)
 LOGS_PREFIX = "logs/"  # EMR Serverless job run logs
 # --precision int8: the calibration manifest (JSON lines: image_uri[, label]) the job reads by default, and the
-# prefix its photos may live under besides IMAGES_PREFIX (spark_jobs/quantization.py)
+# prefix its photos may live under besides IMAGES_PREFIX (spark_jobs/featurize/quantization.py)
 CALIBRATION_PREFIX = "calibration/"
 CALIBRATION_MANIFEST_KEY = f"{CALIBRATION_PREFIX}manifest.jsonl"
 
@@ -34,9 +34,10 @@ EMR_EVENT_SOURCE = "aws.emr-serverless"
 EMR_JOB_STATE_DETAIL_TYPE = "EMR Serverless Job Run State Change"
 
 # --- Spark job ---------------------------------------------------------------------------------------
-JOB_PRECISIONS = contracts.JOB_PRECISIONS  # the job's --precision (spark_jobs/models.py PRECISIONS)
-# The job's --engine (spark_jobs/engines.py ENGINES) and the default per EMR architecture (engines.DEFAULT_ENGINE):
-# the fastest exact engine whose wheel installs in the custom image (OpenVINO aarch64 needs glibc 2.35 > AL2023's).
+JOB_PRECISIONS = contracts.JOB_PRECISIONS  # the job's --precision (spark_jobs/featurize/models.py PRECISIONS)
+# The job's --engine (spark_jobs/featurize/engines.py ENGINES) and the default per EMR architecture
+# (engines.DEFAULT_ENGINE): the fastest exact engine whose wheel installs in the custom image (OpenVINO aarch64 needs
+# glibc 2.35 > AL2023's).
 JOB_ENGINES = ("tensorflow", "openvino", "onnxruntime")
 DEFAULT_JOB_ENGINE = {"X86_64": "openvino", "ARM64": "onnxruntime"}
 ENGINES_BY_ARCHITECTURE = {"X86_64": JOB_ENGINES, "ARM64": ("tensorflow", "onnxruntime")}

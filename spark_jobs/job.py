@@ -5,10 +5,10 @@ A job run takes one batch or several (``--manifest URI --batch-id ID`` pairs in 
 "Spark job arguments"). Their manifests are read and merged (:func:`merge_manifests`: an image URI listed by two
 batches of the run is featurized once, at its newest version, for the batch that listed it; the other batch reports
 it ``stale`` / ``superseded``); the executors decode, featurize and summarise all of the run's images in one pass
-(:func:`spark_jobs.featurize_pass.featurize_batch`: one Spark stage, the engine built once per worker); the driver
+(:func:`spark_jobs.featurize.one_pass.featurize_batch`: one Spark stage, the engine built once per worker); the driver
 then holds the run's feature vectors (Arrow: 1,000 images x 2,048 float32 = 8.2 MB, plus k PCA floats and metadata
 per row; a run is at most the Lambda's ``JOB_MAX_IMAGES``), plans the PCA version, projects, and commits with
-PyIceberg (:mod:`spark_jobs.tables`). Spark writes nothing to the lake.
+PyIceberg (:mod:`spark_jobs.lakehouse.tables`). Spark writes nothing to the lake.
 
 One PCA version per job run (not per batch): the run's rows are projected on one version and each table gets one
 commit per run, so the commit overhead does not grow with the number of batches in the run. The per-batch
@@ -21,10 +21,10 @@ re-run, with the same batches or grouped differently, ends with exactly one copy
 state equal to a batch PCA over the ``features`` rows of the model):
 
 0. liveness: the run's versions erased or superseded since their batches were sealed are dropped
-   (:mod:`spark_jobs.liveness`, checked against the lake's ``erasures`` ledger and the stamps of the ``features`` /
-   ``rejects`` rows of the run's URIs);
+   (:mod:`spark_jobs.lakehouse.liveness`, checked against the lake's ``erasures`` ledger and the stamps of the
+   ``features`` / ``rejects`` rows of the run's URIs);
 1. ``rejects``: the rows of (batch IN the run's batches, model) replaced in one Iceberg transaction;
-2. the PCA version: fit, state and finally its JSON marker, never overwritten (:mod:`spark_jobs.pca`; the
+2. the PCA version: fit, state and finally its JSON marker, never overwritten (:mod:`spark_jobs.pca.versions`; the
    statistics of the old rows of ALL the run's batches, read back from ``features``, are downdated and the new
    ones merged; a pending version written by an earlier attempt that shared a batch with this run is its own);
 3. ``features``: the rows of (batch IN the run's batches, model) replaced in one Iceberg transaction, each row
@@ -32,7 +32,7 @@ state equal to a batch PCA over the ``features`` rows of the model):
    the version lands (``pca/<model_id>/LATEST.json``; a version killed before its ``features`` commit is dropped by
    the re-run);
 4. ``near_duplicates``: the run's pairs replaced (pairs between two photos of the run too), after the supersede
-   step (:mod:`spark_jobs.near_duplicates`);
+   step (:mod:`spark_jobs.lakehouse.near_duplicates`);
 5. ``batches``: one row per batch of the run (one commit), then the JSON report of each batch.
 
 Between 3 and 4, older rows of the run's featurized and rejected URIs in other batches leave the model
@@ -59,10 +59,15 @@ import pyarrow.compute as pc
 from pyspark.sql import SparkSession
 
 from lambdas.contracts import VersionStamp, is_newer
-from spark_jobs import erasure, liveness, near_duplicates, quantization, storage, tables
-from spark_jobs import lake as lake_io
-from spark_jobs.engines import check_engine, default_engine
-from spark_jobs.featurize_pass import BatchFeatures, featurize_batch
+from spark_jobs import storage
+from spark_jobs.featurize import fidelity as fidelity_check
+from spark_jobs.featurize import quantization
+from spark_jobs.featurize.engines import check_engine, default_engine
+from spark_jobs.featurize.models import ModelSpec, resolve_weights
+from spark_jobs.featurize.one_pass import BatchFeatures, featurize_batch
+from spark_jobs.lakehouse import erasure, liveness, near_duplicates, tables
+from spark_jobs.lakehouse import reports as lake_io
+from spark_jobs.lakehouse.time_to_feature import time_to_feature
 from spark_jobs.manifest import (
     Arrival,
     Erasure,
@@ -73,12 +78,10 @@ from spark_jobs.manifest import (
     parse_manifest,
     read_erasures,
 )
-from spark_jobs.models import ModelSpec, resolve_weights
-from spark_jobs.pca import PcaVersion, commit_version, land, landed_in_features, plan_version, prefetch_latest
-from spark_jobs.projection import project_vectors
-from spark_jobs.stats import SufficientStats
-from spark_jobs.table_stats import rows_statistics
-from spark_jobs.time_to_feature import time_to_feature
+from spark_jobs.pca.projection import project_vectors
+from spark_jobs.pca.stats import SufficientStats
+from spark_jobs.pca.table_stats import rows_statistics
+from spark_jobs.pca.versions import PcaVersion, commit_version, land, landed_in_features, plan_version, prefetch_latest
 
 ARROW_BATCH_CONF = "spark.sql.execution.arrow.maxRecordsPerBatch"
 
@@ -103,10 +106,10 @@ class JobConfig:
     catalog: str | None = None  # sql:PATH | glue[:DATABASE]; None: the SQLite file next to a local lake
     engine: str | None = None  # tensorflow | openvino | onnxruntime; None: engines.default_engine() of this machine
     near_duplicate_similarity: float = near_duplicates.DEFAULT_MIN_SIMILARITY  # centred cosine; pairs >= it recorded
-    calibration: str | None = None  # int8: folder or calibration manifest (spark_jobs.quantization)
+    calibration: str | None = None  # int8: folder or calibration manifest (spark_jobs.featurize.quantization)
     calibration_images: int = quantization.CALIBRATION_IMAGES
     holdout_images: int = quantization.HOLDOUT_IMAGES
-    min_mean_cosine: float = quantization.MIN_MEAN_COSINE  # int8 fidelity gate threshold
+    min_mean_cosine: float = fidelity_check.MIN_MEAN_COSINE  # int8 fidelity gate threshold
     more_batches: tuple[tuple[str, str], ...] = ()  # (batch_id, manifest URI) after the first, seal order
 
     def __post_init__(self) -> None:
@@ -243,7 +246,7 @@ def run_batches(spark: SparkSession, config: JobConfig, spec: ModelSpec | None =
         spark_jobs.manifest.ManifestError, FileNotFoundError (manifest), storage.ObjectExistsError (a
         concurrent job committed the same PCA version), pyiceberg CommitFailedException (a concurrent table
         commit), tables.CatalogSpecError (bad catalog setting), Spark/TensorFlow errors. Bad images never raise.
-        int8: quantization.CalibrationError (calibration source), quantization.FidelityError (gate refused the
+        int8: quantization.CalibrationError (calibration source), fidelity_check.FidelityError (gate refused the
         model; nothing written).
     """
     timer = _Timer()
@@ -256,7 +259,7 @@ def run_batches(spark: SparkSession, config: JobConfig, spec: ModelSpec | None =
     fidelity = None
     if spec.precision == "int8":  # before anything is read or written: a refused model stops the job here
         with timer.stage("fidelity_gate"):
-            fidelity = quantization.fidelity_gate(spec, engine, os.cpu_count() or 1, config.min_mean_cosine,
+            fidelity = fidelity_check.fidelity_gate(spec, engine, os.cpu_count() or 1, config.min_mean_cosine,
                                                   lake=config.lake)  # measured once per model, kept in the lake
     previous = spark.conf.get(ARROW_BATCH_CONF, None)
     spark.conf.set(ARROW_BATCH_CONF, str(config.infer_batch_size))  # bounds pixels held per Arrow frame
@@ -362,7 +365,7 @@ def commit_run(
     report per batch (seal order). Needs no Spark: ``batch`` may come from :func:`featurize_batch` or be built by a
     test; it holds the rows of the run's merged manifests (:func:`merge_manifests`, each URI once).
 
-    First the liveness check (:mod:`spark_jobs.liveness`): the versions of the run that are no longer live
+    First the liveness check (:mod:`spark_jobs.lakehouse.liveness`): the versions of the run that are no longer live
     (erased, or superseded by a newer version already in ``features``) are dropped from the commit and from the
     PCA, and reported, so a re-run of an old batch or a late job run never resurrects an erased photo nor reverts
     an overwrite. Stale images are in neither ``features`` nor ``rejects``; a batch report's ``stale`` gives
@@ -380,8 +383,8 @@ def commit_run(
             inference engine that ran (reported). parsed: ``(batch_id, parsed manifest)`` of each batch of
             ``config.batches`` (:func:`parse_manifest`), same order.
         timer: stage timings to add to (the featurize pass's). prefetched: the model's latest PCA version if
-            loaded already (:func:`spark_jobs.pca.prefetch_latest`). fidelity: the int8 fidelity gate's figures
-            (:func:`spark_jobs.quantization.fidelity_gate`), reported; None for the other precisions.
+            loaded already (:func:`spark_jobs.pca.versions.prefetch_latest`). fidelity: the int8 fidelity gate's figures
+            (:func:`spark_jobs.featurize.fidelity.fidelity_gate`), reported; None for the other precisions.
 
     Raises:
         storage.ObjectExistsError, pyiceberg CommitFailedException (concurrent commits), ValueError (bad erasure
@@ -428,7 +431,8 @@ def commit_run(
         featurized = batch.features.column("image_uri").to_pylist()  # a newest version rejected leaves no older row
         committed = [*featurized, *batch.rejects.column("image_uri").to_pylist()]
         superseded = erasure.supersede(lake, config.lake, model_id, committed, keep_batch=ids)
-    with timer.stage("near_duplicates"):  # the run's pairs, one commit (spark_jobs.near_duplicates module doc)
+    # the run's pairs, one commit (spark_jobs.lakehouse.near_duplicates module doc)
+    with timer.stage("near_duplicates"):
         n_pairs = near_duplicates.record_batch_pairs(
             lake, batch_id=ids, model_id=model_id, uris=featurized, row_batch_ids=feature_owner,
             vectors=near_duplicates.vectors_of(batch.features.column("features")),
@@ -446,7 +450,7 @@ def commit_run(
         "weights_fallback": spec.fallback_reason,
         "precision": spec.precision,
         "engine": engine,
-        "fidelity": fidelity,  # int8: quantization.fidelity_gate figures; None otherwise
+        "fidelity": fidelity,  # int8: fidelity_check.fidelity_gate figures; None otherwise
         "task": batch.task,
         "catalog": lake.catalog,
         "seconds": timer.seconds,

@@ -27,31 +27,21 @@ from pyspark.sql import SparkSession
 
 try:  # on EMR the entry point runs as a script with the package (and lambdas.contracts) shipped via --py-files
     from lambdas.contracts import DEFAULT_JOB_PRECISION, JOB_PRECISIONS, check_batch_id
-    from spark_jobs.engines import ENGINES, EngineError, check_engine, default_engine
+    from spark_jobs.featurize.engines import ENGINES, EngineError, check_engine, default_engine
+    from spark_jobs.featurize.fidelity import MIN_MEAN_COSINE, FidelityError
+    from spark_jobs.featurize.quantization import CALIBRATION_IMAGES, HOLDOUT_IMAGES, CalibrationError
     from spark_jobs.job import JobConfig, run_batches
-    from spark_jobs.near_duplicates import DEFAULT_MIN_SIMILARITY
-    from spark_jobs.quantization import (
-        CALIBRATION_IMAGES,
-        HOLDOUT_IMAGES,
-        MIN_MEAN_COSINE,
-        CalibrationError,
-        FidelityError,
-    )
-    from spark_jobs.tables import CatalogSpecError, parse_catalog
+    from spark_jobs.lakehouse.near_duplicates import DEFAULT_MIN_SIMILARITY
+    from spark_jobs.lakehouse.tables import CatalogSpecError, parse_catalog
 except ImportError:  # pragma: no cover
     sys.path.insert(0, __file__.rsplit("/", 2)[0])
     from lambdas.contracts import DEFAULT_JOB_PRECISION, JOB_PRECISIONS, check_batch_id
-    from spark_jobs.engines import ENGINES, EngineError, check_engine, default_engine
+    from spark_jobs.featurize.engines import ENGINES, EngineError, check_engine, default_engine
+    from spark_jobs.featurize.fidelity import MIN_MEAN_COSINE, FidelityError
+    from spark_jobs.featurize.quantization import CALIBRATION_IMAGES, HOLDOUT_IMAGES, CalibrationError
     from spark_jobs.job import JobConfig, run_batches
-    from spark_jobs.near_duplicates import DEFAULT_MIN_SIMILARITY
-    from spark_jobs.quantization import (
-        CALIBRATION_IMAGES,
-        HOLDOUT_IMAGES,
-        MIN_MEAN_COSINE,
-        CalibrationError,
-        FidelityError,
-    )
-    from spark_jobs.tables import CatalogSpecError, parse_catalog
+    from spark_jobs.lakehouse.near_duplicates import DEFAULT_MIN_SIMILARITY
+    from spark_jobs.lakehouse.tables import CatalogSpecError, parse_catalog
 
 def _batch_id(text: str) -> str:
     try:
@@ -115,7 +105,7 @@ def parse_args(argv: list[str] | None) -> JobConfig:
                         help=f"inference engine (default for this architecture: {default_engine()})")
     parser.add_argument("--near-duplicate-similarity", type=_cosine, default=DEFAULT_MIN_SIMILARITY,
                         help="centred cosine similarity from which two photos are recorded as near-duplicates "
-                             "(spark_jobs/near_duplicates.py)")
+                             "(spark_jobs/lakehouse/near_duplicates.py)")
     ns = parser.parse_args(argv)
     try:
         check_engine(ns.engine or default_engine(precision=ns.precision), ns.precision)

@@ -1,8 +1,8 @@
 """Query: the Glue Data Catalog database that holds the lake's Iceberg tables, and who may use it.
 
 The tables themselves (``features``, ``rejects``, ``batches``, ``near_duplicates``; schemas in
-``spark_jobs/tables.py``) are created by the first job run through PyIceberg's Glue catalog, with their data and
-metadata under ``lake/<table>/``: Athena reads them as Iceberg tables (every query sees the latest commit; no
+``spark_jobs/lakehouse/tables.py``) are created by the first job run through PyIceberg's Glue catalog, with their data
+and metadata under ``lake/<table>/``: Athena reads them as Iceberg tables (every query sees the latest commit; no
 partitions to register, no projection).
 The EMR job execution role may create and commit tables in this database only; Athena users get read access
 through the managed policy :attr:`Query.readers_policy`.
@@ -20,7 +20,7 @@ from cdk.nag import acknowledge_object_prefixes
 from lambdas import resources as r
 
 FEATURES_TABLE = "features"
-LAKE_TABLES = ("features", "rejects", "batches", "near_duplicates", "erasures")  # spark_jobs.tables.TABLES
+LAKE_TABLES = ("features", "rejects", "batches", "near_duplicates", "erasures")  # spark_jobs.lakehouse.tables.TABLES
 # Glue calls of PyIceberg's GlueCatalog (pyiceberg/catalog/glue.py): load, create and commit tables.
 GLUE_READ_ACTIONS = ("glue:GetDatabase", "glue:GetDatabases", "glue:GetTable", "glue:GetTables")
 GLUE_WRITE_ACTIONS = ("glue:CreateTable", "glue:UpdateTable")

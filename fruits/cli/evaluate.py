@@ -84,9 +84,9 @@ def folder_label(image_uri: str) -> str:
 
 
 def _latest_pca(lake: Path, model_id: str):
-    """Latest committed PCA version of ``model_id`` in the lake (``spark_jobs.pca``), or None."""
+    """Latest committed PCA version of ``model_id`` in the lake (``spark_jobs.pca.versions``), or None."""
     try:
-        from spark_jobs.pca import load_version
+        from spark_jobs.pca.versions import load_version
     except ImportError:  # the CLI without the spark extra: stored coordinates only
         return None
     return load_version(str(lake), model_id)
@@ -97,7 +97,7 @@ def read_probe_table(lake: Path, model_id: str | None = None, catalog: str | Non
 
     Rows keep their stored ``pca`` when it was computed with the latest committed PCA version of the model_id
     (``<lake>/pca/<model_id>/``); older rows are re-projected from their stored ``features`` exactly as
-    ``spark_jobs.lake.read_projected`` does: ``pca = components @ (features - mean)``.
+    ``spark_jobs.lakehouse.reports.read_projected`` does: ``pca = components @ (features - mean)``.
 
     Args:
         lake: local lake root (its ``features`` Iceberg table).
@@ -109,7 +109,7 @@ def read_probe_table(lake: Path, model_id: str | None = None, catalog: str | Non
             versions with no committed version to re-project on, or ragged PCA vectors.
     """
     from fruits.similarity import SimilarityError, choose_model
-    from spark_jobs import tables
+    from spark_jobs.lakehouse import tables
 
     lake_ref = tables.Lake.at(str(lake), catalog)
     if not lake_ref.exists(tables.FEATURES):

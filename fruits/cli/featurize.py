@@ -110,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
         Path(lake).mkdir(parents=True, exist_ok=True)
 
     from fruits.local.progress import SparkProgress
-    from spark_jobs import lake as lake_io
+    from spark_jobs.lakehouse import reports as lake_io
     from spark_jobs.main import main as job_main
     from spark_jobs.session import local_spark_session
 

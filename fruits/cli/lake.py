@@ -20,7 +20,7 @@ CATALOG_HELP = "Iceberg catalog: sql:PATH | glue[:DATABASE] (default: sql:<lake>
 
 
 def _lake(args: argparse.Namespace):
-    from spark_jobs import tables
+    from spark_jobs.lakehouse import tables
 
     try:
         return tables.Lake.at(str(args.lake), args.catalog)
@@ -32,7 +32,7 @@ def run_sql(args: argparse.Namespace) -> int:
     """Run one SQL statement with DuckDB over the tables it names; print the result as a table or CSV."""
     import duckdb
 
-    from spark_jobs import tables
+    from spark_jobs.lakehouse import tables
 
     lake = _lake(args)
     con = duckdb.connect()
@@ -113,7 +113,8 @@ def run_expire(args: argparse.Namespace) -> int:
 
 def run_erase(args: argparse.Namespace) -> int:
     """Erase images (URIs and/or a prefix) from every model: rows deleted, PCA downdated; print what was done."""
-    from spark_jobs import erasure, storage, tables
+    from spark_jobs import storage
+    from spark_jobs.lakehouse import erasure, tables
 
     try:
         report = erasure.erase_images(args.lake, args.uris, prefix=args.prefix, catalog=args.catalog)

@@ -36,7 +36,7 @@ def cosine(text: str) -> float:
 
 
 def _lake(args: argparse.Namespace):
-    from spark_jobs import tables
+    from spark_jobs.lakehouse import tables
 
     try:
         return tables.Lake.at(str(args.lake), args.catalog)
@@ -86,7 +86,7 @@ def run_similar(args: argparse.Namespace) -> int:
 def run_duplicates(args: argparse.Namespace) -> int:
     """Print the near-duplicate groups of one model with their sizes (table, CSV or JSON)."""
     from fruits.similarity import SimilarityError, choose_model, duplicate_groups
-    from spark_jobs import near_duplicates
+    from spark_jobs.lakehouse import near_duplicates
 
     if args.rebuild:
         lake = _lake(args)
@@ -124,7 +124,7 @@ def run_duplicates(args: argparse.Namespace) -> int:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``similar`` and ``duplicates`` sub-commands."""
-    from spark_jobs.near_duplicates import DEFAULT_MIN_SIMILARITY
+    from spark_jobs.lakehouse.near_duplicates import DEFAULT_MIN_SIMILARITY
 
     doc = __doc__.split("\n\n")
     sim = subparsers.add_parser("similar", help="the k photos most similar to a photo (exact cosine search)",

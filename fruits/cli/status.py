@@ -35,7 +35,7 @@ def lake_row_counts(lake_uri: str, catalog: str = "") -> dict[str, Any]:
     its catalog cannot be reached (status must still show the manifest).
     """
     try:
-        from spark_jobs import tables
+        from spark_jobs.lakehouse import tables
 
         lake = tables.Lake.at(lake_uri, catalog or None)
         counts: dict[str, int] = {}

@@ -52,7 +52,7 @@ class DemoConfig:
     pca_k: int = 150
     precision: str = "float32"
     calibration: str | None = None  # int8: calibration folder/manifest (None: the images folder)
-    engine: str = ""  # empty: the job's default engine for this machine (spark_jobs.engines.default_engine)
+    engine: str = ""  # empty: the job's default engine for this machine (spark_jobs.featurize.engines.default_engine)
     master: str = "local[*]"
     report: bool = True
     arrival_rate: float | None = None  # photos/s of a Poisson stream; None: `waves` bursts as fast as S3 takes them
@@ -251,8 +251,8 @@ def _process(config: DemoConfig, res: Any, photos: list[Path], runner: LocalEmrR
 def lake_time_to_feature(lake: Path) -> dict[str, Any]:
     """Time-to-feature over every current ``features`` row of the lake with an event time: ``ingested_at``
     (the batch's commit) − ``event_time`` (the S3 upload event), as ``{"images", "p50", "p95", "max"}`` seconds."""
-    from spark_jobs import tables
-    from spark_jobs.time_to_feature import summarize_seconds
+    from spark_jobs.lakehouse import tables
+    from spark_jobs.lakehouse.time_to_feature import summarize_seconds
 
     handle = tables.Lake.at(str(lake))
     rows = tables.scan(handle, tables.FEATURES, columns=("event_time", "ingested_at")).to_pylist()

@@ -5,8 +5,9 @@ cumulative curve and the components needed for 90 % / 95 % / 99 %), and every st
 that version's first two components, by label. Bottom, one bar per batch: seconds per stage (stacked), images/s,
 and time-to-feature (``ingested_at`` − the row's event time) when the feature rows carry an event time column.
 
-Everything is read through :func:`read_lake` (the Iceberg tables of :mod:`spark_jobs.tables` and the PCA store of
-:mod:`spark_jobs.pca`), so a lake written by ``fruits demo``, ``fruits featurize`` or AWS draws the same way.
+Everything is read through :func:`read_lake` (the Iceberg tables of :mod:`spark_jobs.lakehouse.tables` and the PCA store
+of :mod:`spark_jobs.pca.versions`), so a lake written by ``fruits demo``, ``fruits featurize`` or AWS draws the same
+way.
 """
 
 from __future__ import annotations
@@ -23,8 +24,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pyarrow as pa
 
-from spark_jobs import storage, tables
-from spark_jobs.pca import PcaVersion, load_version
+from spark_jobs import storage
+from spark_jobs.lakehouse import tables
+from spark_jobs.pca.versions import PcaVersion, load_version
 
 EVENT_TIME_COLUMNS = ("recorded_at", "event_time")  # rows carrying one of these get a time-to-feature panel
 STAGE_COLOURS = plt.get_cmap("tab10").colors

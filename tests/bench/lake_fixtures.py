@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from spark_jobs import tables
+from spark_jobs.lakehouse import tables
 
 CLASSES = ("Apple Braeburn", "Banana", "Kiwi")
 

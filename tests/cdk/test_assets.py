@@ -38,7 +38,7 @@ def repo(tmp_path: Path) -> Path:
             "lambdas/handlers/notes.txt": "not code",
             "spark_jobs/__init__.py": "",
             "spark_jobs/main.py": "def main(argv=None): return 0\n",
-            "spark_jobs/lake.py": "SCHEMA = 1\n",
+            "spark_jobs/lakehouse/reports.py": "SCHEMA = 1\n",
             "spark_jobs/__pycache__/lake.cpython-311.pyc": "junk",
             "lambdas/contracts.py": "BATCH_ID_RE = None\n",
         },
@@ -71,7 +71,7 @@ def test_spark_code_is_entry_point_plus_a_deterministic_package_zip(repo: Path) 
     with zipfile.ZipFile(first / "spark_jobs.zip") as archive:
         assert archive.namelist() == [
             "spark_jobs/__init__.py",
-            "spark_jobs/lake.py",
+            "spark_jobs/lakehouse/reports.py",
             "spark_jobs/main.py",
             "lambdas/__init__.py",  # the contracts both deployed packages share ship with the job
             "lambdas/contracts.py",
@@ -141,7 +141,7 @@ def test_image_requirements_install_the_default_engine_of_each_architecture(mach
     from packaging.markers import Marker
 
     from lambdas.resources import DEFAULT_JOB_ENGINE, ENGINES_BY_ARCHITECTURE
-    from spark_jobs import engines
+    from spark_jobs.featurize import engines
 
     architecture = {"x86_64": "X86_64", "aarch64": "ARM64"}[machine]
     pins = {}

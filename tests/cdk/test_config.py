@@ -44,7 +44,7 @@ def test_bad_values_are_refused_with_the_context_key() -> None:
 
 
 def test_job_engine_defaults_to_what_installs_on_the_architecture() -> None:
-    # GIVEN no jobEngine THEN each architecture gets its default engine (spark_jobs.engines.DEFAULT_ENGINE)
+    # GIVEN no jobEngine THEN each architecture gets its default engine (spark_jobs.featurize.engines.DEFAULT_ENGINE)
     assert load_config({}, env={}).job_engine == "onnxruntime"  # ARM64 is the default architecture
     assert load_config({"emrArchitecture": "X86_64"}, env={}).job_engine == "openvino"
     assert load_config({"jobEngine": "tensorflow"}, env={}).job_engine == "tensorflow"

@@ -402,7 +402,7 @@ def test_glue_database_holds_the_iceberg_tables_with_least_privilege_grants(synt
     # AND the Lambdas pass the Glue catalog of that database to the job
     for function in _functions(synthesized).values():
         assert function["Properties"]["Environment"]["Variables"]["JOB_CATALOG"] == "glue:fruits_lake"
-    # AND the job role may create/commit only the lake tables (spark_jobs.tables.TABLES, with the erasures
+    # AND the job role may create/commit only the lake tables (spark_jobs.lakehouse.tables.TABLES, with the erasures
     # ledger and near_duplicates); readers get a read-only managed policy
     policies = json.dumps(list(synthesized.of_type("AWS::IAM::Policy").values()))
     assert "glue:CreateTable" in policies and "glue:UpdateTable" in policies
@@ -411,7 +411,7 @@ def test_glue_database_holds_the_iceberg_tables_with_least_privilege_grants(synt
         assert f"table/fruits_lake/{table}" in policies
     assert "table/fruits_lake/*" not in policies
     from cdk.components.query import LAKE_TABLES
-    from spark_jobs.tables import TABLES
+    from spark_jobs.lakehouse.tables import TABLES
 
     assert LAKE_TABLES == TABLES  # every table the job creates is granted, nothing more
     (readers,) = synthesized.of_type("AWS::IAM::ManagedPolicy").values()

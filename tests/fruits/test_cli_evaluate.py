@@ -87,8 +87,8 @@ def test_refuses_mixed_pca_versions_without_pca_state(tmp_path: Path) -> None:
 
 def test_stale_rows_are_reprojected_on_latest_pca_version(tmp_path: Path) -> None:
     # GIVEN two batches: batch 1 projected on PCA version 1, batch 2 on version 2 (fitted on both batches)
-    from spark_jobs.pca import commit_version, plan_version
-    from spark_jobs.stats import SufficientStats
+    from spark_jobs.pca.stats import SufficientStats
+    from spark_jobs.pca.versions import commit_version, plan_version
 
     model_id = "resnet50-random0-224"
     rng = np.random.default_rng(3)
@@ -108,7 +108,7 @@ def test_stale_rows_are_reprojected_on_latest_pca_version(tmp_path: Path) -> Non
         write_batch(tmp_path, batch_id, part)
     # WHEN the probe table is read
     table = evaluate.read_probe_table(tmp_path)
-    # THEN every row is on version 2, batch-1 rows re-projected exactly like spark_jobs.projection
+    # THEN every row is on version 2, batch-1 rows re-projected exactly like spark_jobs.pca.projection
     latest = versions[-1]
     assert table.pca_versions == ["2"]
     by_uri = dict(zip(table.image_uris, table.x, strict=True))

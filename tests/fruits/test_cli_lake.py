@@ -12,7 +12,7 @@ import pytest
 
 from fruits.cli import main as cli_main
 from fruits.lake_maintenance import content_hash
-from spark_jobs import tables
+from spark_jobs.lakehouse import tables
 from tests.bench.lake_fixtures import separable_rows, write_batch
 
 

@@ -12,8 +12,9 @@ import pytest
 
 from fruits.cli.main import main
 from fruits.local.report import components_to_show, read_lake
-from spark_jobs import pca, tables
-from spark_jobs.stats import SufficientStats
+from spark_jobs.lakehouse import tables
+from spark_jobs.pca import versions as pca
+from spark_jobs.pca.stats import SufficientStats
 from tests.bench.lake_fixtures import separable_rows, write_batch
 
 MODEL = "resnet50-random0-224"

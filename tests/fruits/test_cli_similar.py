@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from fruits.cli import main as cli_main
-from spark_jobs import models
+from spark_jobs.featurize import models
 from tests.bench.lake_fixtures import separable_rows, write_batch
 
 

@@ -19,7 +19,7 @@ def test_status_shows_what_an_operator_asks_first(
 ) -> None:
     # GIVEN threshold 3 and MAX_ATTEMPTS 1: 7 images → batch 1 fails once (quarantined), batch 2 runs, 1 pending;
     # and a local lake whose rejects table holds 2 rows
-    from spark_jobs import tables
+    from spark_jobs.lakehouse import tables
 
     lake = tmp_path / "lake"
     for name, value in {"BATCH_THRESHOLD": "3", "BATCH_MAX_IMAGES": "3", "MAX_ATTEMPTS": "1",

@@ -10,7 +10,7 @@ from rich.console import Console
 
 from fruits.local.demo import DemoConfig, run_demo
 from fruits.local.images import list_images
-from spark_jobs.tables import Lake, scan
+from spark_jobs.lakehouse.tables import Lake, scan
 
 pytestmark = pytest.mark.slow
 

@@ -12,8 +12,10 @@ import numpy as np
 
 from fruits.cli import main as cli_main
 from fruits.lake_maintenance import expire_pca
-from spark_jobs import pca, storage, tables
-from spark_jobs.stats import SufficientStats, merge
+from spark_jobs import storage
+from spark_jobs.lakehouse import tables
+from spark_jobs.pca import versions as pca
+from spark_jobs.pca.stats import SufficientStats, merge
 from tests.bench.lake_fixtures import write_batch
 
 MODEL, D = "resnet50-random0-224", 4

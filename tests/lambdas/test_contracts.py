@@ -43,7 +43,8 @@ def test_the_metrics_namespace_is_written_once() -> None:
 def test_the_spark_job_and_the_lambdas_check_batch_ids_and_precisions_alike() -> None:
     from lambdas.config import SettingsError, settings_from_env
     from lambdas.logic.batches import new_batch_id
-    from spark_jobs import main, models
+    from spark_jobs import main
+    from spark_jobs.featurize import models
 
     # GIVEN the Keras policies of the job's precisions THEN they cover exactly the contract's precisions
     assert tuple(models.PRECISIONS) == contracts.JOB_PRECISIONS

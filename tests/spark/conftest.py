@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-# Cheap deterministic featurizer (spark_jobs.models "projection") for the PCA/lake tests; the real
+# Cheap deterministic featurizer (spark_jobs.featurize.models "projection") for the PCA/lake tests; the real
 # ResNet50 runs in test_resnet_e2e.py and test_cli_featurize.py.
 FAST_WEIGHTS = "projection:7"
 

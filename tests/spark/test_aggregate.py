@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 from pyspark.sql import types as T
 
-from spark_jobs.aggregate import batch_statistics
-from spark_jobs.pca import PcaVersion, fit_pca
-from spark_jobs.projection import project
-from spark_jobs.stats import SufficientStats
+from spark_jobs.pca.aggregate import batch_statistics
+from spark_jobs.pca.projection import project
+from spark_jobs.pca.stats import SufficientStats
+from spark_jobs.pca.versions import PcaVersion, fit_pca
 
 from .test_stats import assert_same_state
 

@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from spark_jobs import engines
-from spark_jobs.images import decode_image
-from spark_jobs.models import ModelSpec, get_featurizer
+from spark_jobs.featurize import engines
+from spark_jobs.featurize.images import decode_image
+from spark_jobs.featurize.models import ModelSpec, get_featurizer
 
 # max |engine - keras| / max |keras| over a batch of feature vectors (the features are ReLU + average pool, many
 # near zero, so an element-wise relative test would measure noise); issue 11: within 1e-5.
@@ -70,7 +70,7 @@ def test_engine_matches_keras_and_caches_the_conversion(engine, photos, keras_fe
     assert _relative(got, keras_features) <= TOLERANCE
     # AND the converted file is cached under model_id + key, and a second build loads it without Keras
     assert list(cache.glob(f"{SPEC.model_id}-{engine}-*"))
-    import spark_jobs.network as network
+    import spark_jobs.featurize.network as network
 
     monkeypatch.setattr(network, "build_resnet", lambda spec: pytest.fail("rebuilt instead of the cached file"))
     np.testing.assert_array_equal(engines.build_engine(SPEC, engine, threads=1)(photos), got)

@@ -10,9 +10,10 @@ import pytest
 
 from fruits.cli import main as cli_main
 from fruits.lake_maintenance import expire_snapshots
-from spark_jobs import erasure, pca, tables
 from spark_jobs.job import JobConfig, run_batch
-from spark_jobs.stats import SufficientStats
+from spark_jobs.lakehouse import erasure, tables
+from spark_jobs.pca import versions as pca
+from spark_jobs.pca.stats import SufficientStats
 
 from .conftest import FAST_WEIGHTS, copy_subset, write_manifest
 

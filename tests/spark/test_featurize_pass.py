@@ -7,11 +7,11 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from spark_jobs.aggregate import batch_statistics
-from spark_jobs.featurize_pass import FEATURES_ARROW_SCHEMA, REJECTS_ARROW_SCHEMA, featurize_batch
-from spark_jobs.images import load_images
+from spark_jobs.featurize.images import load_images
+from spark_jobs.featurize.models import FEATURE_DIM, featurize, resolve_weights
+from spark_jobs.featurize.one_pass import FEATURES_ARROW_SCHEMA, REJECTS_ARROW_SCHEMA, featurize_batch
 from spark_jobs.manifest import read_manifest
-from spark_jobs.models import FEATURE_DIM, featurize, resolve_weights
+from spark_jobs.pca.aggregate import batch_statistics
 
 from .conftest import FAST_WEIGHTS, copy_subset, write_manifest
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from spark_jobs.images import decode_image
+from spark_jobs.featurize.images import decode_image
 
 EXPECTED_REASONS = {
     "truncated": "truncated",

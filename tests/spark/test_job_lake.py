@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from spark_jobs import lake as lake_io
-from spark_jobs import pca
+from spark_jobs.lakehouse import reports as lake_io
 from spark_jobs.main import main
-from spark_jobs.stats import SufficientStats
+from spark_jobs.pca import versions as pca
+from spark_jobs.pca.stats import SufficientStats
 
 from .conftest import FAST_WEIGHTS, copy_subset, write_manifest
 
@@ -83,7 +83,7 @@ def test_parquet_files_on_disk_have_the_contract_types(two_batches) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from spark_jobs import tables
+    from spark_jobs.lakehouse import tables
 
     lake = Path(two_batches["lake"])
     data_files = tables.Lake.at(str(lake)).table(tables.FEATURES).inspect.data_files().column("file_path")

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import numpy as np
 
-from spark_jobs import lake as lake_io
-from spark_jobs import pca
+from spark_jobs.lakehouse import reports as lake_io
 from spark_jobs.main import main
+from spark_jobs.pca import versions as pca
 
 from .conftest import FAST_WEIGHTS, copy_subset, write_manifest
 

@@ -11,11 +11,13 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from spark_jobs import lake as lake_io
-from spark_jobs import main, pca, tables
+from spark_jobs import main
 from spark_jobs.job import JobConfig, run_batches
+from spark_jobs.lakehouse import reports as lake_io
+from spark_jobs.lakehouse import tables
 from spark_jobs.manifest import merge_manifests
-from spark_jobs.stats import SufficientStats
+from spark_jobs.pca import versions as pca
+from spark_jobs.pca.stats import SufficientStats
 
 from .conftest import FAST_WEIGHTS, copy_subset, write_manifest
 

@@ -23,12 +23,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from lambdas.contracts import VersionStamp, is_newer
-from spark_jobs import erasure, pca, tables
-from spark_jobs.featurize_pass import FEATURES_ARROW_SCHEMA, REJECTS_ARROW_SCHEMA, BatchFeatures
+from spark_jobs.featurize.models import ModelSpec
+from spark_jobs.featurize.one_pass import FEATURES_ARROW_SCHEMA, REJECTS_ARROW_SCHEMA, BatchFeatures
 from spark_jobs.job import JobConfig, commit_batch, commit_run
+from spark_jobs.lakehouse import erasure, tables
 from spark_jobs.manifest import merge_manifests, parse_manifest
-from spark_jobs.models import ModelSpec
-from spark_jobs.stats import SufficientStats
+from spark_jobs.pca import versions as pca
+from spark_jobs.pca.stats import SufficientStats
 
 DIM = 6  # feature vector length of the synthetic model (the commit path does not depend on 2,048)
 K = 3
@@ -275,7 +276,7 @@ def rows_of(world: World) -> dict[str, str]:
 
 
 def report_of(world: World, batch_index: int) -> dict:
-    from spark_jobs.lake import read_report
+    from spark_jobs.lakehouse.reports import read_report
 
     return read_report(world.lake, world.sealed[batch_index][0])
 
@@ -473,7 +474,7 @@ def test_manifest_and_erasure_lines_give_each_version_its_stamp(tmp_path: Path) 
 
 
 def test_an_erasure_recorded_while_the_job_commits_still_removes_the_row(tmp_path: Path, monkeypatch) -> None:
-    from spark_jobs import liveness
+    from spark_jobs.lakehouse import liveness
 
     # GIVEN a sealed batch of key A, and a `fruits erase` of A racing the job: the job's liveness check ran before
     # the erasure was recorded, the erasure's row delete before the job's features commit (so it found no row)

@@ -13,9 +13,9 @@ import pytest
 
 from fruits.cli import main as cli_main
 from fruits.similarity import similar
-from spark_jobs import erasure, tables
-from spark_jobs import near_duplicates as nd
 from spark_jobs.job import JobConfig, run_batch
+from spark_jobs.lakehouse import erasure, tables
+from spark_jobs.lakehouse import near_duplicates as nd
 
 from .conftest import FAST_WEIGHTS, copy_subset, write_manifest
 

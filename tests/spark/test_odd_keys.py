@@ -11,10 +11,10 @@ from moto import mock_aws
 from PIL import Image
 
 from spark_jobs import storage
-from spark_jobs.featurize_pass import featurize_batch
-from spark_jobs.images import fetch_decode
+from spark_jobs.featurize.images import fetch_decode
+from spark_jobs.featurize.models import resolve_weights
+from spark_jobs.featurize.one_pass import featurize_batch
 from spark_jobs.manifest import manifest_frame, parse_manifest
-from spark_jobs.models import resolve_weights
 
 from .conftest import FAST_WEIGHTS
 

@@ -9,8 +9,9 @@ import os
 import numpy as np
 import pytest
 
-from spark_jobs import pca, storage
-from spark_jobs.stats import SufficientStats
+from spark_jobs import storage
+from spark_jobs.pca import versions as pca
+from spark_jobs.pca.stats import SufficientStats
 
 from .test_stats import assert_same_state
 

@@ -11,9 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from spark_jobs import engines, quantization
-from spark_jobs.models import resolve_weights
-from spark_jobs.quantization import CalibrationError, FidelityError, resolve_calibration
+from spark_jobs.featurize import engines, fidelity, quantization
+from spark_jobs.featurize.fidelity import FidelityError
+from spark_jobs.featurize.models import resolve_weights
+from spark_jobs.featurize.quantization import CalibrationError, resolve_calibration
 
 SIZE = 64  # a 64x64 ResNet50 quantizes and runs in seconds; the 224 figures are in bench/engines.py
 CLASSES = ["Banana", "Kiwi", "Lemon", "Limes"]
@@ -93,13 +94,13 @@ def test_fidelity_figures_and_probe_use_the_same_folds() -> None:
     rng = np.random.default_rng(0)
     f32 = np.concatenate([rng.normal(0, 1, (10, 32)) + 4, rng.normal(0, 1, (10, 32)) - 4]).astype(np.float32)
     labels = ["a"] * 10 + ["b"] * 10
-    figures = quantization.compare(f32, f32 + 1e-3, labels)
+    figures = fidelity.compare(f32, f32 + 1e-3, labels)
     # THEN cosine is ~1, the relative difference is small and both probes separate the classes
     assert figures["mean_cosine"] > 0.9999 and figures["min_cosine"] <= figures["mean_cosine"]
     assert 0 < figures["relative_difference"] < 1e-3
     assert figures["probe_accuracy_f32"] == figures["probe_accuracy_int8"] == 1.0
     # AND a probe is not computed without two classes of two photos
-    assert quantization.probe_accuracy(f32[:3], ["a", "a", "b"]) is None
+    assert fidelity.probe_accuracy(f32[:3], ["a", "a", "b"]) is None
 
 
 @pytest.mark.slow
@@ -112,23 +113,23 @@ def test_int8_engine_is_cached_close_to_f32_and_gated(engine: str, int8_spec, mo
     f32 = engines.build_engine(replace(int8_spec, precision="float32", calibration=None), engine, 2)(pixels)
     # THEN its features are close to f32 on photos not used to calibrate
     assert got.shape == (16, 2048) and got.dtype == np.float32
-    assert quantization.cosine_similarities(f32, got).mean() >= quantization.MIN_MEAN_COSINE
+    assert fidelity.cosine_similarities(f32, got).mean() >= fidelity.MIN_MEAN_COSINE
     # AND the quantized model is cached under its model_id: a second build quantizes nothing
     assert list(engines.cache_dir().glob(f"{int8_spec.model_id}-{engine}-*"))
     monkeypatch.setattr(quantization, "quantize_openvino", lambda *a: pytest.fail("quantized again"))
     monkeypatch.setattr(quantization, "quantize_onnx", lambda *a: pytest.fail("quantized again"))
     np.testing.assert_array_equal(engines.build_engine(int8_spec, engine, threads=2)(pixels), got)
     # WHEN the fidelity gate runs THEN it passes with its figures on the 16 held-back photos
-    gate = quantization.fidelity_gate(int8_spec, engine, threads=2)
+    gate = fidelity.fidelity_gate(int8_spec, engine, threads=2)
     assert gate["passed"] and gate["images"] == 16 and gate["engine"] == engine
     assert gate["mean_cosine"] >= 0.999 and gate["min_cosine"] <= gate["mean_cosine"]
     assert gate["probe_accuracy_f32"] is not None and gate["probe_accuracy_int8"] is not None
     assert gate["calibration"]["sha256"] == int8_spec.calibration.sha256
     # AND a second gate of the same model files reuses the figures, the threshold applied again
-    again = quantization.fidelity_gate(int8_spec, engine, threads=2)
+    again = fidelity.fidelity_gate(int8_spec, engine, threads=2)
     assert again["cached"] and again["mean_cosine"] == gate["mean_cosine"]
     with pytest.raises(FidelityError, match="refused by the fidelity gate"):
-        quantization.fidelity_gate(int8_spec, engine, threads=2, min_mean_cosine=1.0)
+        fidelity.fidelity_gate(int8_spec, engine, threads=2, min_mean_cosine=1.0)
 
 
 def test_job_arguments_tie_int8_to_a_calibration_source(photo_folder: Path, capsys) -> None:
@@ -149,7 +150,7 @@ def test_job_arguments_tie_int8_to_a_calibration_source(photo_folder: Path, caps
 @pytest.mark.slow
 def test_int8_job_records_the_gate_or_refuses_with_nothing_written(spark, photo_folder: Path, int8_spec,
                                                                     sample_dir: Path, tmp_path: Path) -> None:
-    from spark_jobs import lake as lake_io
+    from spark_jobs.lakehouse import reports as lake_io
     from spark_jobs.main import main
 
     from .conftest import write_manifest

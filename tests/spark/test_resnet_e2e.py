@@ -12,10 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from spark_jobs import lake as lake_io
-from spark_jobs.images import decode_image
+from spark_jobs.featurize.images import decode_image
+from spark_jobs.featurize.models import ModelSpec, get_featurizer
+from spark_jobs.lakehouse import reports as lake_io
 from spark_jobs.main import main
-from spark_jobs.models import ModelSpec, get_featurizer
 
 from .conftest import copy_subset, write_manifest
 from .test_cli_featurize import parser
@@ -70,7 +70,7 @@ def test_cli_featurize_folder_into_a_local_lake_with_resnet50(spark, sample_dir:
     assert len(reports) == 1
     report = json.loads(reports[0].read_text())
     assert report["counts"]["featurized"] == 4 and report["model_id"] == "resnet50-random0-224"
-    from spark_jobs import tables
+    from spark_jobs.lakehouse import tables
 
     rows = tables.scan(tables.Lake.at(str(lake)), tables.FEATURES, batch_ids=[report["batch_id"]])
     assert rows.num_rows == 4 and set(rows.column("model_id").to_pylist()) == {"resnet50-random0-224"}

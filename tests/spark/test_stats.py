@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from spark_jobs.stats import SufficientStats, downdate, merge, merge_all
+from spark_jobs.pca.stats import SufficientStats, downdate, merge, merge_all
 
 
 def assert_same_state(a: SufficientStats, b: SufficientStats, rtol: float = 1e-9) -> None:

@@ -10,9 +10,9 @@ import pytest
 from moto import mock_aws
 
 from spark_jobs import storage
+from spark_jobs.featurize.models import resolve_weights
+from spark_jobs.featurize.network import ModelSpec, _local_weights_file
 from spark_jobs.manifest import ManifestError, parse_manifest
-from spark_jobs.models import resolve_weights
-from spark_jobs.network import ModelSpec, _local_weights_file
 
 
 @pytest.fixture
@@ -109,7 +109,7 @@ def test_imagenet_weights_are_fetched_once_into_the_keras_cache_and_md5_checked(
     import io
     import urllib.request
 
-    from spark_jobs import models
+    from spark_jobs.featurize import models
 
     served = b"resnet50 notop weights " * 4096
     calls: list[str] = []
@@ -141,7 +141,7 @@ def test_imagenet_weights_constants_are_keras_own() -> None:
     # GIVEN the file name, URL and md5 the driver checks without importing Keras
     from keras.src.applications import resnet
 
-    from spark_jobs import models
+    from spark_jobs.featurize import models
 
     # THEN they are exactly what keras.applications.ResNet50(include_top=False, weights="imagenet") downloads
     assert models.IMAGENET_WEIGHTS_URL == resnet.BASE_WEIGHTS_PATH + models.IMAGENET_WEIGHTS_FILE
@@ -171,7 +171,7 @@ def test_weights_file_reproduces_the_network_it_was_saved_from(tmp_path) -> None
     # GIVEN the weights of ResNet50 random:1 (small 64x64 input: same weights, less compute) saved to a file
     import numpy as np
 
-    from spark_jobs.network import build_resnet
+    from spark_jobs.featurize.network import build_resnet
 
     source = build_resnet(ModelSpec("random", 64, 1))
     weights = tmp_path / "r1.weights.h5"
@@ -191,7 +191,7 @@ def test_bfloat16_precision_is_its_own_feature_space_close_to_float32() -> None:
     import keras
     import numpy as np
 
-    from spark_jobs.models import get_featurizer
+    from spark_jobs.featurize.models import get_featurizer
 
     fp32, bf16 = resolve_weights("random:1", 64), resolve_weights("random:1", 64, "bfloat16")
     # THEN they are different feature spaces (model_id, cache key) ...
@@ -216,7 +216,7 @@ def test_read_bytes_and_fetch_decode_take_the_manifest_version_of_an_overwritten
 
     from PIL import Image
 
-    from spark_jobs.images import fetch_decode
+    from spark_jobs.featurize.images import fetch_decode
 
     s3 = boto3.client("s3", region_name="eu-west-3")
     s3.put_bucket_versioning(Bucket="lake-bucket", VersioningConfiguration={"Status": "Enabled"})
@@ -240,7 +240,7 @@ def test_read_bytes_and_fetch_decode_take_the_manifest_version_of_an_overwritten
 
 def test_the_one_pass_gets_each_recorded_version_id_of_the_manifest(spark, tmp_path) -> None:
     # GIVEN a manifest with a version id on one row, none (null / empty) on the others
-    from spark_jobs.featurize_pass import pass_input
+    from spark_jobs.featurize.one_pass import pass_input
     from spark_jobs.manifest import read_manifest
 
     path = tmp_path / "m.jsonl"

@@ -7,8 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from spark_jobs import table_stats, tables
-from spark_jobs.stats import SufficientStats
+from spark_jobs.lakehouse import tables
+from spark_jobs.pca import table_stats
+from spark_jobs.pca.stats import SufficientStats
 from tests.bench.lake_fixtures import write_batch
 
 from .test_stats import assert_same_state

@@ -9,9 +9,11 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from spark_jobs import job, pca, tables
+from spark_jobs import job
 from spark_jobs.job import JobConfig, run_batch
-from spark_jobs.stats import SufficientStats
+from spark_jobs.lakehouse import tables
+from spark_jobs.pca import versions as pca
+from spark_jobs.pca.stats import SufficientStats
 
 from .conftest import FAST_WEIGHTS, copy_subset, write_manifest
 

@@ -10,10 +10,10 @@ import pyarrow as pa
 import pytest
 from pyiceberg.schema import Schema
 
-from spark_jobs import tables
 from spark_jobs.job import JobConfig, run_batch
+from spark_jobs.lakehouse import tables
+from spark_jobs.lakehouse.time_to_feature import time_to_feature
 from spark_jobs.manifest import ManifestError, parse_manifest
-from spark_jobs.time_to_feature import time_to_feature
 
 from .conftest import FAST_WEIGHTS, copy_subset
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 from pyiceberg.expressions import EqualTo
 
-from spark_jobs import tables, vector_scan
+from spark_jobs.lakehouse import tables, vector_scan
 from tests.bench.lake_fixtures import separable_rows, write_batch
 
 

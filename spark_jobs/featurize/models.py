@@ -16,13 +16,13 @@ compute bfloat16): faster on CPUs with bf16 instructions (Graviton3, AVX512-BF16
 numbers, so its model_id gets a ``-bf16`` suffix and its PCA state is kept apart.
 
 ``--precision int8`` (opt-in) runs a post-training statically quantized copy of the float32 network (OpenVINO +
-NNCF on x86_64, ONNX Runtime QDQ on ARM64; :mod:`spark_jobs.quantization`), calibrated on a named, fixed set of
-photos: its model_id is ``<f32 model_id>-int8-<first 8 hex of the calibration set's sha256>``, so features of
+NNCF on x86_64, ONNX Runtime QDQ on ARM64; :mod:`spark_jobs.featurize.quantization`), calibrated on a named, fixed set
+of photos: its model_id is ``<f32 model_id>-int8-<first 8 hex of the calibration set's sha256>``, so features of
 different quantizations never mix, and a fidelity gate compares it with float32 before each batch uses it.
 
 On a worker the network is built once per Python process (module-level cache, Spark reuses workers) and run
-on batches by an inference engine (:mod:`spark_jobs.engines`: TensorFlow ``predict_on_batch``, OpenVINO or ONNX
-Runtime on the converted Keras model); intra-op threads are set to the cores Spark reserves per task.
+on batches by an inference engine (:mod:`spark_jobs.featurize.engines`: TensorFlow ``predict_on_batch``, OpenVINO or
+ONNX Runtime on the converted Keras model); intra-op threads are set to the cores Spark reserves per task.
 """
 
 from __future__ import annotations
@@ -40,9 +40,9 @@ from pyspark.sql import DataFrame
 from pyspark.sql import types as T
 
 from spark_jobs import storage
-from spark_jobs.engines import build_engine
-from spark_jobs.network import FEATURE_DIM, PRECISIONS, ModelSpec
-from spark_jobs.quantization import CalibrationSet
+from spark_jobs.featurize.engines import build_engine
+from spark_jobs.featurize.network import FEATURE_DIM, PRECISIONS, ModelSpec
+from spark_jobs.featurize.quantization import CalibrationSet
 
 FEATURES_SCHEMA = T.StructType(
     [
@@ -74,7 +74,7 @@ def _seed(text: str, source: str) -> int:
 def resolve_weights(source: str, image_size: int = 224, precision: str = "float32",
                     calibration: CalibrationSet | None = None) -> ModelSpec:
     """Resolve ``--weights`` on the driver (see module table); ``precision`` is a key of :data:`PRECISIONS`;
-    ``calibration`` (:func:`spark_jobs.quantization.resolve_calibration`) is required by ``int8`` only.
+    ``calibration`` (:func:`spark_jobs.featurize.quantization.resolve_calibration`) is required by ``int8`` only.
 
     ``imagenet`` really fetches the Keras ImageNet weights file once into the Keras cache, md5-checked
     (:func:`fetch_imagenet_weights`, no TensorFlow import on the driver); if that fails (no network), prints a loud
@@ -191,12 +191,12 @@ _FEATURIZERS: dict[tuple[ModelSpec, str], Callable[[np.ndarray], np.ndarray]] = 
 def get_featurizer(spec: ModelSpec, threads: int = 1, engine: str = "tensorflow") -> Callable[[np.ndarray], np.ndarray]:
     """The process-wide featurizer for ``spec`` on ``engine``: uint8 (n, s, s, 3) RGB -> float32 (n, 2048).
 
-    Built once per Python worker (Spark reuses workers), see :mod:`spark_jobs.engines`; the projection
+    Built once per Python worker (Spark reuses workers), see :mod:`spark_jobs.featurize.engines`; the projection
     featurizer ignores ``engine``.
 
     Args:
         threads: intra-op threads of the engine (TensorFlow: only effective before its runtime starts).
-        engine: one of :data:`spark_jobs.engines.ENGINES`.
+        engine: one of :data:`spark_jobs.featurize.engines.ENGINES`.
     """
     key = (spec, "numpy" if spec.kind == "projection" else engine)
     cached = _FEATURIZERS.get(key)

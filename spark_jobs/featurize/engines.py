@@ -1,6 +1,6 @@
 """Inference engines for the Keras ResNet50: TensorFlow (Keras itself), OpenVINO, ONNX Runtime.
 
-Keras stays the model definition and the weights source (:func:`spark_jobs.network.build_resnet`); an engine
+Keras stays the model definition and the weights source (:func:`spark_jobs.featurize.network.build_resnet`); an engine
 runs the same network converted in-process, or loaded from a converted file cached on the worker's disk:
 
 | engine        | conversion                                           | cached file (under :func:`cache_dir`)     |
@@ -9,7 +9,7 @@ runs the same network converted in-process, or loaded from a converted file cach
 | ``openvino``  | ``openvino.convert_model(keras_model)``              | ``<key>.xml`` + ``.bin`` (``save_model``)  |
 | ``onnxruntime``| ``keras_model.export(format="onnx")`` (tf2onnx)     | ``<key>.onnx``                             |
 
-``--precision int8`` (:mod:`spark_jobs.quantization`): OpenVINO quantizes its f32 conversion with NNCF
+``--precision int8`` (:mod:`spark_jobs.featurize.quantization`): OpenVINO quantizes its f32 conversion with NNCF
 (``<key>.xml`` + ``.bin`` of the int8 model), ONNX Runtime its f32 export with ``quantize_static`` (``<key>.onnx``,
 QDQ); TensorFlow refuses int8. Both start from the cached f32 conversion when there is one.
 
@@ -43,11 +43,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from spark_jobs import network
-from spark_jobs.network import preprocess
+from spark_jobs.featurize import network
+from spark_jobs.featurize.network import preprocess
 
 if TYPE_CHECKING:  # pragma: no cover
-    from spark_jobs.network import ModelSpec
+    from spark_jobs.featurize.network import ModelSpec
 
 ENGINES = ("tensorflow", "openvino", "onnxruntime")
 # Default engine per EMR architecture (cdk context emrArchitecture) / platform.machine(): the fastest engine whose
@@ -96,10 +96,10 @@ def cache_dir() -> Path:
 
 def cache_key(spec: ModelSpec, engine: str, version: str) -> str:
     """File stem of a converted model: model_id + 12 hex of sha256(model_id, weights sha256, engine, version;
-    int8 also the calibration set's sha256 and :data:`spark_jobs.quantization.RECIPE`)."""
+    int8 also the calibration set's sha256 and :data:`spark_jobs.featurize.quantization.RECIPE`)."""
     parts = [spec.model_id, spec.weights_sha256 or "", spec.precision, engine, version]
     if spec.calibration is not None:
-        from spark_jobs.quantization import RECIPE
+        from spark_jobs.featurize.quantization import RECIPE
 
         parts += [spec.calibration.sha256, RECIPE]
     ident = "|".join(parts)
@@ -172,7 +172,7 @@ def _openvino_model(spec: ModelSpec, core):
     if xml.exists():
         return core.read_model(str(xml))
     if spec.precision == "int8":
-        from spark_jobs.quantization import load_pixels, quantize_openvino
+        from spark_jobs.featurize.quantization import load_pixels, quantize_openvino
 
         assert spec.calibration is not None
         model = quantize_openvino(_openvino_model(_f32(spec), core),
@@ -196,7 +196,7 @@ def _onnx_file(spec: ModelSpec) -> Path:
         return path
     tmp = _atomic_dir(path)
     if spec.precision == "int8":
-        from spark_jobs.quantization import load_pixels, quantize_onnx
+        from spark_jobs.featurize.quantization import load_pixels, quantize_onnx
 
         assert spec.calibration is not None
         quantize_onnx(_onnx_file(_f32(spec)), tmp / path.name,

@@ -1,10 +1,10 @@
 """The network every engine runs: :class:`ModelSpec` (which ResNet50, which weights, which precision), its Keras
 definition (:func:`build_resnet`) and its input convention (:func:`preprocess`).
 
-The bottom of the featurizing layers: :mod:`spark_jobs.engines` (run the network on TensorFlow, OpenVINO or ONNX
-Runtime) and :mod:`spark_jobs.quantization` (int8) build on it, :mod:`spark_jobs.models` (``--weights`` resolved on
-the driver, the per-worker featurizer cache) on those. It imports no other featurizing module at run time, so the
-layers import one way only (``tests/spark/test_layout.py``).
+The bottom of the featurizing layers: :mod:`spark_jobs.featurize.engines` (run the network on TensorFlow, OpenVINO or
+ONNX Runtime) and :mod:`spark_jobs.featurize.quantization` (int8) build on it, :mod:`spark_jobs.featurize.models`
+(``--weights`` resolved on the driver, the per-worker featurizer cache) on those. It imports no other featurizing module
+at run time, so the layers import one way only (``tests/spark/test_layout.py``).
 """
 
 from __future__ import annotations
@@ -21,11 +21,11 @@ import numpy as np
 from spark_jobs import storage
 
 if TYPE_CHECKING:  # pragma: no cover
-    from spark_jobs.quantization import CalibrationSet
+    from spark_jobs.featurize.quantization import CalibrationSet
 
 FEATURE_DIM = 2048
 # Keras dtype policy of each --precision (keras.io/api/mixed_precision/policy).
-# int8: the Keras network is built in float32 and quantized by the engine (spark_jobs.quantization).
+# int8: the Keras network is built in float32 and quantized by the engine (spark_jobs.featurize.quantization).
 PRECISIONS = {"float32": "float32", "bfloat16": "mixed_bfloat16", "int8": "float32"}
 # ImageNet channel means in BGR order, Keras "caffe" preprocessing (keras.applications.imagenet_utils).
 _CAFFE_MEAN_BGR = np.array([103.939, 116.779, 123.68], dtype=np.float32)
@@ -91,8 +91,8 @@ def build_resnet(spec: ModelSpec):
     the ImageNet means (:func:`preprocess`), output (n, 2048) (float32; bfloat16 compute under ``mixed_bfloat16``).
 
     ``random`` seeds Keras first (same seed + same construction order -> identical weights); ``imagenet`` lets Keras
-    load its file from the cache the driver filled (``spark_jobs.models.fetch_imagenet_weights``); ``file`` loads the
-    weights file after checking its sha256. Imports Keras/TensorFlow (seconds): workers only.
+    load its file from the cache the driver filled (``spark_jobs.featurize.models.fetch_imagenet_weights``); ``file``
+    loads the weights file after checking its sha256. Imports Keras/TensorFlow (seconds): workers only.
 
     Raises:
         RuntimeError: the weights file changed since the driver hashed it. ImportError: Keras not installed.

@@ -2,10 +2,10 @@
 
 ::
 
-    <lake>/features/ rejects/ batches/         Iceberg tables (data/ + metadata/), see spark_jobs.tables
+    <lake>/features/ rejects/ batches/         Iceberg tables (data/ + metadata/), see spark_jobs.lakehouse.tables
     <lake>/catalog.db                          the embedded default catalog (SQLite); Glue on AWS
     <lake>/batches/<id>.json                   batch report (also a row of the batches table)
-    <lake>/pca/<model_id>/...                  PCA state and versions (spark_jobs.pca)
+    <lake>/pca/<model_id>/...                  PCA state and versions (spark_jobs.pca.versions)
 
 The Spark readers here turn an Iceberg scan (PyIceberg, Arrow) into a DataFrame: no Iceberg jar is needed.
 """
@@ -20,9 +20,10 @@ import pyarrow as pa
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import types as T
 
-from spark_jobs import storage, tables
-from spark_jobs.pca import load_version
-from spark_jobs.projection import project_vectors
+from spark_jobs import storage
+from spark_jobs.lakehouse import tables
+from spark_jobs.pca.projection import project_vectors
+from spark_jobs.pca.versions import load_version
 
 FEATURES_LAKE_SCHEMA = T.StructType(
     [
@@ -103,7 +104,7 @@ def projected_table(
     """One model's ``features`` rows with ``pca``/``pca_version`` recomputed on its latest PCA version (Arrow).
 
     Older rows carry the coordinates of the version current when their batch ran; this re-projects the
-    stored raw ``features`` (2048 float32) exactly as the job does (:func:`spark_jobs.projection.project_vectors`).
+    stored raw ``features`` (2048 float32) exactly as the job does (:func:`spark_jobs.pca.projection.project_vectors`).
 
     Raises:
         LookupError: the model has rows but no committed PCA version.

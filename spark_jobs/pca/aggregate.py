@@ -2,7 +2,7 @@
 
 Each partition turns its feature vectors into ``(n, mean, M2)`` (:meth:`SufficientStats.from_array`),
 serialised as one small row; ``RDD.treeReduce`` then merges them pairwise (Chan, Golub & LeVeque 1979,
-:func:`spark_jobs.stats.merge`) on the executors, so the driver only ever holds O(d^2) floats, never features.
+:func:`spark_jobs.pca.stats.merge`) on the executors, so the driver only ever holds O(d^2) floats, never features.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import pandas as pd
 from pyspark.sql import DataFrame
 from pyspark.sql import types as T
 
-from spark_jobs.stats import SufficientStats, merge
+from spark_jobs.pca.stats import SufficientStats, merge
 
 _STATS_SCHEMA = T.StructType([T.StructField("stats", T.BinaryType(), False)])
 

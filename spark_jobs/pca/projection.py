@@ -10,7 +10,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from spark_jobs.pca import PcaVersion
+from spark_jobs.pca.versions import PcaVersion
 
 
 def project_vectors(features: np.ndarray, mean: np.ndarray, components: np.ndarray) -> np.ndarray:

@@ -6,8 +6,8 @@ a ``fruits erase`` request after it), or superseded (a newer version of the key 
 for instance when an old batch is re-run (``fruits start-job --batch-id``) or a job run is late. The lake keeps
 what is needed to tell, per image URI:
 
-* the ``erasures`` ledger (:data:`spark_jobs.tables.ERASURES`): the stamp of each erasure of the URI, and prefix
-  erasures; a version not newer than an erasure's stamp is **erased**;
+* the ``erasures`` ledger (:data:`spark_jobs.lakehouse.tables.ERASURES`): the stamp of each erasure of the URI, and
+  prefix erasures; a version not newer than an erasure's stamp is **erased**;
 * the stamps kept on the ``features`` and ``rejects`` rows (``sequencer``, ``event_time``, ``last_modified``,
   ``version_id``) of every model: a version older than one of them is **superseded**.
 
@@ -27,7 +27,7 @@ import pyarrow as pa
 from pyiceberg.expressions import BooleanExpression, EqualTo, In, Or
 
 from lambdas.contracts import VersionStamp, is_newer
-from spark_jobs import tables
+from spark_jobs.lakehouse import tables
 from spark_jobs.manifest import iso_utc
 
 ERASED, SUPERSEDED = "erased", "superseded"
@@ -56,7 +56,8 @@ def row_stamp(row: Mapping[str, object]) -> VersionStamp:
     if time is None:
         moment = row.get("event_time") or row.get("last_modified")
         time = iso_utc(moment) if isinstance(moment, dt.datetime) else moment
-    return VersionStamp(row.get("sequencer") or None, time or None, row.get("version_id") or None)  # type: ignore[arg-type]
+    # type: ignore[arg-type]
+    return VersionStamp(row.get("sequencer") or None, time or None, row.get("version_id") or None)
 
 
 def erasure_stamps(lake: tables.Lake, uris: Iterable[str]) -> dict[str, list[VersionStamp]]:

@@ -2,10 +2,10 @@
 
 This is the seam between the distributed work (Spark) and the driver's commit (PCA version, projection, table
 writes). Each partition runs one ``mapInPandas`` task that, per chunk of ``infer_batch_size`` manifest rows,
-fetches the bytes and decodes them (:func:`spark_jobs.images.fetch_decode`), featurizes the decoded ones on the
-engine (:mod:`spark_jobs.engines`) and folds their vectors into the partition's ``(n, mean, M2)``; it yields the
-feature rows and reject rows as it goes and one statistics row at the end, all in :data:`PASS_SCHEMA`. The
-driver collects that frame once and merges the statistics rows (Chan-Golub-LeVeque, :func:`spark_jobs.stats.merge`).
+fetches the bytes and decodes them (:func:`spark_jobs.featurize.images.fetch_decode`), featurizes the decoded ones on
+the engine (:mod:`spark_jobs.featurize.engines`) and folds their vectors into the partition's ``(n, mean, M2)``; it
+yields the feature rows and reject rows as it goes and one statistics row at the end, all in :data:`PASS_SCHEMA`. The
+driver collects that frame once and merges the statistics rows (Chan-Golub-LeVeque, :func:`spark_jobs.pca.stats.merge`).
 Nothing is persisted and no partition is computed twice.
 
 Fetch and decode run one chunk ahead of inference, on ``FETCH_THREADS`` threads of the task: while the engine
@@ -14,11 +14,11 @@ first byte; sequential GETs would leave the core idle) and decoded (Pillow and h
 manifest's S3 ``version_id`` travels with each row, so an image is fetched at exactly the version it recorded.
 
 Memory per task (bounded, independent of the batch size): the compressed bytes of at most ``FETCH_THREADS``
-images at a time (each <= 64 MB, :data:`spark_jobs.images.MAX_IMAGE_BYTES`, so <= 256 MB in the worst case; a
+images at a time (each <= 64 MB, :data:`spark_jobs.featurize.images.MAX_IMAGE_BYTES`, so <= 256 MB in the worst case; a
 4032x3024 phone JPEG is 2-5 MB and decodes in draft mode at 1/8 scale, 504x378x3 = 0.57 MB), two chunks of
 ``infer_batch_size`` x 224x224x3 pixels (the one in inference as uint8 + float32, the one ahead as uint8: 24 + 5 MB
 at 32), the engine's activations, and the statistics state: M2 (2,048^2 float64 = 32 MB; sent to the driver as its upper
-triangle, 16.8 MB, :meth:`spark_jobs.stats.SufficientStats.to_packed_bytes`) plus up to
+triangle, 16.8 MB, :meth:`spark_jobs.pca.stats.SufficientStats.to_packed_bytes`) plus up to
 ``STATS_CHUNK_ROWS`` buffered vectors (float64 at 1,024 rows: 16 MB). Each statistics row carries the worker's
 peak RSS (``ru_maxrss``) so the measured peak per task is in ``BatchFeatures.task``.
 
@@ -43,9 +43,9 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from spark_jobs.images import fetch_decode
-from spark_jobs.models import FEATURE_DIM, ModelSpec, get_featurizer
-from spark_jobs.stats import SufficientStats, merge, merge_all
+from spark_jobs.featurize.images import fetch_decode
+from spark_jobs.featurize.models import FEATURE_DIM, ModelSpec, get_featurizer
+from spark_jobs.pca.stats import SufficientStats, merge, merge_all
 
 # Feature vectors buffered before one two-pass statistics call (float64 buffer: STATS_CHUNK_ROWS x 2,048 x 8 B).
 STATS_CHUNK_ROWS = 1024
@@ -90,7 +90,7 @@ class BatchFeatures:
     Attributes:
         features: one row per decoded image, :data:`FEATURES_ARROW_SCHEMA` (``features``: 2,048 float32).
         rejects: one row per image that could not be used, :data:`REJECTS_ARROW_SCHEMA` (reason as in
-            :mod:`spark_jobs.images`).
+            :mod:`spark_jobs.featurize.images`).
         stats: exact ``(n, mean, M2)`` of ``features`` (float64), merged from per-partition statistics.
         listed: distinct images in the manifest (= featurized + rejected).
         seconds: wall seconds of this pass's stages (names as in the batch report's ``seconds``):
@@ -217,7 +217,7 @@ def featurize_batch(
         spec: the resolved model (same on every worker).
         image_size: model input side in pixels. infer_batch_size: images per inference call.
         threads: intra-op threads per task (``spark.task.cpus``).
-        engine: inference engine, one of :data:`spark_jobs.engines.ENGINES`.
+        engine: inference engine, one of :data:`spark_jobs.featurize.engines.ENGINES`.
 
     Raises:
         Spark / engine errors. Bad images never raise: they become ``rejects`` rows.

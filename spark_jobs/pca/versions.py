@@ -38,12 +38,12 @@ after all if the ``features`` table has a snapshot naming it (summary ``fruits.m
 only snapshots younger than it are walked), else dead when it was an earlier attempt of one of the same batches (a
 job run's retry may group its batches differently; or older than ``LEASE_SECONDS``) — the new version is then
 planned from its parent, whose state is still kept — else in flight:
-:class:`ConcurrentCommitError`. An erasure's version is rolled forward instead (:mod:`spark_jobs.erasure`).
+:class:`ConcurrentCommitError`. An erasure's version is rolled forward instead (:mod:`spark_jobs.lakehouse.erasure`).
 
 Invariant at rest: the state of the latest landed version equals the statistics of the model's current
 ``features`` rows (float32 as stored, widened to float64). Re-running batch X (or erasing/superseding rows) is
 therefore a downdate by the statistics of the rows being replaced, read back from ``features`` (O(rows of X)),
-then a merge of the new ones (:func:`spark_jobs.stats.downdate`, :func:`spark_jobs.stats.merge`): no per-batch
+then a merge of the new ones (:func:`spark_jobs.pca.stats.downdate`, :func:`spark_jobs.pca.stats.merge`): no per-batch
 statistics are stored and nothing is re-merged, whatever the history.
 
 Cancellation: a downdate subtracts, so its float64 error is relative to the state before it, not after. Each
@@ -76,7 +76,7 @@ import numpy as np
 import scipy.linalg
 
 from spark_jobs import storage
-from spark_jobs.stats import SufficientStats, downdate, merge
+from spark_jobs.pca.stats import SufficientStats, downdate, merge
 
 FORMAT = 2
 KIND_BATCH, KIND_ERASE = "batch", "erase"
@@ -551,7 +551,7 @@ def landed_in_features(lake_tables: Any, model_id: str, margin_seconds: float = 
     """A ``landed`` test for :func:`resolve_base`: does the ``features`` table have a snapshot of ``model_id`` naming
     the version (summary ``fruits.pca_version``)? Walks the snapshots from the newest back to the version's
     creation time (minus ``margin_seconds`` of clock skew) only."""
-    from spark_jobs import tables
+    from spark_jobs.lakehouse import tables
 
     def check(meta: dict[str, Any]) -> bool:
         if meta["kind"] != KIND_BATCH or not lake_tables.exists(tables.FEATURES):

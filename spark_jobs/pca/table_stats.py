@@ -2,7 +2,7 @@
 
 The PCA state never stores a batch's own statistics: they are those of its rows in ``features`` (float32 as
 stored, widened to float64, as the executors computed them), read here when a re-run or an erasure replaces them,
-and for an exact rebuild of a model's state (:mod:`spark_jobs.pca` "Cancellation").
+and for an exact rebuild of a model's state (:mod:`spark_jobs.pca.versions` "Cancellation").
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from collections.abc import Sequence
 import numpy as np
 from pyiceberg.expressions import And, BooleanExpression, EqualTo, In, Not, NotEqualTo
 
-from spark_jobs import tables
-from spark_jobs.stats import SufficientStats, merge
+from spark_jobs.lakehouse import tables
+from spark_jobs.pca.stats import SufficientStats, merge
 
 CHUNK_ROWS = 1024  # rows stacked per two-pass statistics call: driver memory CHUNK_ROWS x d float64
 

@@ -18,8 +18,8 @@ A batch run records, for each of its new photos, every other photo of the same m
 ``>= min_similarity`` (:data:`DEFAULT_MIN_SIMILARITY`, job argument ``--near-duplicate-similarity``):
 
 * against the model's other rows (``features`` rows of ``model_id`` from other batches), read chunk by chunk
-  (:func:`spark_jobs.vector_scan.model_rows`: the two columns needed, ``image_uri`` and ``features``, decoded on a
-  thread one chunk ahead) and compared chunk by chunk (:func:`pairs_above`: an exact candidate filter, then float64
+  (:func:`spark_jobs.lakehouse.vector_scan.model_rows`: the two columns needed, ``image_uri`` and ``features``, decoded
+  on a thread one chunk ahead) and compared chunk by chunk (:func:`pairs_above`: an exact candidate filter, then float64
   cosines; driver memory O(batch x chunk), never the whole history at once);
 * between the batch's own photos (each unordered pair once).
 
@@ -27,8 +27,8 @@ Each unordered pair is stored once, by the batch that last featurized one of its
 batch's photo). One Iceberg commit replaces the batch's pairs and deletes every pair of another batch naming one of
 the batch's photos (an overwritten photo's pairs are replaced; a re-run replaces its pairs; a pair recorded by a
 later batch moves to the re-run one, never twice). Erasure deletes every pair naming an erased photo
-(:func:`delete_pairs`, called by :func:`spark_jobs.erasure.erase_images`); readers also keep only pairs whose both
-photos still have a ``features`` row (:func:`live_pairs`).
+(:func:`delete_pairs`, called by :func:`spark_jobs.lakehouse.erasure.erase_images`); readers also keep only pairs whose
+both photos still have a ``features`` row (:func:`live_pairs`).
 """
 
 from __future__ import annotations
@@ -42,9 +42,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pyiceberg.expressions import AlwaysFalse, And, BooleanExpression, EqualTo, In, Or, StartsWith
 
-from spark_jobs import tables, vector_scan
-from spark_jobs.vector_scan import model_filter as history_filter  # noqa: F401 - the module's public name
-from spark_jobs.vector_scan import vectors_of
+from spark_jobs.lakehouse import tables, vector_scan
+from spark_jobs.lakehouse.vector_scan import model_filter as history_filter  # noqa: F401 - the module's public name
+from spark_jobs.lakehouse.vector_scan import vectors_of
 
 NEAR_DUPLICATES = tables.NEAR_DUPLICATES
 # Cosine similarity of full feature vectors at or above which two photos are near-duplicates. Chosen from the
@@ -89,7 +89,8 @@ def history_chunks(
 ) -> Iterator[tuple[list[str], np.ndarray]]:
     """The ``features`` rows of ``model_id`` (minus ``exclude_batch`` and ``exclude_uris``) as ``(image_uris,
     vectors float32 (m, d))`` chunks of about ``chunk_rows`` rows, streamed and decoded one chunk ahead on a
-    background thread (:func:`spark_jobs.vector_scan.model_rows`: only ``image_uri`` and ``features`` decoded)."""
+    background thread (:func:`spark_jobs.lakehouse.vector_scan.model_rows`: only ``image_uri`` and ``features``
+    decoded)."""
     for rows, vectors in vector_scan.model_rows(lake, model_id, exclude_batch=exclude_batch,
                                                 exclude_uris=exclude_uris, chunk_rows=chunk_rows):
         yield rows.column("image_uri").to_pylist(), vectors
@@ -275,7 +276,7 @@ def top_k(
 
 def pair_rows(pairs: Sequence[tuple[str, str, float]], *, model_id: str, batch_id: str | Mapping[str, str]
               ) -> pa.Table:
-    """``near_duplicates`` rows (schema :data:`spark_jobs.tables.NEAR_DUPLICATES_SCHEMA`) of a batch's pairs;
+    """``near_duplicates`` rows (schema :data:`spark_jobs.lakehouse.tables.NEAR_DUPLICATES_SCHEMA`) of a batch's pairs;
     ``batch_id``: the batch, or ``image_uri`` -> its batch (a job run of several batches)."""
     schema = tables.NEAR_DUPLICATES_SCHEMA.as_arrow()
     return pa.Table.from_pydict(

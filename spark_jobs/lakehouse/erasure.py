@@ -1,17 +1,18 @@
 """Erasure of images from the lake (GDPR): rows deleted from every table, the PCA downdated exactly.
 
-Every erasure is first appended to the lake's ``erasures`` ledger (:func:`spark_jobs.liveness.record_erasures`:
-URI or prefix, with the erasure's version stamp), so no job run committing later writes a row for an erased
-version again (:mod:`spark_jobs.liveness`). Only the rows whose version is not newer than the erasure
-(``not is_newer(row, erasure)``, docs/contracts.md "Version order") are erased, in ``features`` and ``rejects``: a
-photo uploaded again after its delete keeps its row. For each model with such rows, one erasure is three steps,
-each atomic:
+Every erasure is first appended to the lake's ``erasures`` ledger
+(:func:`spark_jobs.lakehouse.liveness.record_erasures`: URI or prefix, with the erasure's version stamp), so no job run
+committing later writes a row for an erased version again (:mod:`spark_jobs.lakehouse.liveness`). Only the rows whose
+version is not newer than the erasure (``not is_newer(row, erasure)``, docs/contracts.md "Version order") are erased, in
+``features`` and ``rejects``: a photo uploaded again after its delete keeps its row. For each model with such rows, one
+erasure is three steps, each atomic:
 
 1. **PCA version** (commit marker: its JSON): the statistics of the erased rows' feature vectors (float32 as
    stored, widened to float64, as the batch statistics were) are computed per source batch; the request
    (``pca/<model_id>/erase_requests/<erasure_id>.json``: the row filter) is stored, then a new version (kind
    ``erase``, its JSON lists the rows removed per source batch) whose state is the previous one downdated by them
-   (:func:`spark_jobs.stats.downdate`, the exact inverse of the Chan–Golub–LeVeque merge; ``spark_jobs.pca``).
+   (:func:`spark_jobs.pca.stats.downdate`, the exact inverse of the Chan–Golub–LeVeque merge;
+   ``spark_jobs.pca.versions``).
 2. **Delete** the rows from ``features`` in one Iceberg commit (snapshot summary ``fruits.pca_version``,
    ``fruits.erasure_id``, ``fruits.model_id``); the version then lands (``pca/<model_id>/LATEST.json``).
 3. **Done**: the request file is removed.
@@ -22,7 +23,7 @@ file is still there (roll forward), then removes the file. So at rest the PCA st
 the statistics of its current ``features`` rows. ``rejects`` rows of the images are deleted too (no PCA).
 Deleted rows stay in older snapshots until they expire: ``fruits expire`` (retention, default 30 days) removes
 the snapshots and the data files only they reference. ``near_duplicates`` pairs naming an erased photo are
-deleted last (:func:`spark_jobs.near_duplicates.delete_pairs`).
+deleted last (:func:`spark_jobs.lakehouse.near_duplicates.delete_pairs`).
 """
 
 from __future__ import annotations
@@ -38,8 +39,10 @@ import pyarrow as pa
 from pyiceberg.expressions import And, BooleanExpression, EqualTo, In, NotEqualTo, NotIn, Or, StartsWith
 
 from lambdas.contracts import VersionStamp, is_newer
-from spark_jobs import liveness, near_duplicates, pca, storage, tables
-from spark_jobs.stats import SufficientStats
+from spark_jobs import storage
+from spark_jobs.lakehouse import liveness, near_duplicates, tables
+from spark_jobs.pca import versions as pca
+from spark_jobs.pca.stats import SufficientStats
 
 KIND_ERASE = "erase"
 
@@ -194,9 +197,9 @@ def supersede(
 
     Called by the job right after its run committed the rows (featurized or rejected) of ``keep_batch`` (one batch
     id, or the batch ids of a job run): an overwritten photo then has one row, its newest content, or none when its
-    newest version was rejected. The job commits only live versions (:mod:`spark_jobs.liveness`: none older than a
-    row of the key), so every other row of ``uris`` is of an older or the same version. Same steps and crash safety
-    as an erasure (module doc); erasure id ``<first keep_batch>-s<6 hex>``.
+    newest version was rejected. The job commits only live versions (:mod:`spark_jobs.lakehouse.liveness`: none older
+    than a row of the key), so every other row of ``uris`` is of an older or the same version. Same steps and crash
+    safety as an erasure (module doc); erasure id ``<first keep_batch>-s<6 hex>``.
     """
     if not uris:
         return None
@@ -218,8 +221,8 @@ def erase_images(
 ) -> ErasureReport:
     """Erase images (exact ``image_uri`` values and/or every URI under ``prefix``) from every model of the lake.
 
-    First the erasures are recorded in the ``erasures`` ledger (:func:`spark_jobs.liveness.record_erasures`), so
-    no job run committing later (a re-run of an old batch, a late run) writes a row for an erased version again;
+    First the erasures are recorded in the ``erasures`` ledger (:func:`spark_jobs.lakehouse.liveness.record_erasures`),
+    so no job run committing later (a re-run of an old batch, a late run) writes a row for an erased version again;
     then, per model, the ``features`` rows whose version is not newer than the erasure
     (``not is_newer(row, erasure)``, docs/contracts.md "Version order") are deleted (module doc steps 1-3): a
     version uploaded after the erasure keeps its row. ``rejects`` rows of the images are deleted the same way.

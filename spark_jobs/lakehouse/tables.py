@@ -63,7 +63,7 @@ from spark_jobs import storage
 NAMESPACE = "fruits_lake"
 CATALOG_NAME = "fruits"
 FEATURES, REJECTS, BATCHES, ERASURES = "features", "rejects", "batches", "erasures"
-NEAR_DUPLICATES = "near_duplicates"  # pairs of near-duplicate photos (spark_jobs.near_duplicates)
+NEAR_DUPLICATES = "near_duplicates"  # pairs of near-duplicate photos (spark_jobs.lakehouse.near_duplicates)
 TABLES = (FEATURES, REJECTS, BATCHES, NEAR_DUPLICATES, ERASURES)
 # Iceberg's default target data file size (write.target-file-size-bytes = 512 MB, Iceberg table properties doc);
 # a batch run is far below it, so each run writes one data file per partition it touches.

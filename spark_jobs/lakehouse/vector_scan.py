@@ -34,10 +34,11 @@ from pyiceberg.manifest import FileFormat
 from pyiceberg.table import FileScanTask, Table
 from pyiceberg.transforms import IdentityTransform
 
-from spark_jobs import tables
+from spark_jobs.lakehouse import tables
 
 FIELD_ID = b"PARQUET:field_id"
-# Rows per chunk handed to the consumer: 8,192 x 2,048 float32 = 64 MiB (spark_jobs.near_duplicates.CHUNK_ROWS).
+# Rows per chunk handed to the consumer: 8,192 x 2,048 float32 = 64 MiB
+# (spark_jobs.lakehouse.near_duplicates.CHUNK_ROWS).
 CHUNK_ROWS = 8192
 # Threads decoding row groups at once (PyArrow releases the GIL); at most that many row groups in memory.
 READ_THREADS = 2
@@ -230,8 +231,9 @@ def read_model(lake: tables.Lake, model_id: str, columns: Sequence[str] = ("imag
 
 def partition_models(lake: tables.Lake, table: Table | None = None) -> list[str]:
     """Distinct ``model_id`` values of ``features``, sorted, from the partition values of the snapshot's data files
-    (metadata only: ``features`` is partitioned by ``identity(model_id)``); equals :func:`spark_jobs.tables.model_ids`,
-    which it calls instead when a file has delete files or is not partitioned by model."""
+    (metadata only: ``features`` is partitioned by ``identity(model_id)``); equals
+    :func:`spark_jobs.lakehouse.tables.model_ids`, which it calls instead when a file has delete files or is not
+    partitioned by model."""
     if table is None:
         try:
             table = lake.table(tables.FEATURES, create=False)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import io
 import json
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -28,6 +29,9 @@ MANIFEST_SCHEMA = T.StructType(
         T.StructField("version_id", T.StringType(), True),
     ]
 )
+
+# Photos per Spark task of a job run (partitions_for): 4 tasks of an executor featurize 500 photos.
+IMAGES_PER_PARTITION = 125
 
 
 class ManifestError(ValueError):
@@ -172,9 +176,24 @@ def read_manifest(spark: SparkSession, uri: str, num_partitions: int | None = No
     return manifest_frame(spark, parse_manifest(storage.read_bytes(uri)), num_partitions)
 
 
+def partitions_for(images: int, default_parallelism: int) -> int:
+    """Spark partitions (tasks) of a job run of ``images`` photos: ``max(default_parallelism, ceil(images /
+    IMAGES_PER_PARTITION))``, at most ``images``, at least 1.
+
+    A big run has more tasks than the executors it starts with, so Spark dynamic allocation asks for more executors
+    (it requests ``ceil(pending tasks / task slots per executor)``, up to ``spark.dynamicAllocation.maxExecutors``;
+    https://spark.apache.org/docs/latest/job-scheduling.html#resource-allocation-policy): with 4-vCPU executors
+    (4 task slots) that is one executor per 4 x :data:`IMAGES_PER_PARTITION` = 500 photos, the rule the capacity
+    model uses (``bench/capacity_model.py`` ``images_per_executor``). A small run keeps ``default_parallelism``.
+    """
+    return max(1, min(images, max(default_parallelism, math.ceil(images / IMAGES_PER_PARTITION))))
+
+
 def manifest_frame(spark: SparkSession, records: list[dict], num_partitions: int | None = None) -> DataFrame:
-    """Parsed manifest records -> DataFrame of :data:`MANIFEST_SCHEMA` (see :func:`read_manifest`)."""
-    parts = max(1, min(len(records), num_partitions or spark.sparkContext.defaultParallelism))
+    """Parsed manifest records -> DataFrame of :data:`MANIFEST_SCHEMA` (see :func:`read_manifest`), in
+    ``num_partitions`` partitions (default: :func:`partitions_for` the number of records)."""
+    default = spark.sparkContext.defaultParallelism
+    parts = max(1, min(len(records), num_partitions)) if num_partitions else partitions_for(len(records), default)
     rows = [tuple(r[name] for name in MANIFEST_SCHEMA.fieldNames()) for r in records]
     return spark.createDataFrame(spark.sparkContext.parallelize(rows, parts), MANIFEST_SCHEMA)
 

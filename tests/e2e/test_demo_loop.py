@@ -99,8 +99,13 @@ def test_batches_follow_the_threshold_and_the_flush(demo_run) -> None:
     assert len(reports) == len(result.batch_reports) == len({r["batch_id"] for r in reports})
     assert len(reports) == (N_PHOTOS + 1) // THRESHOLD + (1 if sizes[-1] < THRESHOLD else 0)
     assert all(run.state == "SUCCESS" for run in result.job_runs)
-    # PCA versions increase by one per successful batch
-    assert [r["pca_version"] for r in reports] == list(range(1, len(reports) + 1))
+    # PCA versions increase by one per successful job run (a job run takes every sealed batch waiting and commits
+    # one PCA version for all of them, issue 19): batches of one run share it, runs follow each other in seal order
+    runs = [tuple(r["run"]["batch_ids"]) for r in reports]
+    assert [b for run in dict.fromkeys(runs) for b in run] == [r["batch_id"] for r in reports]
+    versions = {run: {r["pca_version"] for r in reports if tuple(r["run"]["batch_ids"]) == run} for run in runs}
+    assert [v for v in versions.values()] == [{i} for i in range(1, len(versions) + 1)]
+    assert len(versions) == len(result.job_runs)
     # AND the batches table has one row per batch run, and each batch's features are in at most 2 data files
     batches = plain_scan(config.lake, "batches")
     assert sorted(batches.column("batch_id").to_pylist()) == [r["batch_id"] for r in reports]

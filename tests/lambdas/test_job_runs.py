@@ -28,14 +28,6 @@ from tests.helpers.manifest import JobRunWatch, ingest_objects, read_manifest, s
 T0 = dt.datetime(2026, 11, 25, 8, 0, tzinfo=dt.UTC)
 
 
-@pytest.fixture
-def small_batches(moto_aws, monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.setenv("BATCH_THRESHOLD", "5")
-    monkeypatch.setenv("BATCH_MAX_IMAGES", "20")
-    get_settings.cache_clear()
-    return moto_aws
-
-
 def images(n: int, start: int = 0) -> list[Obj]:
     return [Obj(f"images/Test/Lime/{i}_100.jpg", f"{i:032x}", 100 + i) for i in range(start, start + n)]
 

@@ -30,8 +30,8 @@ from bench.common import RESULTS_DIR, SAMPLE_DIR, write_result
 from bench.config import FULL, TINY, BenchConfig
 from bench.report import summary_row, write_readme
 
-NAMES = ("ingestion", "throughput", "quality", "faster_mode", "incremental", "lake_commit", "engines", "demo_wall",
-         "capacity", "cost")
+NAMES = ("ingestion", "throughput", "quality", "faster_mode", "incremental", "lake_commit", "engines", "sustained",
+         "demo_wall", "capacity", "cost")
 NEEDS_THROUGHPUT = {"quality", "faster_mode", "incremental"}  # cost can reuse stored results (see below)
 
 
@@ -80,6 +80,7 @@ def run_benchmarks(cfg: BenchConfig, names: Sequence[str], workdir: Path,
         ingestion,
         lake_commit,
         quality,
+        sustained,
         throughput,
     )
 
@@ -95,6 +96,10 @@ def run_benchmarks(cfg: BenchConfig, names: Sequence[str], workdir: Path,
                                  state.get("faster_mode") or _stored(cfg, "faster_mode", required=False)),
         "engines": lambda: engines.run(cfg, workdir),
         "demo_wall": lambda: demo_wall.run(cfg, workdir),
+        # 12 sealed batches in one job run vs one job of the same photos (issue 19's sustained rate)
+        "sustained": lambda: sustained.run(workdir / "sustained", photos=12 * max(1, cfg.engine_job_images // 12),
+                                           batch=max(1, cfg.engine_job_images // 12), weights=cfg.weights,
+                                           results_dir=cfg.results_dir),
         # after engines (its per-photo cost)
         "capacity": lambda: capacity.run(cfg.results_dir, validate_locally=cfg.capacity_validate,
                                          sample_dir=cfg.sample_dir, workdir=workdir),

@@ -33,9 +33,9 @@ class Batching(ServiceBase):
         A duplicate delivery records nothing but still seals if pending ≥ threshold, so the SQS retry of an
         invocation that crashed after recording completes its work. Raises ``ClientError`` on AWS errors.
         """
-        outcome = self.record(ref)
-        if outcome.skipped is None:
-            self.seal_if_due(outcome)
+        outcome, counts = self._record(ref)
+        if counts is not None:
+            self.seal_if_due(outcome, counts)
         return outcome
 
     def record(self, ref: ImageRef) -> IngestOutcome:
@@ -44,17 +44,22 @@ class Batching(ServiceBase):
         Skips keys outside IMAGES_PREFIX / non-image suffixes / without an ETag (``skipped`` holds the reason);
         ``duplicate=True`` when the object version was already recorded. ``pending`` is the counter after it.
         """
+        return self._record(ref)[0]
+
+    def _record(self, ref: ImageRef) -> tuple[IngestOutcome, Counts | None]:
+        """:meth:`record`, and the counter read after it (None when the object was skipped): :meth:`ingest`
+        decides on a seal from that same read (one GetItem a photo, not two)."""
         outcome = IngestOutcome(uri=ref.uri)
         reason = self._skip_reason(ref)
         if reason is not None:
             outcome.skipped = reason
-            return outcome
+            return outcome, None
         ref = replace(
             ref, etag=normalize_etag(ref.etag), size=int(ref.size), version_id=normalize_version_id(ref.version_id)
         )
         if not ref.etag:
             outcome.skipped = "missing_etag"
-            return outcome
+            return outcome, None
         label = label_for_key(ref.key, self.settings.images_prefix)
         now = self.clock()
         result, others = self.table.record_version_and_others(ref, label=label, now=now)
@@ -66,8 +71,9 @@ class Batching(ServiceBase):
             outcome.superseded = self.table.supersede_older(
                 ref.bucket, ref.key, stamp=ref.stamp, keep_sk=ref.item_key[1], etag=ref.etag, now=now
             )
-        outcome.pending = self.table.counts().pending
-        return outcome
+        counts = self.table.counts()
+        outcome.pending = counts.pending
+        return outcome, counts
 
     def remove(self, ref: ImageRef) -> IngestOutcome:
         """Apply an ObjectRemoved event (Delete / DeleteMarkerCreated) for ``ref.key``, then seal if due.
@@ -87,8 +93,9 @@ class Batching(ServiceBase):
             outcome.skipped = "stale_event"
             return outcome
         outcome.removed, outcome.erasure_queued = removal.images_removed, removal.erasure_queued
-        outcome.pending = self.table.counts().pending
-        self.seal_if_due(outcome)
+        counts = self.table.counts()
+        outcome.pending = counts.pending
+        self.seal_if_due(outcome, counts)
         return outcome
 
     def _skip_reason(self, ref: ImageRef) -> str | None:
@@ -98,10 +105,11 @@ class Batching(ServiceBase):
             return OTHER_BUCKET
         return skip_reason(ref.key, self.settings.images_prefix)
 
-    def seal_if_due(self, outcome: IngestOutcome) -> None:
+    def seal_if_due(self, outcome: IngestOutcome, counts: Counts | None = None) -> None:
         """Seal when due (BATCH_THRESHOLD pending, or the oldest pending image waited BATCH_MAX_WAIT_SECONDS) and
-        start the next batch; what it did goes into ``outcome``."""
-        reason = self._due(self.table.counts())
+        start the next batch; what it did goes into ``outcome``. ``counts``: the counter as just read (None: read
+        it now); a seal re-reads it anyway before reserving (:meth:`seal_pending`)."""
+        reason = self._due(counts if counts is not None else self.table.counts())
         if reason is not None:
             outcome.sealed = self.seal_pending(reason=reason)
             self._start_next_quietly(outcome)

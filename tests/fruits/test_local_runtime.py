@@ -248,3 +248,63 @@ def test_the_sqs_retention_patch_keeps_moto_semantics(aws_credentials) -> None:
         finally:
             undo()
         assert SQSBackend.is_message_valid_based_on_retention_period is original
+
+
+def _all_query_pages(ddb: Any, **kwargs: Any) -> list[list[dict[str, Any]]]:
+    """Every page of a Query (``Limit`` pages), each page's items."""
+    pages, start = [], None
+    while True:
+        page = ddb.query(**kwargs, **({"ExclusiveStartKey": start} if start else {}))
+        pages.append(page["Items"])
+        start = page.get("LastEvaluatedKey")
+        if not start:
+            return pages
+
+
+def test_the_dynamodb_query_patch_keeps_moto_results_and_pages(aws_credentials) -> None:
+    from moto import mock_aws
+    from moto.dynamodb.models.table import Table
+
+    from fruits.local.moto_compat import install_fast_dynamodb_query
+
+    with mock_aws():
+        # GIVEN a pk/sk table with a GSI (status, updated) holding items of several partitions, added out of order
+        ddb = boto3.client("dynamodb", region_name="eu-west-3")
+        ddb.create_table(
+            TableName="t",
+            BillingMode="PAY_PER_REQUEST",
+            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+            AttributeDefinitions=[{"AttributeName": n, "AttributeType": "S"} for n in ("pk", "sk", "st", "up")],
+            GlobalSecondaryIndexes=[{
+                "IndexName": "gsi1",
+                "KeySchema": [{"AttributeName": "st", "KeyType": "HASH"}, {"AttributeName": "up", "KeyType": "RANGE"}],
+                "Projection": {"ProjectionType": "ALL"},
+            }],
+        )
+        for n in (7, 3, 11, 0, 5, 9, 1, 4, 12, 2, 8, 6, 10):
+            item = {"pk": {"S": f"P#{n % 3}"}, "sk": {"S": f"S#{n:03d}"}, "up": {"S": f"2026-{n % 4}"}}
+            if n % 5:  # items without the GSI key are not in the index
+                item["st"] = {"S": "PENDING" if n % 2 else "DONE"}
+            ddb.put_item(TableName="t", Item=item)
+        queries = [
+            {"KeyConditionExpression": "pk = :p", "ExpressionAttributeValues": {":p": {"S": "P#1"}}},
+            {"KeyConditionExpression": "pk = :p AND sk > :s",
+             "ExpressionAttributeValues": {":p": {"S": "P#2"}, ":s": {"S": "S#004"}}, "ScanIndexForward": False},
+            {"IndexName": "gsi1", "KeyConditionExpression": "st = :v",
+             "ExpressionAttributeValues": {":v": {"S": "PENDING"}}},
+            {"IndexName": "gsi1", "KeyConditionExpression": "st = :v AND up >= :u",
+             "ExpressionAttributeValues": {":v": {"S": "DONE"}, ":u": {"S": "2026-1"}}, "ScanIndexForward": False},
+            {"KeyConditionExpression": "pk = :p", "ExpressionAttributeValues": {":p": {"S": "P#9"}}},  # no item
+        ]
+        expected = [_all_query_pages(ddb, TableName="t", Limit=2, **q) for q in queries]
+        scanned = ddb.scan(TableName="t")["Items"]
+        # WHEN the patch is installed
+        undo = install_fast_dynamodb_query()
+        try:
+            # THEN every query returns moto's items in moto's order, page by page, and Scan is unchanged
+            assert [_all_query_pages(ddb, TableName="t", Limit=2, **q) for q in queries] == expected
+            assert sum(len(p) for p in expected[0]) == 4 and sum(len(p) for p in expected[2]) > 0
+            assert ddb.scan(TableName="t")["Items"] == scanned
+        finally:
+            undo()
+        assert Table.query.__name__ == "query" and "fruits" not in Table.query.__module__

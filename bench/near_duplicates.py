@@ -1,8 +1,8 @@
 """Benchmark — near-duplicates: the similarity distribution behind the default threshold, and the search's cost.
 
 ``python -m bench.near_duplicates [--sample-lake DIR] [--workdir DIR] [--sizes 1000,10000,100000] [--no-job]
-[--no-search] [--similar-photo PATH | --similar-synthetic ROWS]`` (not in ``make bench``: it builds a 100k-row
-lake, ~1 GB, and runs the job twice). Sections not run keep their previous figures in
+[--no-search] [--codec [LAKE]] [--similar-photo PATH | --similar-synthetic ROWS]`` (not in ``make bench``: it
+builds a 100k-row lake, ~1 GB, and runs the job twice). Sections not run keep their previous figures in
 ``bench/results/near_duplicates.json``.
 
 1. **Sample distribution** (``--sample-lake``: a lake holding the 3,600 Fruits-360 Training photos of one model,
@@ -21,6 +21,11 @@ lake, ~1 GB, and runs the job twice). Sections not run keep their previous figur
 4. **``fruits similar``** (``--similar-photo``, a photo of ``--sample-lake``; or ``--similar-synthetic 3600``, a
    stored URI of a synthetic lake of that many rows built in the workdir): wall time of the command in a new
    process (imports and catalog load included), best of 3, with and without ``--model-id``.
+5. **Codec** (``--codec [LAKE]``): the same 100k ``image_uri`` + ``features`` rows written as Parquet with zstd (the
+   codec of every table before 2026-12-05) and uncompressed (``features`` since), by PyArrow as PyIceberg writes
+   them; file size, and the seconds to read and convert the vectors (one thread, best of 3). The vectors are the
+   real ones of LAKE, e.g. the demo's lake (drawn with replacement, each multiplied by 1 + 0.001 N(0, 1) so no two
+   rows are equal), or the synthetic ones of section 2 without LAKE (those compress better: 38 % zeros).
 3. **In a job run**: the real Spark job (``--weights random:0``, the machine's default engine) featurizes 500
    Fruits-360 photos into the lake holding 100k rows of history of the same model, after a warm-up run; the
    ``near_duplicates`` stage's seconds over the rest of the run = what the search adds to a batch run.
@@ -179,6 +184,49 @@ def search_cost(lake_dir: str, threshold: float, repeats: int = 2) -> dict[str, 
     return best
 
 
+def codec_cost(workdir: Path, sample_lake: str | None, rows: int = 100_000, step: int = 10_000) -> dict[str, Any]:
+    """Section 5: size and read seconds of ``rows`` feature vectors as Parquet, zstd against uncompressed."""
+    import pyarrow.parquet as pq
+
+    from spark_jobs.lakehouse import tables, vector_scan
+
+    rng = np.random.default_rng(5)
+    real = None
+    if sample_lake:
+        lake = tables.Lake.at(sample_lake)
+        real = vector_scan.read_model(lake, tables.model_ids(lake)[0])[1]
+
+    def part(start: int, n: int) -> pa.Table:
+        if real is None:
+            x = np.maximum(rng.standard_normal((n, DIM), dtype=np.float32) + 0.3, 0).astype(np.float32)
+        else:
+            x = real[rng.integers(0, len(real), n)]
+            x = (x * (1 + 1e-3 * rng.standard_normal(x.shape, dtype=np.float32))).astype(np.float32)
+        return pa.table({"image_uri": [f"s3://bench/images/codec/{start + i:07d}.jpg" for i in range(n)],
+                         "features": pa.FixedSizeListArray.from_arrays(pa.array(x.ravel()), x.shape[1])
+                         .cast(pa.list_(pa.float32()))})
+
+    out: dict[str, Any] = {"rows": rows, "vectors": f"{sample_lake} (jittered)" if real is not None else "synthetic"}
+    for codec in ("zstd", "none"):
+        path = workdir / f"codec-{codec}.parquet"
+        with pq.ParquetWriter(path, part(0, 1).schema, compression=codec) as writer:
+            for start in range(0, rows, step):
+                writer.write_table(part(start, min(step, rows - start)), row_group_size=step)
+        best = float("inf")
+        for _ in range(3):
+            start = time.perf_counter()
+            for batch in pq.ParquetFile(path).iter_batches(batch_size=8192, columns=["features"], use_threads=False):
+                vector_scan.vectors_of(batch.column(0))
+            best = min(best, time.perf_counter() - start)
+        out["uncompressed" if codec == "none" else codec] = {"megabytes": round(path.stat().st_size / 1e6, 1),
+                                                            "read_seconds": round(best, 3)}
+        path.unlink()
+    out["read_ratio"] = round(out["zstd"]["read_seconds"] / out["uncompressed"]["read_seconds"], 3)
+    out["size_ratio"] = round(out["uncompressed"]["megabytes"] / out["zstd"]["megabytes"], 3)
+    out["load"] = os.getloadavg()
+    return out
+
+
 def job_run(lake_dir: str, workdir: Path, threshold: float) -> dict[str, Any]:
     """Section 3: a warm-up job into a scratch lake, then the timed 500-photo job into ``lake_dir``."""
     from spark_jobs.job import JobConfig, run_batch
@@ -211,6 +259,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-job", action="store_true", help="skip section 3 (the Spark job)")
     parser.add_argument("--no-search", action="store_true", help="skip sections 2 and 3")
     parser.add_argument("--similar-photo", default=None, help="a photo of --sample-lake: time `fruits similar`")
+    parser.add_argument("--codec", nargs="?", const="", default=None, metavar="LAKE",
+                        help="section 5: read cost of zstd vs uncompressed vectors (real ones from LAKE when given)")
     parser.add_argument("--similar-synthetic", type=int, default=None, metavar="ROWS",
                         help="time `fruits similar` on a stored URI of a synthetic lake of ROWS rows instead")
     args = parser.parse_args(argv)
@@ -258,10 +308,19 @@ def main(argv: list[str] | None = None) -> int:
                                              f"CPU (user+sys) {cpu} s; "
                                              f"load {doc['similar']['load'][0]:.1f}"))
         sections["similar"], rows = rows, []
+    if args.codec is not None:
+        codec = doc["codec"] = codec_cost(workdir, args.codec or None)
+        sections["codec"] = [summary_row(
+            "read seconds of the features column, zstd / uncompressed", codec["read_ratio"], "x",
+            note=f"{codec['rows']:,} rows of {codec['vectors']} vectors, one thread: zstd "
+                 f"{codec['zstd']['read_seconds']} s ({codec['zstd']['megabytes']} MB), uncompressed "
+                 f"{codec['uncompressed']['read_seconds']} s ({codec['uncompressed']['megabytes']} MB, "
+                 f"{codec['size_ratio']}x the bytes); load {codec['load'][0]:.1f}")]
     if not args.no_search:
         _search_sections(args, workdir, doc, sections)
     doc["sections"] = sections
-    doc["summary"] = [row for name in ("sample", "similar", "search", "job") for row in sections.get(name, [])]
+    doc["summary"] = [row for name in ("sample", "similar", "codec", "search", "job")
+                      for row in sections.get(name, [])]
     write_result("near_duplicates", doc)
     for row in doc["summary"]:
         print(f"{row['metric']}: {row['value']} {row['unit']} {row['note']}")

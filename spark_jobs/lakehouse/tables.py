@@ -142,6 +142,23 @@ ERASURES_SCHEMA = Schema(
 SCHEMAS: dict[str, Schema] = {FEATURES: FEATURES_SCHEMA, REJECTS: REJECTS_SCHEMA, BATCHES: BATCHES_SCHEMA,
                               NEAR_DUPLICATES: NEAR_DUPLICATES_SCHEMA, ERASURES: ERASURES_SCHEMA}
 
+# Parquet codec of each table's data files (Iceberg table property ``write.parquet.compression-codec``; default
+# zstd). ``features`` is written uncompressed: its 2,048-float vectors are nearly incompressible (zstd saves 9 % on
+# features of real photos) while zstd decoding made reading them 60 % slower, and every near-duplicate search and
+# ``fruits similar`` reads them all (bench/near_duplicates.py, section "codec"). The vectors are > 99 % of the
+# table's bytes, so its small columns lose little. Applied to existing tables too (:func:`_evolved`).
+CODEC_PROPERTY = "write.parquet.compression-codec"
+CODECS: dict[str, str] = {FEATURES: "uncompressed", REJECTS: "zstd", BATCHES: "zstd", NEAR_DUPLICATES: "zstd",
+                          ERASURES: "zstd"}
+
+
+def table_properties(name: str) -> dict[str, str]:
+    """The Iceberg table properties table ``name`` is created with (format version, Parquet codec, manifest merge)."""
+    return {"format-version": FORMAT_VERSION, CODEC_PROPERTY: CODECS[name],
+            # merge small manifests on commit: the metadata a commit reads stays small as batch runs accumulate
+            # (Iceberg table properties, commit.manifest-merge.*)
+            "commit.manifest-merge.enabled": "true"}
+
 
 def _by_model(schema: Schema) -> PartitionField:
     return PartitionField(schema.find_field("model_id").field_id, 1000, IdentityTransform(), "model_id")
@@ -267,10 +284,7 @@ class Lake:
                 schema=SCHEMAS[name],
                 partition_spec=SPECS[name],
                 location=storage.join(self.uri, name),
-                properties={"format-version": FORMAT_VERSION, "write.parquet.compression-codec": "zstd",
-                            # merge small manifests on commit: the metadata a commit reads stays small as
-                            # batch runs accumulate (Iceberg table properties, commit.manifest-merge.*)
-                            "commit.manifest-merge.enabled": "true"},
+                properties=table_properties(name),
             )
         except TableAlreadyExistsError:  # created concurrently
             return catalog.load_table(identifier)
@@ -288,16 +302,22 @@ def missing_columns(table: Table, name: str) -> list[str]:
 
 def _evolved(table: Table, name: str) -> Table:
     """``table`` with the optional columns the code added since it was created (Iceberg schema evolution:
-    ``update_schema().union_by_name``, a metadata-only commit; existing rows read null in them). Idempotent; a
-    concurrent evolution that wins is reloaded.
+    ``update_schema().union_by_name``, a metadata-only commit; existing rows read null in them) and the Parquet codec
+    of :data:`CODECS` (a property change, also metadata-only: files written before keep their codec and read as
+    before; files written after use the new one). Idempotent; a concurrent evolution that wins is reloaded.
     """
-    if not missing_columns(table, name):
-        return table
-    try:
-        with table.update_schema() as update:
-            update.union_by_name(SCHEMAS[name])
-    except CommitFailedException:
-        table.refresh()
+    if missing_columns(table, name):
+        try:
+            with table.update_schema() as update:
+                update.union_by_name(SCHEMAS[name])
+        except CommitFailedException:
+            table.refresh()
+    if table.properties.get(CODEC_PROPERTY, "zstd") != CODECS[name]:
+        try:
+            with table.transaction() as transaction:
+                transaction.set_properties({CODEC_PROPERTY: CODECS[name]})
+        except CommitFailedException:
+            table.refresh()
     return table
 
 

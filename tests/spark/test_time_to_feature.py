@@ -106,3 +106,43 @@ def test_a_features_table_written_before_the_event_columns_is_evolved_in_place(t
     tables.replace_batch_rows(lake, tables.FEATURES, pa.Table.from_pylist([new]), batch_id="b1", model_id="m")
     times = {r["image_uri"]: r["event_time"] for r in tables.scan(lake, tables.FEATURES).to_pylist()}
     assert times == {"s3://b/old.jpg": None, "s3://b/new.jpg": T0}
+
+
+def _codecs(lake_dir: Path, table: str) -> dict[str, set[str]]:
+    """Parquet codec of each column chunk's file, by data file name (every column chunk of every row group)."""
+    import pyarrow.parquet as pq
+
+    out: dict[str, set[str]] = {}
+    for path in (lake_dir / table / "data").rglob("*.parquet"):
+        meta = pq.ParquetFile(path).metadata
+        out[path.name] = {meta.row_group(g).column(c).compression for g in range(meta.num_row_groups)
+                          for c in range(meta.num_columns)}
+    return out
+
+
+def test_features_are_written_uncompressed_and_an_older_zstd_table_moves_to_it(tmp_path) -> None:
+    # GIVEN a features table created with the earlier codec (zstd for every table), holding one row
+    root = tmp_path / "lake"
+    lake = tables.Lake.at(str(root))
+    old = lake.table(tables.FEATURES)
+    with old.transaction() as transaction:  # as tables were created before this change
+        transaction.set_properties({tables.CODEC_PROPERTY: "zstd"})
+    row = {"image_uri": "s3://b/old.jpg", "model_id": "m", "batch_id": "b0", "ingested_at": T0,
+           "features": [0.5] * 4, "pca": [0.1], "pca_version": 1}
+    old.append(tables.to_table_schema(pa.Table.from_pylist([row]), tables.FEATURES, old.schema()))
+    (old_file,) = _codecs(root, tables.FEATURES)
+    # WHEN a reader loads it THEN nothing is committed (readers never write)
+    assert lake.table(tables.FEATURES, create=False).properties[tables.CODEC_PROPERTY] == "zstd"
+    # WHEN a batch run writes its rows (writer access)
+    new = dict(row, image_uri="s3://b/new.jpg", batch_id="b1")
+    tables.replace_batch_rows(lake, tables.FEATURES, pa.Table.from_pylist([new]), batch_id="b1", model_id="m")
+    # THEN the table's codec is uncompressed, the new file is written so and the old file keeps zstd
+    assert lake.table(tables.FEATURES, create=False).properties[tables.CODEC_PROPERTY] == "uncompressed"
+    codecs = _codecs(root, tables.FEATURES)
+    assert codecs.pop(old_file) == {"ZSTD"}
+    assert list(codecs.values()) == [{"UNCOMPRESSED"}]
+    # AND both rows read back
+    assert {r["image_uri"] for r in tables.scan(lake, tables.FEATURES).to_pylist()} == {"s3://b/old.jpg",
+                                                                                          "s3://b/new.jpg"}
+    # AND a table other than features keeps zstd when created
+    assert lake.table(tables.REJECTS).properties[tables.CODEC_PROPERTY] == "zstd"

@@ -228,6 +228,11 @@ def _process(config: DemoConfig, res: Any, photos: list[Path], runner: LocalEmrR
         if time.monotonic() >= next_tick:
             handlers["tick"](scheduled_event("tick"), LocalLambdaContext("tick"))
             next_tick = time.monotonic() + config.tick_seconds
+        if config.arrival_rate is None and not flushed and stream.done and result.recorded >= stream.uploaded:
+            # waves: seal the remainder as soon as every photo is recorded, while a job run may still be running
+            # (the flush schedule does not wait for job runs on AWS either), so the next run takes it along
+            handlers["flush"](scheduled_event("flush"), LocalLambdaContext("flush"))
+            flushed = True
         if runner.poll(on_job_run) or not stream.done or polled.received:
             if not polled.received:
                 time.sleep(0.2)
@@ -240,9 +245,6 @@ def _process(config: DemoConfig, res: Any, photos: list[Path], runner: LocalEmrR
             elif time.monotonic() - idle_since > UNRECORDED_GRACE_SECONDS:  # e.g. an ingest failure: see the DLQ
                 console.print(f"[red]{stream.uploaded - result.recorded} uploads were never recorded[/]")
                 break
-        if config.arrival_rate is None and not flushed and result.recorded >= stream.uploaded:
-            handlers["flush"](scheduled_event("flush"), LocalLambdaContext("flush"))  # waves: seal the remainder
-            flushed = True
         time.sleep(0.2)
     stream.check()
     result.uploaded, result.seconds_upload, result.upload_rate = stream.uploaded, stream.seconds, stream.achieved_rate

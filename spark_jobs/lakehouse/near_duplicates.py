@@ -51,8 +51,11 @@ NEAR_DUPLICATES = tables.NEAR_DUPLICATES
 # similarity distribution MEASURED on the Fruits-360 sample (bench/near_duplicates.py --measure-sample, figures in
 # bench/results/near_duplicates.json "sample"): see the README "Near-duplicates" for the figures behind it.
 DEFAULT_MIN_SIMILARITY = 0.996
-# History rows compared per matrix product: 8,192 x 2,048 float32 = 64 MiB, plus the (batch x chunk) products.
-CHUNK_ROWS = 8192
+# History rows compared per matrix product: 2,048 x 2,048 float32 = 16 MiB, plus the (batch x chunk) products.
+# Smaller than the 8,192 rows (64 MiB) used before 2026-12-05: memory blocks that large are fresh pages for every chunk
+# (the allocator hands them back to the system), and the first search of a process then took 2.4-3.2 s instead of
+# 1.3-1.4 s at 100k rows (bench/near_duplicates.py; the matrix products stay large enough to run at full speed).
+CHUNK_ROWS = 2048
 
 
 @dataclass(frozen=True)

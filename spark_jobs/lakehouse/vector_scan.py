@@ -37,9 +37,9 @@ from pyiceberg.transforms import IdentityTransform
 from spark_jobs.lakehouse import tables
 
 FIELD_ID = b"PARQUET:field_id"
-# Rows per chunk handed to the consumer: 8,192 x 2,048 float32 = 64 MiB
-# (spark_jobs.lakehouse.near_duplicates.CHUNK_ROWS).
-CHUNK_ROWS = 8192
+# Rows per chunk handed to the consumer: 2,048 x 2,048 float32 = 16 MiB
+# (spark_jobs.lakehouse.near_duplicates.CHUNK_ROWS, where the size is measured).
+CHUNK_ROWS = 2048
 # Threads decoding row groups at once (PyArrow releases the GIL); at most that many row groups in memory.
 READ_THREADS = 2
 

@@ -308,3 +308,22 @@ def test_the_dynamodb_query_patch_keeps_moto_results_and_pages(aws_credentials) 
         finally:
             undo()
         assert Table.query.__name__ == "query" and "fruits" not in Table.query.__module__
+
+
+def test_the_moto_module_list_is_read_once_with_moto_answers() -> None:
+    from moto import backends
+
+    from fruits.local.moto_compat import install_cached_moto_module_list
+
+    # GIVEN moto's own list of its service packages
+    original = backends.list_of_moto_modules
+    expected = list(original())
+    # WHEN the cached list is installed
+    undo = install_cached_moto_module_list()
+    try:
+        # THEN it holds the same modules, every time, and the server's host check answers as before
+        assert list(backends.list_of_moto_modules()) == expected == list(backends.list_of_moto_modules())
+        assert "dynamodb" in backends.list_of_moto_modules() and "127.0.0.1:5000" not in expected
+    finally:
+        undo()
+    assert backends.list_of_moto_modules is original
